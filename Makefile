@@ -1,0 +1,34 @@
+# voxc: `make engines` builds the default target; `make test` runs the test suite.
+# Both create .venv on first use and install the pinned dependencies from pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+TARGET ?= cpu
+PRESET ?= light
+ARGS   ?=
+VOXC   := $(VENV)/bin/voxc
+
+.PHONY: engines test parity corpus clean distclean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+engines: $(VENV)/.installed
+	$(VOXC) build --target $(TARGET) --preset $(PRESET) $(ARGS)
+
+parity: $(VENV)/.installed
+	$(VOXC) parity --target $(TARGET)
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q $(ARGS)
+
+corpus: $(VENV)/.installed
+	$(VENV)/bin/python -m calibration.corpus --out artifacts/corpus
+
+clean:
+	rm -rf artifacts/cache artifacts/$(TARGET)
+
+distclean:
+	rm -rf $(VENV) artifacts/cache artifacts/*/

@@ -1,0 +1,1 @@
+"""compiler/: how voxc builds -- build graph, stages, cache, parity, reports and the CLI."""

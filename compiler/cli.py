@@ -1,0 +1,114 @@
+"""The `voxc` command line: build, parity, inspect. User mistakes end in one line and exit status 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from models.errors import VoxcError
+
+EXIT_USER, EXIT_PARITY = 2, 1
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _checkpoints(items: list[str]) -> dict[str, Path]:
+    out = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise VoxcError(f"--checkpoint expects NAME=PATH, got '{item}'")
+        out[name] = Path(path)
+    return out
+
+
+def _overrides(cfg: dict, items: list[str]) -> dict:
+    """--set key=value on the preset (ints, floats and strings; unknown keys are refused)."""
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in cfg or key == "dims":
+            raise VoxcError(f"--set expects KEY=VALUE with KEY one of {', '.join(k for k in cfg if k != 'dims')}; "
+                            f"got '{item}'")
+        old = cfg[key]
+        try:
+            cfg[key] = type(old)(raw) if not isinstance(old, (list, dict)) else json.loads(raw)
+        except ValueError:
+            raise VoxcError(f"--set {key}: '{raw}' is not a valid {type(old).__name__}") from None
+    return cfg
+
+
+def _request(args):
+    from compiler.build import BuildRequest
+    from models.presets import preset
+    from models.registry import MODEL_NAMES, entry
+    models = _csv(args.models) if args.models else MODEL_NAMES
+    for m in models:
+        entry(m)
+    return BuildRequest(target=args.target, preset=_overrides(preset(args.preset), args.set),
+                        preset_name=args.preset, models=models, checkpoints=_checkpoints(args.checkpoint),
+                        artifacts=Path(args.artifacts), exporter=args.exporter, jobs=args.jobs)
+
+
+def cmd_build(args) -> int:
+    from compiler.build import build
+    return 0 if build(_request(args)) else EXIT_PARITY
+
+
+def cmd_parity(args) -> int:
+    """Re-run parity for an already built target against its recorded reference weights."""
+    from compiler.verify import verify_target
+    return 0 if verify_target(Path(args.artifacts), args.target) else EXIT_PARITY
+
+
+def cmd_inspect(args) -> int:
+    from compiler.inspect_cmd import inspect_path
+    print(inspect_path(Path(args.path)))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="voxc", description="Compile an expressive TTS stack into verified artifacts.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--target", default=os.environ.get("TARGET", "cpu"), help="target profile (targets/profiles)")
+        sp.add_argument("--artifacts", default="artifacts", help="artifacts folder (cache and per-target outputs)")
+
+    b = sub.add_parser("build", help="export, simplify, build and parity-check every model for a target")
+    common(b)
+    b.add_argument("--models", help="comma-separated subset of the stack's graphs")
+    b.add_argument("--preset", default="tiny", help="size preset: tiny, light or base")
+    b.add_argument("--checkpoint", action="append", metavar="NAME=PATH", help="weights for one model")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one preset value")
+    b.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
+    b.add_argument("--jobs", type=int, default=2, help="worker processes (1 runs stages inline)")
+    b.set_defaults(func=cmd_build)
+
+    q = sub.add_parser("parity", help="re-check a built target's artifacts against PyTorch")
+    common(q)
+    q.set_defaults(func=cmd_parity)
+
+    i = sub.add_parser("inspect", help="inputs, outputs, dynamic dims and op histogram of an ONNX file or target")
+    i.add_argument("path")
+    i.set_defaults(func=cmd_inspect)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except VoxcError as exc:
+        print(f"voxc: error: {exc}", file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("voxc: interrupted; no partial artifact was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

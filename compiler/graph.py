@@ -1,0 +1,233 @@
+"""The build graph: stages as pure functions, content-addressed outputs, a pluggable executor.
+
+A stage's key hashes its name and version, its parameters (canonical JSON), the content hashes of
+its input files and upstream outputs, and the versions of the tools it calls. Its output lives in
+artifacts/cache/<key>/, written into a temporary folder and renamed into place last, so an
+interrupted build never leaves a half-written entry that a later build would trust. Unchanged
+keys are cache hits and do no work; a changed input rebuilds only what depends on it.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import time
+import uuid
+from concurrent.futures import Future, ProcessPoolExecutor, FIRST_COMPLETED, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import multiprocessing
+
+from models.errors import VoxcError
+
+META = "stage.json"
+
+
+def canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_tree(folder: Path) -> str:
+    """Hash of every file under folder (relative path + content), excluding the stage record."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != META:
+            h.update(str(p.relative_to(folder)).encode())
+            h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def tool_versions(tools: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for t in tools:
+        try:
+            out[t] = importlib.metadata.version(t)
+        except importlib.metadata.PackageNotFoundError:
+            out[t] = "absent"
+    return out
+
+
+@dataclass
+class Stage:
+    """One node: fn(out_dir, params, inputs) writes files into out_dir and returns a JSON-able record.
+
+    inputs maps a name to an upstream Stage (its output folder is passed) or to a file Path.
+    """
+    label: str                      # unique, e.g. "vocoder/export"
+    name: str                       # stage kind, e.g. "export"
+    version: int
+    fn: Callable[[Path, dict, dict], dict]
+    params: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
+    tools: tuple[str, ...] = ()
+
+    def deps(self) -> list["Stage"]:
+        return [v for v in self.inputs.values() if isinstance(v, Stage)]
+
+
+@dataclass
+class Result:
+    label: str
+    key: str
+    path: Path
+    record: dict
+    cached: bool
+    seconds: float
+
+
+class Executor(Protocol):
+    """Anything that runs a picklable call somewhere and returns a Future (local pool, Ray, ...)."""
+    def submit(self, fn: Callable, *args) -> Future: ...
+    def shutdown(self) -> None: ...
+
+
+class InlineExecutor:
+    """Runs each stage in this process (debugging, tests, single-core hosts)."""
+
+    def submit(self, fn, *args):
+        quiet_torch_logs()
+        fut: Future = Future()
+        try:
+            fut.set_result(fn(*args))
+        except BaseException as exc:  # delivered to the scheduler like a pool would
+            fut.set_exception(exc)
+        return fut
+
+    def shutdown(self):
+        pass
+
+
+class LocalPoolExecutor:
+    """A pool of spawned worker processes; torch and ONNX tools are imported once per worker."""
+
+    def __init__(self, workers: int):
+        ctx = multiprocessing.get_context("spawn")
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                        initargs=(workers,))
+
+    def submit(self, fn, *args):
+        return self.pool.submit(fn, *args)
+
+    def shutdown(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _init_worker(workers: int) -> None:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    quiet_torch_logs()
+    import torch
+    torch.set_num_threads(threads)
+
+
+def quiet_torch_logs() -> None:
+    """The ONNX exporter logs a warning per missing torchvision op; none of the stack uses them."""
+    import logging
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+
+
+def _run_stage(fn, cache: str, key: str, params: dict, inputs: dict) -> tuple[dict, float]:
+    """Worker side: run into a temporary folder, then rename it into the cache atomically."""
+    final = Path(cache) / key
+    if (final / META).is_file():
+        return json.loads((final / META).read_text()), 0.0
+    tmp = Path(cache) / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    t0 = time.perf_counter()
+    try:
+        record = fn(tmp, params, {k: Path(v) for k, v in inputs.items()}) or {}
+        record = {"key": key, **record, "output_sha256": sha256_tree(tmp)}
+        (tmp / META).write_text(json.dumps(record, indent=1, sort_keys=True))
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another build finished the same key first: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return record, time.perf_counter() - t0
+
+
+class BuildGraph:
+    def __init__(self, cache: Path):
+        self.cache = Path(cache)
+        self.stages: dict[str, Stage] = {}
+
+    def add(self, stage: Stage) -> Stage:
+        if stage.label in self.stages:
+            raise ValueError(f"duplicate stage {stage.label}")
+        for dep in stage.deps():
+            if dep.label not in self.stages:
+                raise ValueError(f"{stage.label} depends on unknown stage {dep.label}")
+        self.stages[stage.label] = stage
+        return stage
+
+    def key(self, stage: Stage, done: dict[str, Result]) -> str:
+        inputs = {}
+        for name, v in sorted(stage.inputs.items()):
+            inputs[name] = done[v.label].record["output_sha256"] if isinstance(v, Stage) else sha256_file(Path(v))
+        blob = canonical({"stage": stage.name, "version": stage.version, "params": stage.params,
+                          "inputs": inputs, "tools": tool_versions(stage.tools)})
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    def run(self, executor: Executor, progress: Callable[[Result], None] = lambda r: None) -> dict[str, Result]:
+        try:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            probe = self.cache / f".probe-{uuid.uuid4().hex[:6]}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise VoxcError(f"cannot write to the artifacts cache {self.cache} ({exc.strerror}); "
+                            "pass --artifacts DIR to a writable folder") from None
+        done: dict[str, Result] = {}
+        running: dict[Future, tuple[Stage, str]] = {}
+        pending = list(self.stages.values())
+        while pending or running:
+            ready = [s for s in pending if all(d.label in done for d in s.deps())]
+            while ready:  # cache hits unblock further stages at once
+                stage = ready.pop(0)
+                pending.remove(stage)
+                key = self.key(stage, done)
+                meta = self.cache / key / META
+                if meta.is_file():
+                    done[stage.label] = Result(stage.label, key, self.cache / key, json.loads(meta.read_text()),
+                                               True, 0.0)
+                    progress(done[stage.label])
+                    ready += [s for s in pending if s not in ready and all(d.label in done for d in s.deps())]
+                    continue
+                inputs = {k: str(done[v.label].path if isinstance(v, Stage) else v) for k, v in stage.inputs.items()}
+                fut = executor.submit(_run_stage, stage.fn, str(self.cache), key, stage.params, inputs)
+                running[fut] = (stage, key)
+            if not running:
+                if pending:
+                    raise ValueError("build graph has a cycle: " + ", ".join(s.label for s in pending))
+                break
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                stage, key = running.pop(fut)
+                try:
+                    record, seconds = fut.result()
+                except VoxcError:
+                    for f in running:
+                        f.cancel()
+                    raise
+                except Exception as exc:
+                    for f in running:
+                        f.cancel()
+                    raise VoxcError(f"stage {stage.label} failed: {type(exc).__name__}: "
+                                    f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}") from exc
+                done[stage.label] = Result(stage.label, key, self.cache / key, record, False, seconds)
+                progress(done[stage.label])
+        return done

@@ -1,0 +1,81 @@
+"""Parity: drive a backend runner and the PyTorch FP32 reference over the spec's length sweep.
+
+Every point yields rows {model, precision, runtime, length, batch, output, metric, value,
+tolerance, passed}. Wrong shapes (a length frozen at export), NaN/Inf, runner errors and metrics
+outside the spec's budget are all failures; a failed row fails the build.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from compiler import metrics
+from models.spec import ModelSpec
+
+
+def torch_outputs(module: torch.nn.Module, spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    with torch.inference_mode():
+        outs = module(*[torch.from_numpy(feeds[t.name]) for t in spec.inputs])
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    return {t.name: o.numpy() for t, o in zip(spec.outputs, outs)}
+
+
+def point_inputs(spec: ModelSpec, batch: int, length: int) -> dict[str, np.ndarray]:
+    """Deterministic inputs per sweep point, independent of the export example's seed."""
+    return spec.make_inputs(batch, length, np.random.default_rng(1000 + 7 * length + batch))
+
+
+def check(spec: ModelSpec, module: torch.nn.Module, runner, precision: str, runtime: str,
+          points: list[tuple[int, int]] | None = None) -> list[dict]:
+    rows: list[dict] = []
+    for batch, length in points or spec.sweep():
+        feeds = point_inputs(spec, batch, length)
+        sizes = spec.sizes_of(feeds)
+        ref = torch_outputs(module, spec, feeds)
+        base = {"model": spec.name, "precision": precision, "runtime": runtime, "length": length, "batch": batch}
+
+        def row(output, metric, value, tolerance, passed, **extra):
+            rows.append({**base, "output": output, "metric": metric, "value": value, "tolerance": tolerance,
+                         "passed": bool(passed), **extra})
+        try:
+            got = runner.infer(feeds)
+        except Exception as exc:
+            row("*", "runs", 0.0, 1.0, False, error=str(exc).strip().splitlines()[0][:240] if str(exc).strip() else
+                type(exc).__name__)
+            continue
+        for t in spec.outputs:
+            want = spec.output_shape(t, sizes)
+            out = got.get(t.name)
+            shape = list(out.shape) if out is not None else None
+            if shape != list(want) or list(ref[t.name].shape) != list(want):
+                row(t.name, "shape", str(shape), str(list(want)), False)
+                continue
+            finite = float(np.isfinite(out).all()) if out.dtype.kind == "f" else 1.0
+            if finite < 1.0:
+                row(t.name, "finite", 0.0, 1.0, False)
+                continue
+            budget = spec.budget(precision, t.kind)
+            values = metrics.compare(t.kind, ref[t.name], out)
+            for metric, tol in budget.items():
+                value = values.get(metric)
+                row(t.name, metric, value, tol, metrics.passes(metric, value, tol))
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Per (model, runtime, precision): pass/fail and the worst value of each metric."""
+    out: dict = {}
+    for r in rows:
+        key = f"{r['model']}/{r['runtime']}/{r['precision']}"
+        s = out.setdefault(key, {"passed": True, "points": set(), "worst": {}})
+        s["passed"] &= r["passed"]
+        s["points"].add((r["batch"], r["length"]))
+        if isinstance(r["value"], float):
+            name = f"{r['output']}.{r['metric']}"
+            prev = s["worst"].get(name)
+            worse = (lambda a, b: a > b) if r["metric"] in metrics.LOWER_IS_BETTER else (lambda a, b: a < b)
+            if prev is None or worse(r["value"], prev):
+                s["worst"][name] = r["value"]
+    for s in out.values():
+        s["points"] = sorted(s["points"])
+    return out

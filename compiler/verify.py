@@ -1,0 +1,57 @@
+"""`voxc parity`: re-check the artifacts of a built target against its recorded PyTorch reference.
+
+Reads artifacts/<T>/manifest.json, verifies every file's sha256, rebuilds each reference module
+from reference.safetensors and its recorded config, and reruns the gates over the spec's sweep.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from compiler import parity, report
+from compiler.graph import sha256_file
+from models.errors import VoxcError
+from models.registry import model_spec
+from targets import backend
+
+
+def load_manifest(folder: Path) -> dict:
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise VoxcError(f"no build found at {folder}; run `voxc build --target {folder.name}` first")
+    return json.loads(path.read_text())
+
+
+def verify_target(artifacts: Path, target: str) -> bool:
+    folder = artifacts / target
+    manifest = load_manifest(folder)
+    rows: list[dict] = []
+    for name, info in manifest["models"].items():
+        for f in info["artifacts"] + [info["reference"]]:
+            p = folder / f["path"]
+            if not p.is_file() or sha256_file(p) != f["sha256"]:
+                raise VoxcError(f"{p} is missing or altered since the build (sha256 mismatch); "
+                                f"rebuild with `voxc build --target {target}`")
+        cfg = info["config"]
+        spec = model_spec(name, cfg)
+        module = _reference(folder / name, cfg, name)
+        model_rows = []
+        for a in info["artifacts"]:
+            if a["runtime"] == "portable":
+                continue
+            runner = backend(a["runtime"]).runner(folder / a["path"])
+            model_rows += parity.check(spec, module, runner, a["precision"], a["runtime"])
+        info["parity"] = "pass" if all(r["passed"] for r in model_rows) else "fail"
+        rows += model_rows
+    report.write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+    passed = report.write_parity(folder, target, rows)
+    print(report.parity_markdown(target, rows).split("\n## All checks")[0])
+    return passed
+
+
+def _reference(model_dir: Path, cfg: dict, name: str):
+    from safetensors.torch import load_file
+    from models.registry import init_module
+    module = init_module(name, cfg)
+    module.load_state_dict(load_file(str(model_dir / "reference.safetensors")))
+    return module.eval()

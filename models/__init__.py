@@ -1,0 +1,1 @@
+"""models/: what voxc compiles -- PyTorch modules of the TTS stack and one ModelSpec per exported graph."""

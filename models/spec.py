@@ -1,0 +1,158 @@
+"""ModelSpec: everything about one exported graph's inputs and outputs, declared once.
+
+Export (dynamic axes), checks (which dims must stay symbolic), parity (length sweeps, metrics
+per output kind, budgets per precision), and later TensorRT profiles / OpenVINO bounds /
+Core ML ranges are all derived from the spec; nothing about a graph's IO is written twice.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from models.errors import VoxcError
+
+OUTPUT_KINDS = ("waveform", "mel", "embedding", "durations", "hidden")
+
+# Parity budgets per precision and output kind. Metric names are defined in compiler/metrics.py,
+# which also knows each metric's direction (<= for errors, >= for similarities).
+BUDGETS: dict[str, dict[str, dict[str, float]]] = {
+    # fp32 artifacts differ from PyTorch only by kernel order of summation: ~1e-6 relative.
+    # 1e-3 relative L2 leaves room for long LSTM/attention accumulations yet catches any real
+    # change (one perturbed weight moves rel_l2 to >1e-2). 60 dB waveform SNR is 40 dB above
+    # Polygraphy's 20 dB floor, because fp32 has no excuse to add audible noise.
+    "fp32": {
+        "waveform": {"rel_l2": 1e-3, "cosine": 0.99999, "snr_db": 60.0, "max_abs": 1e-2},
+        "mel": {"rel_l2": 1e-3, "cosine": 0.99999, "max_abs": 5e-2},
+        "embedding": {"rel_l2": 1e-3, "cosine": 0.99999, "max_abs": 1e-2},
+        "hidden": {"rel_l2": 1e-3, "cosine": 0.99999, "max_abs": 5e-2},
+        # durations are rounded in-graph: a rounding tie may flip one phone in a few hundred.
+        "durations": {"exact_match": 0.99, "frame_drift": 0.01},
+    },
+    # fp16 keeps ~3 decimal digits: relative L2 around 1e-3 is expected. 40 dB keeps the
+    # quantisation noise 20 dB under Polygraphy's floor, inaudible under speech.
+    "fp16": {
+        "waveform": {"rel_l2": 2e-2, "cosine": 0.9998, "snr_db": 40.0, "max_abs": 5e-2},
+        "mel": {"rel_l2": 2e-2, "cosine": 0.9998, "max_abs": 0.25},
+        "embedding": {"rel_l2": 2e-2, "cosine": 0.9998, "max_abs": 2e-2},
+        "hidden": {"rel_l2": 2e-2, "cosine": 0.9998, "max_abs": 0.25},
+        "durations": {"exact_match": 0.95, "frame_drift": 0.02},
+    },
+    # int8 is judged by how it sounds more than by elementwise error (compiler/metrics adds the
+    # audio metrics); 25 dB is 5 dB above Polygraphy's floor and where coarse noise stops being
+    # obvious on speech, cosine 0.995 for embeddings keeps speaker identity (EER moves < 1 %).
+    "int8": {
+        "waveform": {"rel_l2": 0.1, "cosine": 0.995, "snr_db": 25.0},
+        "mel": {"rel_l2": 0.1, "cosine": 0.995},
+        "embedding": {"rel_l2": 0.1, "cosine": 0.995},
+        "hidden": {"rel_l2": 0.1, "cosine": 0.995},
+        "durations": {"exact_match": 0.85, "frame_drift": 0.05},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A named dynamic dimension with its range; `export` is the example length used at export."""
+    name: str
+    min: int
+    opt: int
+    export: int
+    max: int
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output. dims: ints, dim names, or 'name*k' for a derived dim (e.g. samples)."""
+    name: str
+    dtype: str
+    dims: tuple
+    kind: str = ""  # outputs only: one of OUTPUT_KINDS
+
+
+_DERIVED = re.compile(r"^([a-z_]+)\*(\d+)$")
+
+
+def resolve_dim(d, sizes: dict[str, int]) -> int:
+    if isinstance(d, int):
+        return d
+    m = _DERIVED.match(d)
+    if m:
+        return sizes[m.group(1)] * int(m.group(2))
+    return sizes[d]
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    dims: dict[str, Dim]
+    sweep_dim: str                      # the length axis parity sweeps over
+    make_inputs: Callable[[int, int, np.random.Generator], dict[str, np.ndarray]]  # (batch, length, rng)
+    budgets: dict = field(default_factory=lambda: BUDGETS)
+    description: str = ""
+
+    # ---- derived facts -------------------------------------------------------------
+    def dynamic_dims(self) -> set[str]:
+        return {d for t in self.inputs for d in t.dims if isinstance(d, str)}
+
+    def example_inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Inputs at the export example size (batch 2 so the batch axis cannot specialise to 1)."""
+        b = min(max(2, self.dims["batch"].export), self.dims["batch"].max)
+        return self.make_inputs(b, self.dims[self.sweep_dim].export, np.random.default_rng(seed))
+
+    def sweep(self) -> list[tuple[int, int]]:
+        """(batch, length) points: min, opt, export, > 2x export, max at batch 1; opt at batch 2."""
+        d = self.dims[self.sweep_dim]
+        beyond = min(2 * d.export + 3, d.max)
+        lengths = sorted({d.min, d.opt, d.export, beyond, d.max})
+        points = [(1, n) for n in lengths]
+        if self.dims["batch"].max >= 2:
+            points.append((2, d.opt))
+        return points
+
+    def budget(self, precision: str, kind: str) -> dict[str, float]:
+        if precision not in self.budgets:
+            raise VoxcError(f"no parity budget for precision '{precision}' in spec {self.name}")
+        return self.budgets[precision][kind]
+
+    def output_shape(self, out: TensorSpec, sizes: dict[str, int]) -> tuple[int, ...]:
+        return tuple(resolve_dim(d, sizes) for d in out.dims)
+
+    def sizes_of(self, feeds: dict[str, np.ndarray]) -> dict[str, int]:
+        """Named dim sizes read off concrete inputs, checked against the spec's ranges."""
+        sizes: dict[str, int] = {}
+        for t in self.inputs:
+            if t.name not in feeds:
+                raise VoxcError(f"{self.name}: missing input '{t.name}'; expected {[i.name for i in self.inputs]}")
+            arr = feeds[t.name]
+            if arr.ndim != len(t.dims):
+                raise VoxcError(f"{self.name}: input '{t.name}' has rank {arr.ndim}, spec says {len(t.dims)} {t.dims}")
+            for axis, d in enumerate(t.dims):
+                n = int(arr.shape[axis])
+                if isinstance(d, int):
+                    if n != d:
+                        raise VoxcError(f"{self.name}: input '{t.name}' axis {axis} is {n}, spec fixes it at {d}")
+                    continue
+                if sizes.setdefault(d, n) != n:
+                    raise VoxcError(f"{self.name}: dim '{d}' is {sizes[d]} in one input and {n} in '{t.name}'")
+                r = self.dims[d]
+                if not r.min <= n <= r.max:
+                    raise VoxcError(f"{self.name}: {d}={n} on input '{t.name}' is outside the spec's range "
+                                    f"[{r.min}, {r.max}]; split the input or rebuild with a larger range")
+        return sizes
+
+    def to_json(self) -> dict:
+        io = lambda ts: [{"name": t.name, "dtype": t.dtype, "dims": list(t.dims), **({"kind": t.kind} if t.kind else {})}
+                         for t in ts]
+        return {"inputs": io(self.inputs), "outputs": io(self.outputs),
+                "dims": {k: {"min": v.min, "opt": v.opt, "export": v.export, "max": v.max}
+                         for k, v in self.dims.items() if k in self.dynamic_dims() or k == "batch"}}
+
+
+def dims_from_preset(cfg: dict, names: list[str]) -> dict[str, Dim]:
+    """Dim ranges for the named symbols, read from a preset's "dims" table."""
+    return {n: Dim(n, *cfg["dims"][n]) for n in names}

@@ -1,0 +1,20 @@
+"""targets/: where artifacts run -- one module per backend plus TOML target profiles.
+
+A backend module offers build(source, out_dir, precision, spec, calibration, options) -> dict,
+runner(path) -> Runner, and fingerprint() -> dict. Runners take and return dict[str, np.ndarray]
+keyed by the spec's names, so parity and benchmarks are written once for every backend.
+"""
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from models.errors import VoxcError
+
+BACKENDS = {"onnxruntime": "targets.onnxruntime"}
+
+
+def backend(name: str) -> ModuleType:
+    if name not in BACKENDS:
+        raise VoxcError(f"unknown backend '{name}': choose from {', '.join(BACKENDS)}")
+    return importlib.import_module(BACKENDS[name])

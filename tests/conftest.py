@@ -1,0 +1,25 @@
+"""Shared fixtures: one tiny-preset cpu build per test session, reused by the build and CLI tests."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("VOXC_THREADS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_build(tmp_path_factory) -> Path:
+    """artifacts folder holding a complete tiny `cpu` build (built once per session)."""
+    from compiler.build import BuildRequest, build
+    from models.presets import preset
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    assert build(BuildRequest(target="cpu", preset=preset("tiny"), preset_name="tiny", artifacts=artifacts, jobs=2))
+    return artifacts
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg() -> dict:
+    from models.presets import preset
+    return preset("tiny")

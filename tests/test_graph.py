@@ -1,0 +1,94 @@
+"""Build graph: content-addressed cache, no work on an unchanged rebuild, atomic writes, executors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compiler.graph import BuildGraph, InlineExecutor, LocalPoolExecutor, Stage
+from models.errors import VoxcError
+
+
+def write_text(out: Path, params: dict, inputs: dict) -> dict:
+    text = params["text"] + "".join((p / "out.txt").read_text() for p in inputs.values() if p.is_dir())
+    (out / "out.txt").write_text(text)
+    return {"length": len(text)}
+
+
+def explode(out: Path, params: dict, inputs: dict) -> dict:
+    (out / "half.txt").write_text("half-written")
+    raise RuntimeError("boom")
+
+
+def _graph(cache: Path, a_text="a", b_text="b") -> BuildGraph:
+    g = BuildGraph(cache)
+    a = g.add(Stage("a", "write", 1, write_text, {"text": a_text}))
+    b = g.add(Stage("b", "write", 1, write_text, {"text": b_text}))
+    g.add(Stage("ab", "write", 1, write_text, {"text": "+"}, {"a": a, "b": b}))
+    return g
+
+
+def test_second_run_is_all_cached_and_change_rebuilds_only_dependents(tmp_path):
+    first = _graph(tmp_path).run(InlineExecutor())
+    assert not any(r.cached for r in first.values())
+    assert (first["ab"].path / "out.txt").read_text() == "+ab"
+    again = _graph(tmp_path).run(InlineExecutor())
+    assert all(r.cached for r in again.values())
+    changed = _graph(tmp_path, b_text="B").run(InlineExecutor())
+    assert changed["a"].cached and not changed["b"].cached and not changed["ab"].cached
+    assert (changed["ab"].path / "out.txt").read_text() == "+aB"
+
+
+def test_key_changes_with_stage_version_and_input_files(tmp_path):
+    src = tmp_path / "weights.bin"
+    src.write_bytes(b"1")
+
+    def key(version):
+        g = BuildGraph(tmp_path / "cache")
+        s = g.add(Stage("s", "write", version, write_text, {"text": "x"}, {"w": src}))
+        return g.key(s, {})
+    k1 = key(1)
+    assert key(2) != k1
+    src.write_bytes(b"2")
+    assert key(1) != k1
+
+
+def test_failed_stage_leaves_nothing_a_later_build_would_trust(tmp_path):
+    g = BuildGraph(tmp_path)
+    g.add(Stage("bad", "explode", 1, explode))
+    with pytest.raises(VoxcError, match="stage bad failed: RuntimeError: boom"):
+        g.run(InlineExecutor())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupted_temporary_folder_is_ignored(tmp_path):
+    g = _graph(tmp_path)
+    key_a = g.key(g.stages["a"], {})
+    stale = tmp_path / f".tmp-{key_a}-deadbeef"
+    stale.mkdir(parents=True)
+    (stale / "out.txt").write_text("garbage")
+    results = g.run(InlineExecutor())
+    assert not results["a"].cached and (results["a"].path / "out.txt").read_text() == "a"
+
+
+def test_records_carry_output_hash(tmp_path):
+    results = _graph(tmp_path).run(InlineExecutor())
+    record = json.loads((results["a"].path / "stage.json").read_text())
+    assert record["output_sha256"] == results["a"].record["output_sha256"] and record["length"] == 1
+
+
+def test_local_pool_runs_independent_stages_in_workers(tmp_path):
+    pool = LocalPoolExecutor(2)
+    try:
+        results = _graph(tmp_path).run(pool)
+    finally:
+        pool.shutdown()
+    assert (results["ab"].path / "out.txt").read_text() == "+ab"
+
+
+def test_unwritable_cache_is_one_clear_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with pytest.raises(VoxcError, match="cannot write to the artifacts cache .* pass --artifacts DIR"):
+        _graph(blocker / "cache").run(InlineExecutor())
