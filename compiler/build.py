@@ -78,8 +78,9 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
         for runtime in profile["backends"]:
             for precision in profiles.precisions(profile, runtime, name):
                 a = _stage(g, f"{name}/{runtime}-{precision}", "artifact",
-                           {"model": name, "config": cfg, "runtime": runtime, "precision": precision},
-                           {"onnx": s}, (runtime, "onnx"))
+                           {**base, "runtime": runtime, "precision": precision,
+                            "options": profile.get("options", {}).get(runtime, {})},
+                           {"onnx": s, "weights": w}, (runtime, "onnx"))
                 p = _stage(g, f"{name}/{runtime}-{precision}/parity", "parity",
                            {**base, "runtime": runtime, "precision": precision, "file": "model.onnx",
                             "budgets": spec.budgets.get(precision), "sweep": spec.sweep()},

@@ -111,7 +111,9 @@ def simplify(out: Path, params: dict, inputs: dict) -> dict:
 def artifact(out: Path, params: dict, inputs: dict) -> dict:
     from targets import backend
     spec = model_spec(params["model"], params["config"])
-    record = backend(params["runtime"]).build(inputs["onnx"] / ONNX, out, params["precision"], spec)
+    record = backend(params["runtime"]).build(
+        inputs["onnx"] / ONNX, out, params["precision"], spec, calibration=None, options=params.get("options", {}),
+        torch_module=lambda: load_module(params, inputs["weights"]))
     model = onnx.load(str(out / record["file"]))
     return {**record, **onnx_info.graph_facts(model)}
 

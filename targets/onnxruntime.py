@@ -24,7 +24,8 @@ def session_options(threads: int | None = None, optimize: bool = True) -> ort.Se
     return so
 
 
-def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None) -> dict:
+def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None,
+          torch_module=None) -> dict:
     """Apply ORT's extended graph optimisations offline and save the result (fp32)."""
     if precision != "fp32":
         raise VoxcError(f"onnxruntime precision '{precision}' is not available yet; use fp32")
