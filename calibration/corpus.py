@@ -23,7 +23,6 @@ Run: ``python -m calibration.corpus --out artifacts/corpus`` (``make corpus``).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import random
@@ -36,6 +35,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+
+from compiler.graph import sha256_file
 
 from models import audio, text as textmod
 
@@ -509,14 +510,6 @@ def _compact(records: list[dict], seed: int, max_parity: int = 48, max_parity_se
             "refs": _pack(refs, with_waves=False)}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _save_npz(path: Path, arrays: dict) -> None:
     """np.savez_compressed with fixed zip timestamps, so identical content → identical sha256."""
     import io
@@ -537,7 +530,7 @@ def write_compact(records: list[dict], out_dir: Path, seed: int, command: str) -
     for name, arrays in _compact(records, seed).items():
         path = out_dir / f"{name}.npz"
         _save_npz(path, arrays)
-        files[f"{name}.npz"] = dict(set=name, sha256=_sha256(path), bytes=path.stat().st_size,
+        files[f"{name}.npz"] = dict(set=name, sha256=sha256_file(path), bytes=path.stat().st_size,
                                     utterances=int(len(arrays["text"])))
     manifest = dict(generator_version=GENERATOR_VERSION, seed=seed, command=command,
                     tools="festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k espeak-ng sox",

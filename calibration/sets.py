@@ -16,13 +16,13 @@ Every file is checked against the sha256 in ``manifest.json`` before it is read;
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from compiler.graph import sha256_file
 from models.errors import VoxcError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -80,14 +80,6 @@ def _entry(name: str, data_dir: Path) -> tuple[str, dict]:
     raise _corrupt(name, "not listed in manifest.json")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def set_hash(name: str, data_dir: Path | str = DATA_DIR) -> str:
     """Content hash (sha256 of the set's file, from the manifest)."""
     return _entry(name, Path(data_dir))[1]["sha256"]
@@ -100,7 +92,7 @@ def verify(name: str, data_dir: Path | str = DATA_DIR) -> Path:
     path = data_dir / fname
     if not path.is_file():
         raise _corrupt(name, f"missing file {fname}")
-    if _sha256(path) != info["sha256"]:
+    if sha256_file(path) != info["sha256"]:
         raise _corrupt(name, f"sha256 mismatch for {fname}")
     return path
 
