@@ -7,6 +7,7 @@ swapped into place, then manifest.json, parity.json and parity.md describe it.
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import shutil
@@ -26,10 +27,29 @@ from targets import profiles
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
+def _graph_sources(roots: tuple[str, ...] = ("registry", "weights")) -> list[Path]:
+    """models/ files the graphs and their weights come from: the roots and what they import, transitively."""
+    seen: dict[str, Path] = {}
+    todo = list(roots)
+    while todo:
+        name = todo.pop()
+        path = MODELS_DIR / f"{name}.py"
+        if name in seen or not path.is_file():
+            continue
+        seen[name] = path
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "models":
+                todo += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("models."):
+                todo.append(node.module.split(".")[1])
+    return sorted(seen.values())
+
+
 def models_source_hash() -> str:
-    """Model code is an input of every stage that runs it: editing models/ rebuilds them."""
+    """Graph code is an input of every stage that runs it: editing it rebuilds them (the text front
+    end and feature extraction are not part of any graph and do not count)."""
     h = hashlib.sha256()
-    for p in sorted(MODELS_DIR.glob("*.py")):
+    for p in _graph_sources():
         h.update(p.name.encode() + p.read_bytes())
     return h.hexdigest()[:16]
 
