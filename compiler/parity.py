@@ -55,9 +55,12 @@ def summarise(rows: list[dict]) -> dict:
     out: dict = {}
     for r in rows:
         key = f"{r['model']}/{r['runtime']}/{r['precision']}"
-        s = out.setdefault(key, {"passed": True, "points": set(), "worst": {}})
-        s["passed"] &= r["passed"]
+        s = out.setdefault(key, {"passed": True, "deferred": False, "points": set(), "worst": {}})
         s["points"].add((r["batch"], r["length"]))
+        if r.get("status") == "deferred":  # awaiting the device: neither a pass nor a failure
+            s["deferred"] = True
+            continue
+        s["passed"] &= r["passed"]
         if isinstance(r["value"], float):
             name = f"{r['output']}.{r['metric']}"
             prev = s["worst"].get(name)

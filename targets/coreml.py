@@ -16,17 +16,17 @@ import collections
 import hashlib
 import importlib.metadata
 import json
-import platform
 import uuid
 from pathlib import Path
 
 import numpy as np
 
 from models.errors import VoxcError
+from targets import coreml_runner
 
 FILE = "model.mlpackage"
 PARITY = "device"
-DEFERRED_REASON = "Core ML runs only on macOS"
+DEFERRED_REASON = coreml_runner.DEFERRED_REASON
 PRECISIONS = ("fp16", "fp32")
 _DTYPES = {"float32": "FLOAT32", "int64": "INT32", "int32": "INT32", "float16": "FLOAT16"}
 _REGISTERED = []
@@ -237,32 +237,9 @@ def op_summary(path: Path) -> dict:
             "spec_version": int(s.specificationVersion)}
 
 
-class CoreMLRunner:
-    """Core ML prediction (macOS only): int inputs cast to int32, outputs back to the spec's dtypes."""
-
-    def __init__(self, path: Path, inputs: list[dict] | None = None, outputs: list[dict] | None = None):
-        if platform.system() != "Darwin":
-            raise VoxcError(f"{DEFERRED_REASON}; run the bundle's verify.py on a Mac")
-        ct = _ct()
-        self.name = "coreml"
-        self.model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.ALL)
-        self.outputs = {o["name"]: o["dtype"] for o in outputs or []}
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        got = self.model.predict({k: (v.astype(np.int32) if v.dtype.kind in "iu" else v) for k, v in feeds.items()})
-        return {k: np.asarray(v).astype(self.outputs.get(k, str(np.asarray(v).dtype)))
-                for k, v in got.items()}
-
-
-def runner(path: Path, inputs=None, outputs=None) -> CoreMLRunner:
-    return CoreMLRunner(path, inputs, outputs)
+def runner(path: Path, inputs=None, outputs=None):
+    return coreml_runner.runner(path, inputs, outputs)
 
 
 def fingerprint() -> dict:
-    try:
-        version = importlib.metadata.version("coremltools")
-    except importlib.metadata.PackageNotFoundError:
-        version = None
-    return {"runtime": "coreml", "coremltools": version, "system": platform.system(),
-            "macos": platform.mac_ver()[0] or None, "machine": platform.machine(),
-            "can_predict": platform.system() == "Darwin"}
+    return coreml_runner.fingerprint()
