@@ -64,6 +64,21 @@ def cmd_parity(args) -> int:
     return 0 if verify_target(Path(args.artifacts), args.target) else EXIT_PARITY
 
 
+def cmd_report(args) -> int:
+    """Print a target's parity summary; with --merge, first fold a device bundle's parity.json into it."""
+    from compiler import deferred, report
+    folder = Path(args.artifacts) / args.target
+    if args.merge:
+        from compiler.merge import merge
+        status = merge(Path(args.artifacts), args.target, Path(args.merge))
+        print(f"voxc: merged {args.merge} into {folder / 'parity.json'}; target {args.target} parity {status.upper()}")
+    from compiler.verify import load_manifest
+    load_manifest(folder)
+    rows = json.loads((folder / "parity.json").read_text())["results"]
+    print(report.parity_markdown(args.target, rows).split("\n## All checks")[0])
+    return EXIT_PARITY if deferred.status(rows) == "fail" else 0
+
+
 def cmd_inspect(args) -> int:
     from compiler.inspect_cmd import inspect_path
     print(inspect_path(Path(args.path)))
@@ -91,6 +106,11 @@ def parser() -> argparse.ArgumentParser:
     q = sub.add_parser("parity", help="re-check a built target's artifacts against PyTorch")
     common(q)
     q.set_defaults(func=cmd_parity)
+
+    r = sub.add_parser("report", help="print a target's parity report; --merge folds in a device bundle's result")
+    common(r)
+    r.add_argument("--merge", metavar="DEVICE_PARITY.json", help="parity.json written by a device bundle's verify.py")
+    r.set_defaults(func=cmd_report)
 
     i = sub.add_parser("inspect", help="inputs, outputs, dynamic dims and op histogram of an ONNX file or target")
     i.add_argument("path")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from compiler import metrics
+from compiler import gates, metrics
 from models.spec import ModelSpec
 
 
@@ -43,22 +43,10 @@ def check(spec: ModelSpec, module: torch.nn.Module, runner, precision: str, runt
             row("*", "runs", 0.0, 1.0, False, error=str(exc).strip().splitlines()[0][:240] if str(exc).strip() else
                 type(exc).__name__)
             continue
-        for t in spec.outputs:
-            want = spec.output_shape(t, sizes)
-            out = got.get(t.name)
-            shape = list(out.shape) if out is not None else None
-            if shape != list(want) or list(ref[t.name].shape) != list(want):
-                row(t.name, "shape", str(shape), str(list(want)), False)
-                continue
-            finite = float(np.isfinite(out).all()) if out.dtype.kind == "f" else 1.0
-            if finite < 1.0:
-                row(t.name, "finite", 0.0, 1.0, False)
-                continue
-            budget = spec.budget(precision, t.kind)
-            values = metrics.compare(t.kind, ref[t.name], out)
-            for metric, tol in budget.items():
-                value = values.get(metric)
-                row(t.name, metric, value, tol, metrics.passes(metric, value, tol))
+        want = {t.name: list(spec.output_shape(t, sizes)) for t in spec.outputs}
+        budgets = {t.kind: spec.budget(precision, t.kind) for t in spec.outputs}
+        for r in gates.judge([(t.name, t.kind) for t in spec.outputs], want, ref, got, budgets):
+            row(r.pop("output"), r.pop("metric"), r.pop("value"), r.pop("tolerance"), r.pop("passed"))
     return rows
 
 
@@ -67,9 +55,12 @@ def summarise(rows: list[dict]) -> dict:
     out: dict = {}
     for r in rows:
         key = f"{r['model']}/{r['runtime']}/{r['precision']}"
-        s = out.setdefault(key, {"passed": True, "points": set(), "worst": {}})
-        s["passed"] &= r["passed"]
+        s = out.setdefault(key, {"passed": True, "deferred": False, "points": set(), "worst": {}})
         s["points"].add((r["batch"], r["length"]))
+        if r.get("status") == "deferred":  # awaiting the device: neither a pass nor a failure
+            s["deferred"] = True
+            continue
+        s["passed"] &= r["passed"]
         if isinstance(r["value"], float):
             name = f"{r['output']}.{r['metric']}"
             prev = s["worst"].get(name)

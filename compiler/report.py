@@ -9,8 +9,8 @@ import os
 import uuid
 from pathlib import Path
 
-from compiler import parity
-from compiler.graph import sha256_file, tool_versions
+from compiler import deferred, parity
+from compiler.graph import sha256_file, sha256_tree, tool_versions
 from models.registry import model_spec
 
 VOXC_VERSION = importlib.metadata.version("voxc")
@@ -22,9 +22,20 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def artifact_path(name: str, runtime: str, precision: str, record: dict) -> str:
+    """Where an artifact sits in the target folder, keeping its format's suffix (.onnx, .mlpackage)."""
+    return f"{name}/{name}.{runtime}-{precision}{Path(record['file']).suffix}"
+
+
+def file_hash(p: Path) -> str:
+    """sha256 of a file, or of a folder artifact's tree (relative paths + contents)."""
+    return sha256_tree(p) if p.is_dir() else sha256_file(p)
+
+
 def _file_entry(folder: Path, rel: str, **extra) -> dict:
     p = folder / rel
-    return {"path": rel, "sha256": sha256_file(p), "bytes": p.stat().st_size, **extra}
+    size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+    return {"path": rel, "sha256": file_hash(p), "bytes": size, **extra}
 
 
 def write_target(folder: Path, req, profile: dict, chains: dict, results: dict) -> bool:
@@ -35,8 +46,9 @@ def write_target(folder: Path, req, profile: dict, chains: dict, results: dict) 
         files = [_file_entry(folder, f"{name}/{name}.onnx", precision="fp32", format="onnx", runtime="portable")]
         model_rows = []
         for a in chain["artifacts"]:
-            files.append(_file_entry(folder, f"{name}/{name}.{a['runtime']}-{a['precision']}.onnx",
-                                     precision=a["precision"], format="onnx", runtime=a["runtime"]))
+            rec = results[a["artifact"]].record
+            files.append(_file_entry(folder, artifact_path(name, a["runtime"], a["precision"], rec),
+                                     precision=a["precision"], format=rec.get("format", "onnx"), runtime=a["runtime"]))
             model_rows += results[a["parity"]].record["rows"]
         rows += model_rows
         stage_labels = {k: chain[k] for k in ("weights", "export", "check", "simplify")}
@@ -53,9 +65,9 @@ def write_target(folder: Path, req, profile: dict, chains: dict, results: dict) 
                       "simplified_nodes": simplify["nodes"], "simplifier": simplify["simplifier"],
                       "simplify_fallbacks": simplify["fallback_reasons"], "ops": simplify["ops"],
                       "exporter": results[chain["export"]].record["exporter"]},
-            "parity": "pass" if all(r["passed"] for r in model_rows) else "fail",
+            "parity": deferred.status(model_rows),
         }
-    passed = all(r["passed"] for r in rows)
+    passed = deferred.host_passed(rows)
     manifest = {"target": req.target, "voxc_version": VOXC_VERSION, "preset": req.preset_name,
                 "profile": profile, "models": models}
     write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
@@ -63,9 +75,11 @@ def write_target(folder: Path, req, profile: dict, chains: dict, results: dict) 
     return passed
 
 
-def write_parity(folder: Path, target: str, rows: list[dict]) -> bool:
-    passed = all(r["passed"] for r in rows)
-    write_atomic(folder / "parity.json", json.dumps({"target": target, "passed": passed, "results": rows}, indent=1))
+def write_parity(folder: Path, target: str, rows: list[dict], **extra) -> bool:
+    """parity.json + parity.md; `passed` covers the gates run so far, `status` says if device checks are pending."""
+    passed = deferred.host_passed(rows)
+    write_atomic(folder / "parity.json", json.dumps({"target": target, "passed": passed,
+                                                     "status": deferred.status(rows), **extra, "results": rows}, indent=1))
     write_atomic(folder / "parity.md", parity_markdown(target, rows))
     return passed
 
@@ -77,18 +91,22 @@ def _fmt(v) -> str:
 
 
 def parity_markdown(target: str, rows: list[dict]) -> str:
-    passed = all(r["passed"] for r in rows)
+    overall = {"pass": "PASS", "fail": "FAIL", "deferred": "HOST PASS, DEVICE PARITY DEFERRED"}[deferred.status(rows)]
+    waiting = sorted({r.get("reason", "") for r in rows if deferred.is_deferred(r)})
     lines = [f"# Parity report: target `{target}`", "",
-             f"**Overall: {'PASS' if passed else 'FAIL'}** ({len(rows)} checks, "
-             f"{sum(not r['passed'] for r in rows)} failed)", "",
+             f"**Overall: {overall}** ({len(rows)} checks, {sum(r['passed'] is False for r in rows)} failed, "
+             f"{sum(deferred.is_deferred(r) for r in rows)} deferred to the device)", "",
+             *([f"Deferred: {'; '.join(waiting)}. Run the device bundle, then "
+                f"`voxc report --target {target} --merge DEVICE_PARITY.json`.", ""] if waiting else []),
              "| model | runtime | precision | sweep (batch x length) | result | worst values |",
              "|---|---|---|---|---|---|"]
     for key, s in parity.summarise(rows).items():
         model, runtime, precision = key.split("/")
         points = ", ".join(f"{b}x{n}" for b, n in s["points"])
         worst = "; ".join(f"{k} {_fmt(v)}" for k, v in s["worst"].items())
-        lines.append(f"| {model} | {runtime} | {precision} | {points} | {'PASS' if s['passed'] else 'FAIL'} | {worst} |")
-    failed = [r for r in rows if not r["passed"]]
+        result = "FAIL" if not s["passed"] else "DEFERRED" if s["deferred"] else "PASS"
+        lines.append(f"| {model} | {runtime} | {precision} | {points} | {result} | {worst} |")
+    failed = [r for r in rows if r["passed"] is False]
     if failed:
         lines += ["", "## Failed checks", "", "| model | runtime | precision | batch | length | output | metric | value | budget |",
                   "|---|---|---|---|---|---|---|---|---|"]
@@ -100,5 +118,5 @@ def parity_markdown(target: str, rows: list[dict]) -> str:
               "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['runtime']} | {r['precision']} | {r['batch']} | {r['length']} | {r['output']} | "
-                     f"{r['metric']} | {_fmt(r['value'])} | {_fmt(r['tolerance'])} | {'yes' if r['passed'] else 'NO'} |")
+                     f"{r['metric']} | {_fmt(r['value'])} | {_fmt(r['tolerance'])} | {'deferred' if deferred.is_deferred(r) else 'yes' if r['passed'] else 'NO'} |")
     return "\n".join(lines) + "\n"

@@ -114,12 +114,17 @@ def artifact(out: Path, params: dict, inputs: dict) -> dict:
     record = backend(params["runtime"]).build(
         inputs["onnx"] / ONNX, out, params["precision"], spec, calibration=None, options=params.get("options", {}),
         torch_module=lambda: load_module(params, inputs["weights"]))
+    if not record["file"].endswith(".onnx"):  # e.g. a Core ML package: the backend records its own facts
+        return record
     model = onnx.load(str(out / record["file"]))
     return {**record, **onnx_info.graph_facts(model)}
 
 
 def parity_check(out: Path, params: dict, inputs: dict) -> dict:
     from targets import backend
+    if getattr(backend(params["runtime"]), "PARITY", "host") == "device":
+        from compiler import deferred
+        return deferred.parity_stage(out, params, inputs)
     spec = model_spec(params["model"], params["config"])
     module = load_module(params, inputs["weights"])
     runner = backend(params["runtime"]).runner(inputs["artifact"] / params["file"])

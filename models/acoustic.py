@@ -50,10 +50,11 @@ class AcousticEncoder(nn.Module):
 
 class LengthRegulator(nn.Module):
     def forward(self, hidden: torch.Tensor, durations: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        ends = torch.cumsum(durations, dim=1)                                          # [B, P]
+        # Comparing with the first P-1 phone ends only caps the index at P-1 (frames past the
+        # total, masked below, reuse the last phone) without a clamp: Core ML's clip is float-only.
+        ends = torch.cumsum(durations, dim=1)[:, :-1]                                  # [B, P-1]
         frame = torch.arange(frame_mask.shape[1], device=hidden.device, dtype=ends.dtype)  # [T]
         index = (frame[None, :, None] >= ends[:, None, :]).to(torch.int64).sum(-1)     # [B, T]
-        index = torch.clamp(index, max=hidden.shape[1] - 1)
         states = torch.gather(hidden, 1, index[..., None].expand(-1, -1, hidden.shape[2]))
         return states * frame_mask[..., None]
 

@@ -65,7 +65,7 @@ class TransformerStack(nn.Module):
         self.norm = nn.LayerNorm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + sinusoid_positions(x, x.shape[-1])[None]
+        x = x + sinusoid_positions(x, self.norm.normalized_shape[0])[None]
         for block in self.blocks:
             x = block(x)
         return self.norm(x)

@@ -1,0 +1,98 @@
+"""Parity for artifacts whose runtime is elsewhere (Core ML on macOS, TensorRT on the GPU/Jetson).
+
+The parity stage of such a backend does what this host can: it writes the golden inputs and the
+PyTorch reference outputs over the spec's length sweep (golden.npz, shipped in the device bundle),
+runs the host checks (TensorRT: the exact ONNX handed to TensorRT, gated with ONNX Runtime; Core
+ML: the package reloaded as a spec and compared with the ModelSpec), and adds one *deferred* row
+per sweep point. Deferred rows have passed = None: they never count as a pass and never fail the
+host build; `voxc report --merge` replaces them with the device's rows.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from compiler import parity
+
+DEFERRED = "deferred"
+
+
+def is_deferred(row: dict) -> bool:
+    return row.get("status") == DEFERRED
+
+
+def gate_rows(rows: list[dict]) -> list[dict]:
+    """Rows that decide pass/fail here (everything but deferred ones)."""
+    return [r for r in rows if not is_deferred(r)]
+
+
+def host_passed(rows: list[dict]) -> bool:
+    return all(r["passed"] for r in gate_rows(rows))
+
+
+def status(rows: list[dict]) -> str:
+    """'fail' if any gate failed, else 'deferred' if device checks are outstanding, else 'pass'."""
+    if not host_passed(rows):
+        return "fail"
+    return DEFERRED if any(is_deferred(r) for r in rows) else "pass"
+
+
+def golden_key(i: int, side: str, name: str) -> str:
+    return f"p{i}.{side}.{name}"
+
+
+def write_golden(path: Path, spec, module, points: list[tuple[int, int]]) -> None:
+    """Inputs (as parity.point_inputs makes them) and PyTorch FP32 outputs at every sweep point."""
+    arrays = {}
+    for i, (b, n) in enumerate(points):
+        feeds = parity.point_inputs(spec, b, n)
+        ref = parity.torch_outputs(module, spec, feeds)
+        sizes = spec.sizes_of(feeds)
+        for t in spec.outputs:
+            if list(ref[t.name].shape) != list(spec.output_shape(t, sizes)):
+                raise ValueError(f"{spec.name}: reference output {t.name} has shape {list(ref[t.name].shape)}")
+        arrays.update({golden_key(i, "in", k): v for k, v in feeds.items()})
+        arrays.update({golden_key(i, "out", k): v for k, v in ref.items()})
+    np.savez_compressed(path, **arrays)
+
+
+def deferred_rows(spec, precision: str, runtime: str, points, reason: str) -> list[dict]:
+    return [{"model": spec.name, "precision": precision, "runtime": runtime, "length": n, "batch": b,
+             "output": "*", "metric": "device_parity", "value": None, "tolerance": None, "passed": None,
+             "status": DEFERRED, "reason": reason} for b, n in points]
+
+
+def parity_stage(out: Path, params: dict, inputs: dict) -> dict:
+    """The parity stage for a backend with PARITY = "device" (see the module docstring)."""
+    import json
+
+    from compiler.stages import load_module
+    from models.registry import model_spec
+    from targets import backend
+    spec = model_spec(params["model"], params["config"])
+    module = load_module(params, inputs["weights"])
+    be = backend(params["runtime"])
+    points = [tuple(p) for p in params["sweep"]]
+    art = inputs["artifact"]
+    record = json.loads((art / "stage.json").read_text())
+    write_golden(out / "golden.npz", spec, module, points)
+    options = params.get("options", {})
+    runtime, precision = params["runtime"], params["precision"]
+    rows: list[dict] = []
+    if runtime == "tensorrt":
+        from targets import onnxruntime as ort_backend
+        host = parity.check(spec, module, ort_backend.runner(art / record["file"]), precision, "onnxruntime", points)
+        rows += [{**r, "checked": "onnx for tensorrt"} for r in host]
+        if record.get("engine"):  # built here (x86 host with a GPU): the engine itself is checked now
+            trt_runner = be.runner(art / record["engine"], record["profiles"], spec.to_json()["inputs"])
+            return {"passed": True, "rows": rows + parity.check(spec, module, trt_runner, precision, runtime, points)}
+        reason = be.deferred_reason(options)
+    else:
+        problems = be.check_package(spec, art / record["file"], options)
+        base = {"model": spec.name, "precision": precision, "runtime": runtime, "length": 0, "batch": 0}
+        rows.append({**base, "output": "*", "metric": "package_matches_spec", "value": float(len(problems)),
+                     "tolerance": 0.0, "passed": not problems, **({"error": "; ".join(problems)[:400]} if problems else {})})
+        reason = be.DEFERRED_REASON
+    rows += deferred_rows(spec, precision, runtime, points, reason)
+    return {"passed": host_passed(rows), "rows": rows, "deferred_reason": reason}

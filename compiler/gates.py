@@ -1,0 +1,35 @@
+"""The parity gates for one inference: shapes, finiteness, then every budgeted metric per output.
+
+numpy-only (with compiler/metrics.py): host parity (compiler/parity.py) and the device bundle's
+verifier both call `judge`, so a device is held to exactly the gates the host build applies.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from compiler import metrics
+
+
+def judge(outputs: list[tuple[str, str]], want: dict[str, list[int]], ref: dict[str, np.ndarray],
+          got: dict[str, np.ndarray], budgets: dict[str, dict[str, float]]) -> list[dict]:
+    """Rows {output, metric, value, tolerance, passed} for outputs [(name, kind)] against the reference.
+
+    want: the shape each output must have; budgets: kind -> {metric: tolerance}.
+    """
+    rows = []
+    for name, kind in outputs:
+        out = got.get(name)
+        shape = list(out.shape) if out is not None else None
+        if shape != list(want[name]) or list(ref[name].shape) != list(want[name]):
+            rows.append({"output": name, "metric": "shape", "value": str(shape), "tolerance": str(list(want[name])),
+                         "passed": False})
+            continue
+        if out.dtype.kind == "f" and not np.isfinite(out).all():
+            rows.append({"output": name, "metric": "finite", "value": 0.0, "tolerance": 1.0, "passed": False})
+            continue
+        values = metrics.compare(kind, ref[name], out)
+        for metric, tol in budgets[kind].items():
+            value = values.get(metric)
+            rows.append({"output": name, "metric": metric, "value": value, "tolerance": tol,
+                         "passed": bool(metrics.passes(metric, value, tol))})
+    return rows

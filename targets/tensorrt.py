@@ -1,0 +1,106 @@
+"""TensorRT backend (targets `jetson`, `x86-cuda`): the host-validated ONNX, its profiles and build recipe.
+
+The artifact is the ONNX file a TensorRT builder will parse, validated here: fp32 is the checked,
+simplified graph; fp16 (mixed precision, for strong typing) and int8 (explicit QDQ) come from
+targets.onnxruntime.build and must keep to standard ONNX ops (ORT contrib ops would not parse in
+TensorRT). Beside it go profiles.json (optimization profiles from the spec and the corpus,
+targets/trt_profiles.py) and recipe.json (workspace, DLA, regime). Engines themselves are built
+where the GPU is (targets/trt_engine.py): on an x86 host with CUDA and TensorRT at build time
+(option build_here), otherwise on the device from the bundle (compiler/bundle.py).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from models.errors import VoxcError
+from targets import trt_engine
+
+FILE = "model.onnx"
+PARITY = "device"
+PRECISIONS = ("fp32", "fp16", "int8")
+RECIPE_KEYS = ("workspace_mb", "dla_core", "regime", "max_profiles", "split_ratio", "opt_batch")
+STANDARD_DOMAINS = ("", "ai.onnx")
+
+
+def deferred_reason(options: dict) -> str:
+    if options.get("build_on") == "device":
+        return "TensorRT engines for this target are built and checked on the device (Jetson)"
+    return "TensorRT is not installed on this host"
+
+
+def nonstandard_ops(path: Path) -> list[str]:
+    """Ops outside the standard ONNX domain (e.g. com.microsoft fusions), which TensorRT cannot parse."""
+    import onnx
+    model = onnx.load(str(path), load_external_data=False)
+    return sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in STANDARD_DOMAINS})
+
+
+def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None,
+          torch_module=None) -> dict:
+    from targets import trt_profiles
+    options = options or {}
+    if precision not in PRECISIONS:
+        raise VoxcError(f"TensorRT precision '{precision}' is not supported: use {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        shutil.copyfile(source, out_dir / FILE)
+    else:  # reduced precision is produced and parity-checked on the host with ONNX Runtime first
+        from targets import onnxruntime as ort_backend
+        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+            rec = ort_backend.build(source, Path(tmp), precision, spec, calibration=calibration,
+                                    options=options.get("onnxruntime", {}), torch_module=torch_module)
+            shutil.copyfile(Path(tmp) / rec["file"], out_dir / FILE)
+    bad = nonstandard_ops(out_dir / FILE)
+    if bad:
+        raise VoxcError(f"{spec.name if spec else source}: the {precision} ONNX for TensorRT uses non-standard ops "
+                        f"{', '.join(bad[:6])}; TensorRT cannot parse them -- produce it without ORT-specific fusions")
+    profiles = trt_profiles.derive(spec, options)
+    recipe = {k: options[k] for k in RECIPE_KEYS if k in options}
+    recipe.setdefault("workspace_mb", 1024)
+    recipe.setdefault("regime", "auto")
+    (out_dir / "profiles.json").write_text(json.dumps(profiles, indent=1))
+    (out_dir / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True))
+    record = {"file": FILE, "format": "onnx", "precision": precision, "runtime": "tensorrt",
+              "profiles": profiles, "recipe": recipe}
+    if options.get("build_here") and trt_available():
+        record.update(_build_here(out_dir, precision, profiles, recipe, source))
+    return record
+
+
+def trt_available() -> bool:
+    return bool(trt_engine.device_fingerprint().get("tensorrt")) and bool(trt_engine.device_fingerprint().get("gpu"))
+
+
+def _build_here(out_dir: Path, precision: str, profiles: list[dict], recipe: dict, source: Path) -> dict:
+    """x86-cuda with TensorRT and a GPU at build time: build the engine now (thin; runs on CUDA hosts only)."""
+    fp = trt_engine.device_fingerprint()
+    reg = trt_engine.regime(fp["tensorrt"], recipe.get("regime", "auto"))
+    files = {"fp32": str(source), precision: str(out_dir / FILE)}
+    rec = trt_engine.plan(precision, reg, files)
+    engine = trt_engine.build_engine(Path(rec["onnx"]), rec, profiles, recipe["workspace_mb"], recipe.get("dla_core"),
+                                     out_dir / "timing.cache")
+    trt_engine.save_engine(out_dir / "model.engine", engine, fp,
+                           {"precision": precision, "regime": reg, "profiles": profiles,
+                            "rebuild": "make engines TARGET=x86-cuda"})
+    return {"engine": "model.engine", "regime": reg, "device": fp}
+
+
+def runner(path: Path, profiles: list[dict] | None = None, inputs: list[dict] | None = None):
+    """A TensorRT runner for an engine built here (path: the engine, or the ONNX beside it)."""
+    path = Path(path)
+    engine_path = path if path.suffix == ".engine" else path.with_name("model.engine")
+    side = trt_engine.read_sidecar(engine_path)
+    engine = trt_engine.load_engine(engine_path, trt_engine.device_fingerprint(), side.get("rebuild", "make engines"))
+    return trt_engine.TrtRunner(engine, profiles or side["profiles"], inputs or side.get("inputs", []))
+
+
+def fingerprint() -> dict:
+    fp = trt_engine.device_fingerprint()
+    try:
+        fp["tensorrt_wheel"] = importlib.metadata.version("tensorrt")
+    except importlib.metadata.PackageNotFoundError:
+        fp["tensorrt_wheel"] = None
+    return {"runtime": "tensorrt", **fp}

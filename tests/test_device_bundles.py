@@ -1,0 +1,240 @@
+"""apple and jetson targets end to end at the tiny preset: deferred parity, bundles, the torch-free
+verifier on the ONNX Runtime stand-in, tamper and wrong-golden detection, merge, chunked vocoding."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler.cli import main
+from compiler.graph import sha256_file
+from models.registry import MODEL_NAMES, model_spec
+from targets import coreml, split
+from targets.onnxruntime import runner as ort_runner
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def device_builds(tiny_build, tmp_path_factory):
+    """apple and jetson built into the cpu build's artifacts folder (exports come from its cache)."""
+    from compiler.build import BuildRequest, build
+    from models.presets import preset
+    logs = {}
+    for target in ("apple", "jetson"):
+        import contextlib
+        import io
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            assert build(BuildRequest(target=target, preset=preset("tiny"), preset_name="tiny", artifacts=tiny_build,
+                                      jobs=2))
+        logs[target] = buf.getvalue()
+    return tiny_build, logs
+
+
+@pytest.fixture(scope="session")
+def numpy_only_path(tmp_path_factory) -> Path:
+    """A sys.path entry that offers numpy and onnxruntime and nothing else (no torch)."""
+    import numpy
+    import onnxruntime
+    site = Path(numpy.__file__).parent.parent
+    d = tmp_path_factory.mktemp("numpy_only")
+    for name in ("numpy", "numpy.libs", "onnxruntime"):
+        if (site / name).exists():
+            os.symlink(site / name, d / name)
+    assert Path(onnxruntime.__file__).parent.parent == site
+    return d
+
+
+def run_verifier(bundle: Path, numpy_only: Path, *args: str) -> subprocess.CompletedProcess:
+    """verify.py in an isolated interpreter (-I -S: no site-packages) that can import numpy and ORT only."""
+    code = ("import sys; sys.path.insert(0, sys.argv.pop(1));\n"
+            "try:\n import torch; raise SystemExit('torch must not be importable here')\n"
+            "except ImportError: pass\n"
+            "import runpy; sys.argv[0] = 'verify.py'; runpy.run_path('verify.py', run_name='__main__')")
+    return subprocess.run([sys.executable, "-I", "-S", "-c", code, str(numpy_only), *args], cwd=bundle,
+                          capture_output=True, text=True, timeout=300)
+
+
+def copy_bundle(artifacts: Path, target: str, tmp_path: Path) -> Path:
+    dst = tmp_path / f"bundle-{target}"
+    shutil.copytree(artifacts / target / "bundle", dst)
+    return dst
+
+
+@pytest.mark.parametrize("target,runtime,reason", [
+    ("apple", "coreml", "parity deferred: Core ML runs only on macOS"),
+    ("jetson", "tensorrt", "parity deferred: TensorRT engines for this target are built and checked on the device")])
+def test_host_build_defers_device_parity_and_writes_a_bundle(device_builds, target, runtime, reason):
+    artifacts, logs = device_builds
+    assert reason in logs[target]
+    folder = artifacts / target
+    p = json.loads((folder / "parity.json").read_text())
+    assert p["passed"] is True and p["status"] == "deferred"
+    dev = [r for r in p["results"] if r["runtime"] == runtime]
+    assert dev and all(r["status"] == "deferred" and r["passed"] is None for r in dev if r["metric"] == "device_parity")
+    assert not any(r["passed"] is None for r in p["results"] if r.get("status") != "deferred")
+    assert "DEVICE PARITY DEFERRED" in (folder / "parity.md").read_text()
+    m = json.loads((folder / "manifest.json").read_text())
+    assert {i["parity"] for i in m["models"].values()} == {"deferred"}
+    b = m["bundle"]
+    assert (folder / b["tarball"]).is_file() and sha256_file(folder / b["tarball"]) == b["tarball_sha256"]
+    bm = json.loads((folder / "bundle" / "manifest.json").read_text())
+    assert sha256_file(folder / "bundle" / "manifest.json") == b["id"] and bm["runtime"] == runtime
+    assert set(bm["models"]) == set(MODEL_NAMES)
+    for rel, info in bm["files"].items():
+        assert sha256_file(folder / "bundle" / rel) == info["sha256"]
+    listed = {str(p.relative_to(folder / "bundle")) for p in (folder / "bundle").rglob("*") if p.is_file()}
+    assert listed == set(bm["files"]) | {"manifest.json"}
+    assert "lib/compiler/metrics.py" in bm["files"] and "lib/compiler/gates.py" in bm["files"]
+    assert (folder / "bundle" / "lib/compiler/metrics.py").read_bytes() == Path("compiler/metrics.py").read_bytes()
+    for name, model in bm["models"].items():
+        with np.load(folder / "bundle" / model["golden"]) as z:
+            assert len(z.files) == len(model["points"]) * (len(model["inputs"]) + len(model["outputs"]))
+
+
+def test_tensorrt_rows_on_the_host_check_the_exact_onnx_handed_to_tensorrt(device_builds):
+    artifacts, _ = device_builds
+    rows = json.loads((artifacts / "jetson" / "parity.json").read_text())["results"]
+    host = [r for r in rows if r.get("checked") == "onnx for tensorrt"]
+    assert {r["model"] for r in host} == set(MODEL_NAMES) and all(r["passed"] for r in host)
+    bm = json.loads((artifacts / "jetson" / "bundle" / "manifest.json").read_text())
+    art = bm["models"]["vocoder"]["artifacts"][0]
+    assert art["recipe"]["workspace_mb"] == 512 and art["recipe"]["regime"] == "auto"
+    assert len(art["profiles"]) > 1 and art["profiles"][-1]["ranges"]["frames"][2] == 384
+
+
+def test_core_ml_packages_match_their_specs_and_carry_metadata(device_builds, tiny_cfg):
+    artifacts, _ = device_builds
+    m = json.loads((artifacts / "apple" / "manifest.json").read_text())
+    for name in MODEL_NAMES:
+        art = [a for a in m["models"][name]["artifacts"] if a["runtime"] == "coreml"][0]
+        assert art["format"] == "mlpackage" and art["precision"] == ("fp32" if name == "vocoder" else "fp16")
+        assert coreml.check_package(model_spec(name, tiny_cfg), artifacts / "apple" / art["path"]) == []
+    summary = coreml.op_summary(artifacts / "apple" / "vocoder" / "vocoder.coreml-fp32.mlpackage")
+    assert summary["ops_total"] > 10 and summary["fp16_ops"] == 0
+    assert coreml.op_summary(artifacts / "apple" / "acoustic_decoder" / "acoustic_decoder.coreml-fp16.mlpackage")["fp16_ops"] > 0
+
+
+def test_core_ml_spec_gate_rejects_a_package_built_for_other_ranges(device_builds, tiny_cfg):
+    artifacts, _ = device_builds
+    wider = {**tiny_cfg, "dims": {**tiny_cfg["dims"], "frames": [8, 96, 40, 512]}}
+    problems = coreml.check_package(model_spec("vocoder", wider), artifacts / "apple" / "vocoder" / "vocoder.coreml-fp32.mlpackage")
+    assert any("range [8, 384] != spec frames [8, 512]" in p for p in problems)
+
+
+def test_core_ml_prediction_on_a_mac(device_builds, tiny_cfg):
+    if platform.system() != "Darwin":
+        pytest.skip("needs macOS: Core ML predictions run only on macOS")
+    artifacts, _ = device_builds
+    spec = model_spec("vocoder", tiny_cfg)
+    out = coreml.runner(artifacts / "apple" / "vocoder" / "vocoder.coreml-fp32.mlpackage").infer(spec.example_inputs())
+    assert out["waveform"].shape[-1] == spec.dims["frames"].export * 256
+
+
+@pytest.mark.parametrize("target", ["apple", "jetson"])
+def test_verifier_round_trip_on_the_onnxruntime_stand_in_without_torch(device_builds, numpy_only_path, tmp_path, target):
+    artifacts, _ = device_builds
+    with tarfile.open(artifacts / target / f"voxc-{target}-bundle.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    bundle = tmp_path / f"voxc-{target}-bundle"
+    res = run_verifier(bundle, numpy_only_path, "--runner", "onnxruntime", "--out", str(tmp_path / "dev.json"))
+    assert res.returncode == 0, res.stderr + res.stdout
+    dev = json.loads((tmp_path / "dev.json").read_text())
+    assert dev["passed"] and dev["stand_in"] and dev["runner"] == "onnxruntime"
+    assert dev["bundle"] == json.loads((artifacts / target / "manifest.json").read_text())["bundle"]["id"]
+    assert {r["model"] for r in dev["results"]} == set(MODEL_NAMES)
+    assert main(["report", "--target", target, "--artifacts", str(artifacts), "--merge", str(tmp_path / "dev.json")]) == 0
+    p = json.loads((artifacts / target / "parity.json").read_text())
+    assert p["status"] == "deferred"                          # a stand-in proves the bundle, not the device
+    assert any(r.get("site") == "device" and r["runtime"] == "onnxruntime-standin" for r in p["results"])
+    assert main(["report", "--target", target, "--artifacts", str(artifacts), "--merge", str(tmp_path / "dev.json")]) == 0
+    again = json.loads((artifacts / target / "parity.json").read_text())
+    assert len(again["results"]) == len(p["results"])         # merging again replaces, never duplicates
+
+
+def test_verifier_refuses_a_tampered_bundle(device_builds, numpy_only_path, tmp_path):
+    artifacts, _ = device_builds
+    bundle = copy_bundle(artifacts, "jetson", tmp_path)
+    onnx_file = bundle / "models" / "vocoder" / "vocoder.onnx"
+    data = bytearray(onnx_file.read_bytes())
+    data[-20] ^= 0x01
+    onnx_file.write_bytes(bytes(data))
+    res = run_verifier(bundle, numpy_only_path, "--runner", "onnxruntime", "--out", str(tmp_path / "dev.json"))
+    assert res.returncode == 2
+    assert "models/vocoder/vocoder.onnx does not match its sha256" in res.stderr
+    assert not (tmp_path / "dev.json").exists()
+
+
+def test_verifier_fails_a_wrong_golden_output(device_builds, numpy_only_path, tmp_path):
+    artifacts, _ = device_builds
+    bundle = copy_bundle(artifacts, "apple", tmp_path)
+    golden = bundle / "models" / "vocoder" / "golden.npz"
+    with np.load(golden) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["p0.out.waveform"] = arrays["p0.out.waveform"] * 1.01     # a golden file that is wrong but re-hashed
+    np.savez_compressed(golden, **arrays)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["files"]["models/vocoder/golden.npz"]["sha256"] = sha256_file(golden)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    res = run_verifier(bundle, numpy_only_path, "--runner", "onnxruntime", "--models", "vocoder",
+                       "--out", str(tmp_path / "dev.json"))
+    assert res.returncode == 1, res.stderr
+    dev = json.loads((tmp_path / "dev.json").read_text())
+    failed = [r for r in dev["results"] if not r["passed"]]
+    assert failed and {r["output"] for r in failed} == {"waveform"} and {r["length"] for r in failed} == {8}
+
+
+def test_merge_replaces_deferred_rows_and_a_failing_device_fails_the_report(device_builds, numpy_only_path, tmp_path, capsys):
+    """The merge logic with device-shaped results (TensorRT cannot run here: rows are the stand-in's, relabelled)."""
+    artifacts, _ = device_builds
+    res = run_verifier(artifacts / "jetson" / "bundle", numpy_only_path, "--runner", "onnxruntime",
+                       "--out", str(tmp_path / "standin.json"))
+    assert res.returncode == 0, res.stderr
+    dev = json.loads((tmp_path / "standin.json").read_text())
+    dev.update(runner="tensorrt", stand_in=False)
+    for r in dev["results"]:
+        r["runtime"] = "tensorrt"
+    (tmp_path / "device.json").write_text(json.dumps(dev))
+    assert main(["report", "--target", "jetson", "--artifacts", str(artifacts), "--merge", str(tmp_path / "device.json")]) == 0
+    p = json.loads((artifacts / "jetson" / "parity.json").read_text())
+    assert p["status"] == "pass" and not any(r.get("status") == "deferred" for r in p["results"])
+    assert {i["parity"] for i in json.loads((artifacts / "jetson" / "manifest.json").read_text())["models"].values()} == {"pass"}
+    dev["results"][0].update(passed=False, value=1.0)
+    (tmp_path / "bad.json").write_text(json.dumps(dev))
+    assert main(["report", "--target", "jetson", "--artifacts", str(artifacts), "--merge", str(tmp_path / "bad.json")]) == 1
+    assert json.loads((artifacts / "jetson" / "parity.json").read_text())["status"] == "fail"
+    dev["bundle"] = "0" * 64
+    (tmp_path / "other.json").write_text(json.dumps(dev))
+    capsys.readouterr()
+    assert main(["report", "--target", "jetson", "--artifacts", str(artifacts), "--merge", str(tmp_path / "other.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("voxc: error:") and "was verified from bundle 000000000000" in err and err.count("\n") == 1
+    (tmp_path / "junk.json").write_text("{}")
+    assert main(["report", "--target", "jetson", "--artifacts", str(artifacts), "--merge", str(tmp_path / "junk.json")]) == 2
+
+
+def test_chunked_vocoding_matches_one_pass(tiny_build, tiny_cfg):
+    spec = model_spec("vocoder", tiny_cfg)
+    r = ort_runner(tiny_build / "cpu" / "vocoder" / "vocoder.onnx")
+    mel = spec.make_inputs(1, 300, np.random.default_rng(3))
+    whole = r.infer(mel)["waveform"]
+    calls = []
+
+    def infer(feeds):
+        calls.append(feeds["mel"].shape[2])
+        assert feeds["mel"].shape[2] <= 96
+        return r.infer(feeds)
+    joined = split.chunked(infer, mel, {"mel": 2}, {"waveform": (2, 256)}, max_len=96, overlap=16)["waveform"]
+    assert joined.shape == whole.shape and len(calls) == 4
+    snr = 10 * np.log10(np.sum(whole.astype(np.float64) ** 2) / np.sum((joined - whole).astype(np.float64) ** 2))
+    assert snr > 30, snr
+    assert split.spans(300, 96, 16)[-1][1] == 300 and split.spans(50, 96, 16) == [(0, 50)]
