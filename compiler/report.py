@@ -27,17 +27,53 @@ def _file_entry(folder: Path, rel: str, **extra) -> dict:
     return {"path": rel, "sha256": sha256_file(p), "bytes": p.stat().st_size, **extra}
 
 
-def write_target(folder: Path, req, profile: dict, chains: dict, results: dict) -> bool:
+def _precision_entry(sel: dict, chain: dict, results: dict, runtime: str) -> dict:
+    """Manifest record of the policy's decision on one runtime, with the measured figures."""
+    figures = {}
+    for a in chain["artifacts"]:
+        if a["runtime"] != runtime:
+            continue
+        rec = results[a["artifact"]].record
+        summary = parity.summarise(results[a["parity"]].record["rows"])
+        figures[a["precision"]] = {
+            **sel["timings"].get(a["precision"], {}),
+            "gates": "pass" if sel["gates"].get(a["precision"]) is None else "fail",
+            "worst": next(iter(summary.values()), {}).get("worst", {}),
+            **{k: rec[k] for k in ("fp32_nodes", "fp32_ops", "int8", "calibration_items", "error") if rec.get(k)},
+            **({"calibration_set": a["calibration_set"]} if a.get("calibration_set") else {}),
+            "parity_set": a["parity_set"]}
+    return {"accepted": sel["accepted"], "ladder": sel["ladder"], "fallback": sel["fallback"],
+            "rejected": sel["rejected"], "margin": sel["margin"], "timing_shape": sel["timing_shape"],
+            "threads": sel["threads"], "figures": figures}
+
+
+def write_target(folder: Path, req, profile: dict, chains: dict, results: dict, chained: dict | None = None) -> bool:
+    from compiler.build import artifact_path
     rows: list[dict] = []
     models = {}
     for name, chain in chains.items():
         spec = model_spec(name, chain["config"])
         files = [_file_entry(folder, f"{name}/{name}.onnx", precision="fp32", format="onnx", runtime="portable")]
         model_rows = []
-        for a in chain["artifacts"]:
-            files.append(_file_entry(folder, f"{name}/{name}.{a['runtime']}-{a['precision']}.onnx",
-                                     precision=a["precision"], format="onnx", runtime=a["runtime"]))
-            model_rows += results[a["parity"]].record["rows"]
+        precision = {}
+        for runtime, label in chain["select"].items():
+            sel = results[label].record
+            precision[runtime] = _precision_entry(sel, chain, results, runtime)
+            for a in chain["artifacts"]:
+                if a["runtime"] != runtime:
+                    continue
+                gating = a["precision"] in (sel["accepted"], sel["fallback"])
+                model_rows += [{**r, "gating": gating, "accepted": a["precision"] == sel["accepted"]}
+                               for r in results[a["parity"]].record["rows"]]
+                if a["precision"] != sel["accepted"]:
+                    continue
+                rec = results[a["artifact"]].record
+                for f in rec["files"]:
+                    files.append(_file_entry(folder, artifact_path(name, runtime, a["precision"], f),
+                                             precision=a["precision"], format=rec["format"], runtime=runtime,
+                                             role="weights" if f.endswith(".bin") else "model",
+                                             parity_set=a["parity_set"],
+                                             **({"calibration_set": a["calibration_set"]} if a.get("calibration_set") else {})))
         rows += model_rows
         stage_labels = {k: chain[k] for k in ("weights", "export", "check", "simplify")}
         stage_labels.update({a["artifact"].split("/", 1)[1]: a["artifact"] for a in chain["artifacts"]})
@@ -48,25 +84,31 @@ def write_target(folder: Path, req, profile: dict, chains: dict, results: dict) 
             **spec.to_json(),
             "config": chain["config"],
             "stage_keys": {k: results[v].key for k, v in stage_labels.items()},
-            "tools": tool_versions(("torch", "onnx", "onnxscript", "onnxsim", "onnxslim", "onnxruntime")),
+            "tools": tool_versions(("torch", "onnx", "onnxscript", "onnxsim", "onnxslim", "onnxruntime", "openvino",
+                                    "nncf")),
             "graph": {"export_nodes": results[chain["export"]].record["nodes"],
                       "simplified_nodes": simplify["nodes"], "simplifier": simplify["simplifier"],
                       "simplify_fallbacks": simplify["fallback_reasons"], "ops": simplify["ops"],
                       "exporter": results[chain["export"]].record["exporter"]},
-            "parity": "pass" if all(r["passed"] for r in model_rows) else "fail",
+            "precision": precision,
+            "parity": "pass" if all(r["passed"] for r in model_rows if r["gating"]) else "fail",
         }
-    passed = all(r["passed"] for r in rows)
+    passed = all(r["passed"] for r in rows if r.get("gating", True))
+    from calibration.sets import set_hash
     manifest = {"target": req.target, "voxc_version": VOXC_VERSION, "preset": req.preset_name,
-                "profile": profile, "models": models}
+                "profile": profile, "models": models, "preset_config": req.preset,
+                "data_sets": {"calibration": set_hash("calibration"), "parity": set_hash("parity")}}
     write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
-    write_parity(folder, req.target, rows)
-    return passed
+    return write_parity(folder, req.target, rows, chained)
 
 
-def write_parity(folder: Path, target: str, rows: list[dict]) -> bool:
-    passed = all(r["passed"] for r in rows)
-    write_atomic(folder / "parity.json", json.dumps({"target": target, "passed": passed, "results": rows}, indent=1))
-    write_atomic(folder / "parity.md", parity_markdown(target, rows))
+def write_parity(folder: Path, target: str, rows: list[dict], chain: dict | None = None) -> bool:
+    """Rows of rejected precisions are reported but do not gate (falling back is the point)."""
+    passed = all(r["passed"] for r in rows if r.get("gating", True))
+    passed = passed and (chain is None or chain.get("passed", True))
+    doc = {"target": target, "passed": passed, "results": rows, **({"chain": chain} if chain else {})}
+    write_atomic(folder / "parity.json", json.dumps(doc, indent=1))
+    write_atomic(folder / "parity.md", parity_markdown(target, rows, chain))
     return passed
 
 
@@ -76,19 +118,28 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def parity_markdown(target: str, rows: list[dict]) -> str:
-    passed = all(r["passed"] for r in rows)
+def parity_markdown(target: str, rows: list[dict], chain: dict | None = None) -> str:
+    gating = [r for r in rows if r.get("gating", True)]
+    passed = all(r["passed"] for r in gating) and (chain is None or chain.get("passed", True))
     lines = [f"# Parity report: target `{target}`", "",
-             f"**Overall: {'PASS' if passed else 'FAIL'}** ({len(rows)} checks, "
-             f"{sum(not r['passed'] for r in rows)} failed)", "",
-             "| model | runtime | precision | sweep (batch x length) | result | worst values |",
-             "|---|---|---|---|---|---|"]
+             f"**Overall: {'PASS' if passed else 'FAIL'}** ({len(gating)} gating checks, "
+             f"{sum(not r['passed'] for r in gating)} failed; {len(rows) - len(gating)} checks of rejected "
+             f"precisions reported only)", "",
+             "| model | runtime | precision | role | sweep (batch x length) | result | worst values |",
+             "|---|---|---|---|---|---|---|"]
+    roles = {f"{r['model']}/{r['runtime']}/{r['precision']}":
+             ("accepted" if r.get("accepted", True) else "fallback" if r.get("gating", True) else "rejected")
+             for r in rows}
     for key, s in parity.summarise(rows).items():
         model, runtime, precision = key.split("/")
         points = ", ".join(f"{b}x{n}" for b, n in s["points"])
         worst = "; ".join(f"{k} {_fmt(v)}" for k, v in s["worst"].items())
-        lines.append(f"| {model} | {runtime} | {precision} | {points} | {'PASS' if s['passed'] else 'FAIL'} | {worst} |")
-    failed = [r for r in rows if not r["passed"]]
+        lines.append(f"| {model} | {runtime} | {precision} | {roles[key]} | {points} | "
+                     f"{'PASS' if s['passed'] else 'FAIL'} | {worst} |")
+    if chain:
+        from compiler.chain import chain_markdown
+        lines += chain_markdown(chain)
+    failed = [r for r in gating if not r["passed"]]
     if failed:
         lines += ["", "## Failed checks", "", "| model | runtime | precision | batch | length | output | metric | value | budget |",
                   "|---|---|---|---|---|---|---|---|---|"]

@@ -13,7 +13,7 @@ from types import ModuleType
 
 from models.errors import VoxcError
 
-BACKENDS = {"onnxruntime": "targets.onnxruntime"}
+BACKENDS = {"onnxruntime": "targets.onnxruntime", "openvino": "targets.openvino"}
 
 
 def backend(name: str) -> ModuleType:
