@@ -94,20 +94,23 @@ def _int8(source: Path, out_dir: Path, spec, calibration, options: dict, torch_m
 
 def _audio_score_fn(spec, module, validation):
     """voxc's own audio metric as NNCF's validation function: mean SNR (dB, capped at SCORE_CAP) of
-    every float output against PyTorch FP32 on the validation items (higher is better)."""
+    every float output against PyTorch FP32 on the validation items (higher is better). NNCF may pass
+    any subset of the items in any order, so references are looked up by the item's content."""
+    import hashlib
     from compiler.metrics import snr_db
     from targets.runner import TorchRunner
     ref = TorchRunner(module, spec)
     names = [t.name for t in spec.inputs]
-    wanted = [[(t.name, r) for t, r in zip(spec.outputs, ref.infer(f).values()) if r.dtype.kind == "f"]
-              for f in validation]
+    key = lambda f: hashlib.sha1(b"".join(np.ascontiguousarray(f[k]).tobytes() for k in names)).hexdigest()
+    wanted = {key(f): [(t.name, r) for t, r in zip(spec.outputs, ref.infer(f).values()) if r.dtype.kind == "f"]
+              for f in validation}
 
     def score(compiled, data) -> float:
         vals = []
-        for f, want in zip(data, wanted):
+        for f in data:
             got = compiled({k: f[k] for k in names})
             by_name = {o.get_any_name(): v for o, v in got.items()}
-            vals += [min(SCORE_CAP, snr_db(r, np.asarray(by_name[n]))) for n, r in want]
+            vals += [min(SCORE_CAP, snr_db(r, np.asarray(by_name[n]))) for n, r in wanted[key(f)]]
         return float(np.mean(vals))
     return score
 
