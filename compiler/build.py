@@ -85,7 +85,9 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
     policy = profile.get("policy", {})
     margin = float(req.margin if req.margin is not None else policy.get("margin", 0.10))
     runs = max(10, int(policy.get("runs", 10)))
-    threads = int(policy.get("threads", 0)) or max(1, (os.cpu_count() or 1) // max(req.jobs, 1))
+    # policy timings run single-threaded unless the profile says otherwise: two select stages share
+    # the build's workers, and the choice must not depend on --jobs (it is part of their keys)
+    threads = int(policy.get("threads", 1))
     needed = list(dict.fromkeys([u for n in req.models for u in UPSTREAM[n]] + list(req.models)))
     weights: dict[str, Stage] = {}
     for name in needed:

@@ -209,7 +209,7 @@ def select(out: Path, params: dict, inputs: dict) -> dict:
             "threads": params.get("threads") or os.cpu_count()}
 
 
-STAGE_VERSIONS = {"weights": 1, "export": 1, "check": 1, "simplify": 1, "artifact": 2, "parity": 2, "select": 1}
+STAGE_VERSIONS = {"weights": 1, "export": 1, "check": 1, "simplify": 1, "artifact": 3, "parity": 2, "select": 2}
 EXPORT_TOOLS = ("torch", "onnxscript", "onnx")
 
 
