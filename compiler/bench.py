@@ -179,7 +179,9 @@ def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, thread
     cfg = manifest["preset_config"]
     u = _utterances(cfg, 1)[0]
     chains = {"torch": Chain(refs, cfg), "voxc": Chain(arts, cfg)}
-    speak = {k: (lambda c=c: c.synthesize(u.phoneme_ids, u.mel, u.style_id)) for k, c in chains.items()}
+    # the reference (aligned) durations are forced so the clip has the utterance's real length whatever
+    # the duration predictor says (an untrained one predicts 1 frame per phone)
+    speak = {k: (lambda c=c: c.synthesize(u.phoneme_ids, u.mel, u.style_id, u.durations)) for k, c in chains.items()}
 
     class _Call:
         def __init__(self, fn):

@@ -194,7 +194,7 @@ def select(out: Path, params: dict, inputs: dict) -> dict:
         rows = json.loads((inputs[f"parity.{p}"] / "stage.json").read_text())["rows"]
         gates[p] = policy.gate_reason(rows)
         rec = _artifact_record(inputs[f"artifact.{p}"])
-        if rec.get("file") and (gates[p] is None or p == ladder[-1]):
+        if rec.get("file"):          # rungs that failed a gate are timed too: the manifest reports their speed
             runners[p] = backend(params["runtime"]).runner(inputs[f"artifact.{p}"] / rec["file"],
                                                            threads=params.get("threads") or None)
     timings = {}
@@ -209,7 +209,7 @@ def select(out: Path, params: dict, inputs: dict) -> dict:
             "threads": params.get("threads") or os.cpu_count()}
 
 
-STAGE_VERSIONS = {"weights": 1, "export": 1, "check": 1, "simplify": 1, "artifact": 3, "parity": 2, "select": 2}
+STAGE_VERSIONS = {"weights": 1, "export": 1, "check": 1, "simplify": 1, "artifact": 3, "parity": 2, "select": 3}
 EXPORT_TOOLS = ("torch", "onnxscript", "onnx")
 
 
