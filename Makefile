@@ -7,7 +7,7 @@ PRESET ?= light
 ARGS   ?=
 VOXC   := $(VENV)/bin/voxc
 
-.PHONY: engines test parity corpus clean distclean
+.PHONY: engines test parity bench corpus clean distclean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ engines: $(VENV)/.installed
 
 parity: $(VENV)/.installed
 	$(VOXC) parity --target $(TARGET)
+
+bench: $(VENV)/.installed
+	$(VOXC) bench --target $(TARGET) $(ARGS)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q $(ARGS)

@@ -1,6 +1,7 @@
 """Plans and runs a target's build: one stage chain per model, then the target folder and reports.
 
-weights -> export -> check -> simplify -> (per backend and precision) artifact -> parity.
+weights -> export -> check -> simplify -> (per backend and precision) artifact -> parity -> (per backend)
+select: the precision policy accepts one rung of each model's ladder per runtime.
 The chain is planned from the preset, the target profile and the ModelSpecs; the build graph
 decides what is cached. The target folder artifacts/<T>/ is assembled in a temporary folder and
 swapped into place, then manifest.json, parity.json and parity.md describe it.
@@ -65,51 +66,110 @@ class BuildRequest:
     exporter: str = "dynamo"
     opset: int = 20
     jobs: int = 2
+    precisions: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --precisions override per model
+    margin: float | None = None                                          # --margin override of the policy
 
 
-def _stage(g: BuildGraph, label: str, name: str, params: dict, inputs: dict, tools=()) -> Stage:
+def _stage(g: BuildGraph, label: str, name: str, params: dict, inputs: dict, tools=(), after=()) -> Stage:
     return g.add(Stage(label=label, name=name, version=STAGE_VERSIONS[name], fn=stage_fn(name),
-                       params=params, inputs=inputs, tools=tools))
+                       params=params, inputs=inputs, tools=tools, after=tuple(after)))
+
+
+def ladders(req: BuildRequest, profile: dict, name: str) -> dict[str, list[str]]:
+    """Precision ladder per runtime for one model: the profile's, or --precisions' override."""
+    out = {}
+    for runtime in profile["backends"]:
+        ladder = list(req.precisions.get(name) or profiles.precisions(profile, runtime, name))
+        for p in ladder:
+            if p not in ("fp32", "fp16", "int8"):
+                raise VoxcError(f"unknown precision '{p}' for {name}: choose from fp32, fp16, int8")
+        if len(set(ladder)) != len(ladder) or not ladder:
+            raise VoxcError(f"precision ladder for {name} must list distinct precisions, got {ladder}")
+        out[runtime] = ladder
+    return out
 
 
 def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
     """The build graph plus, per model, the labels of its stages."""
+    from calibration.feeds import UPSTREAM
+    from calibration.sets import set_hash
     for name, path in req.checkpoints.items():
         entry(name)
         if not Path(path).is_file():
             raise VoxcError(f"checkpoint {path} does not exist; pass --checkpoint {name}=PATH to an existing file")
+    for name in req.precisions:
+        entry(name)
     g = BuildGraph(req.artifacts / "cache")
     src = models_source_hash()
+    parity_set, calibration_set = set_hash("parity"), set_hash("calibration")
+    policy = profile.get("policy", {})
+    margin = float(req.margin if req.margin is not None else policy.get("margin", 0.10))
+    runs = max(10, int(policy.get("runs", 10)))
+    # policy timings run single-threaded unless the profile says otherwise: two select stages share
+    # the build's workers, and the choice must not depend on --jobs (it is part of their keys)
+    threads = int(policy.get("threads", 1))
+    needed = list(dict.fromkeys([u for n in req.models for u in UPSTREAM[n]] + list(req.models)))
+    weights: dict[str, Stage] = {}
+    for name in needed:
+        cfg = model_config(name, req.preset)
+        ckpt = req.checkpoints.get(name)
+        weights[name] = _stage(g, f"{name}/weights", "weights",
+                               {"model": name, "config": cfg, "models_source": src,
+                                "checkpoint_name": ckpt.name if ckpt else None},
+                               {"checkpoint": ckpt} if ckpt else {}, ("torch", "safetensors"))
     chains: dict[str, dict] = {}
+    parity_stages: list[Stage] = []
+    selects: list[tuple[str, str, dict, dict]] = []
     for name in req.models:
         cfg = model_config(name, req.preset)
         spec = model_spec(name, cfg)
         base = {"model": name, "config": cfg, "models_source": src}
-        ckpt = req.checkpoints.get(name)
-        w = _stage(g, f"{name}/weights", "weights",
-                   {**base, "checkpoint_name": ckpt.name if ckpt else None},
-                   {"checkpoint": ckpt} if ckpt else {}, ("torch", "safetensors"))
+        upstream = {u: model_config(u, req.preset) for u in UPSTREAM[name]}
+        data = {"upstream": upstream, "full_config": {k: req.preset[k] for k in ("dims", "n_styles", "emotion_mode")}}
+        up_inputs = {f"up.{u}": weights[u] for u in upstream}
+        w = weights[name]
         e = _stage(g, f"{name}/export", "export", {**base, "exporter": req.exporter, "opset": req.opset},
                    {"weights": w}, EXPORT_TOOLS)
         c = _stage(g, f"{name}/check", "check", {"model": name, "config": cfg}, {"onnx": e}, ("onnx",))
         s = _stage(g, f"{name}/simplify", "simplify", {"model": name, "config": cfg}, {"onnx": c},
                    ("onnx", "onnxsim", "onnxslim"))
-        chain = {"config": cfg, "weights": w.label, "export": e.label, "check": c.label, "simplify": s.label, "artifacts": []}
-        for runtime in profile["backends"]:
-            for precision in profiles.precisions(profile, runtime, name):
+        chain = {"config": cfg, "weights": w.label, "export": e.label, "check": c.label, "simplify": s.label,
+                 "artifacts": [], "ladders": ladders(req, profile, name), "select": {}}
+        for runtime, ladder in chain["ladders"].items():
+            options = profile.get("options", {}).get(runtime, {})
+            options = {**options, **options.get("models", {}).get(name, {})}
+            options.pop("models", None)
+            stages_of = {}
+            device = getattr(backend(runtime), "PARITY", "host") == "device"  # golden files + deferred rows
+            for precision in ladder:
+                cal = {"calibration_set": calibration_set} if precision == "int8" else {}
                 a = _stage(g, f"{name}/{runtime}-{precision}", "artifact",
-                           {**base, "runtime": runtime, "precision": precision,
-                            "options": profile.get("options", {}).get(runtime, {})},
-                           {"onnx": s, "weights": w}, (runtime, "onnx"))
-                device = getattr(backend(runtime), "PARITY", "host") == "device"  # golden files + deferred rows
+                           {**base, **data, **cal, "runtime": runtime, "precision": precision, "options": options,
+                            "fallback": precision == ladder[-1]},
+                           {"onnx": s, "weights": w, **up_inputs}, (runtime, "onnx", "nncf"))
                 p = _stage(g, f"{name}/{runtime}-{precision}/parity", "parity",
-                           {**base, "runtime": runtime, "precision": precision, "file": "model.onnx",
+                           {**base, **data, "runtime": runtime, "precision": precision, "parity_set": parity_set,
                             "budgets": spec.budgets.get(precision), "sweep": spec.sweep(),
-                            **({"options": profile.get("options", {}).get(runtime, {})} if device else {})},
-                           {"weights": w, "artifact": a}, ("torch", runtime))
-                chain["artifacts"].append({"runtime": runtime, "precision": precision,
-                                           "artifact": a.label, "parity": p.label})
+                            **({"options": options} if device else {})},
+                           {"weights": w, "artifact": a, **up_inputs}, ("torch", runtime))
+                parity_stages.append(p)
+                stages_of[precision] = (a, p)
+                chain["artifacts"].append({"runtime": runtime, "precision": precision, "artifact": a.label,
+                                           "parity": p.label, "calibration_set": cal.get("calibration_set"),
+                                           "parity_set": parity_set})
+            if device:  # nothing to time here: every listed precision ships and is verified on the device
+                continue
+            selects.append((name, runtime, {**base, **data, "runtime": runtime, "ladder": ladder, "margin": margin,
+                                            "runs": runs, "threads": threads, "parity_set": parity_set},
+                            {"weights": w, **up_inputs,
+                             **{f"artifact.{k}": v[0] for k, v in stages_of.items()},
+                             **{f"parity.{k}": v[1] for k, v in stages_of.items()}}))
         chains[name] = chain
+    # Policy stages time artifacts: they wait for every parity stage so they do not share the CPU
+    # with builds (only with each other); ordering only, so their keys stay per model.
+    for name, runtime, params, inputs in selects:
+        sel = _stage(g, f"{name}/{runtime}/select", "select", params, inputs, (runtime,), after=parity_stages)
+        chains[name]["select"][runtime] = sel.label
     return g, chains
 
 
@@ -121,6 +181,16 @@ def _progress(total: int):
         status = "cached" if r.cached else f"{r.seconds:6.1f}s"
         print(f"[{count[0]:>3}/{total}] {r.label:<44} {status}", flush=True)
     return show
+
+
+def accepted_artifacts(chain: dict, results: dict) -> list[dict]:
+    """The artifact entries that ship: the policy's choice per host runtime, every device artifact."""
+    out = []
+    for a in chain["artifacts"]:
+        label = chain["select"].get(a["runtime"])
+        if label is None or results[label].record["accepted"] == a["precision"]:
+            out.append(a)
+    return out
 
 
 def _assemble(req: BuildRequest, chains: dict, results: dict[str, graph.Result]) -> Path:
@@ -143,12 +213,10 @@ def _assemble(req: BuildRequest, chains: dict, results: dict[str, graph.Result])
         for name, chain in chains.items():
             place(results[chain["weights"]].path / "weights.safetensors", f"{name}/reference.safetensors")
             place(results[chain["simplify"]].path / "model.onnx", f"{name}/{name}.onnx")
-            for a in chain["artifacts"]:
+            for a in accepted_artifacts(chain, results):
                 r = results[a["artifact"]]
-                place(r.path / r.record["file"], report.artifact_path(name, a["runtime"], a["precision"], r.record))
-                if r.record.get("engine"):  # a TensorRT engine built on this host, with its fingerprint
-                    for f in (r.record["engine"], r.record["engine"] + ".json"):
-                        place(r.path / f, f"{name}/{name}.{a['runtime']}-{a['precision']}{f[f.index('.'):]}")
+                for f in report.record_files(r.record):
+                    place(r.path / f, report.artifact_path(name, a["runtime"], a["precision"], f))
         old = req.artifacts / f".old-{req.target}-{uuid.uuid4().hex[:8]}"
         if final.exists():
             os.rename(final, old)
@@ -168,6 +236,39 @@ def _link_or_copy(src, dst):
     return dst
 
 
+LOOSENESS = ("fp32", "fp16", "int8")
+
+
+def chained_parity(folder: Path, req: BuildRequest, profile: dict, chains: dict, results: dict) -> dict | None:
+    """Chained parity of the accepted artifacts, per runtime (only when the whole stack was built)."""
+    from compiler.chain import STAGES, chain_parity
+    from compiler.verify import _reference
+    from targets import backend
+    from targets.runner import TorchRunner
+    if set(STAGES) - set(chains):
+        return None
+    ref = {n: TorchRunner(_reference(folder / n, chains[n]["config"], n), model_spec(n, chains[n]["config"]))
+           for n in STAGES}
+    out = {"runtimes": {}}
+    for runtime in profile["backends"]:
+        if getattr(backend(runtime), "PARITY", "host") == "device":
+            continue  # device artifacts run in their bundle
+        arts, precs = {}, {}
+        for n in STAGES:
+            for a in accepted_artifacts(chains[n], results):
+                if a["runtime"] == runtime:
+                    f = results[a["artifact"]].record["file"]
+                    arts[n] = backend(runtime).runner(folder / report.artifact_path(n, runtime, a["precision"], f))
+                    precs[n] = a["precision"]
+        loosest = max(precs.values(), key=LOOSENESS.index)
+        budget = {**model_spec("vocoder", chains["vocoder"]["config"]).budget(loosest, "waveform"),
+                  **model_spec("acoustic_encoder", chains["acoustic_encoder"]["config"]).budget(
+                      precs["acoustic_encoder"], "durations")}
+        out["runtimes"][runtime] = {**chain_parity(ref, arts, req.preset, budget, label=runtime),
+                                    "precisions": precs, "budget_precision": loosest}
+    return out
+
+
 def build(req: BuildRequest) -> bool:
     """Run the whole build for one target; returns whether every parity gate passed."""
     profile = profiles.load(req.target)
@@ -181,7 +282,8 @@ def build(req: BuildRequest) -> bool:
     finally:
         executor.shutdown()
     folder = _assemble(req, chains, results)
-    passed = report.write_target(folder, req, profile, chains, results)
+    chain = chained_parity(folder, req, profile, chains, results)
+    passed = report.write_target(folder, req, profile, chains, results, chain)
     from compiler import bundle
     pending = bundle.after_build(folder, req, profile, chains, results)
     cached = sum(r.cached for r in results.values())

@@ -31,7 +31,7 @@ from models.registry import model_spec
 ROOT = Path(__file__).resolve().parent.parent
 ENTRY = ROOT / "compiler" / "bundle_verify.py"
 LOCAL_PACKAGES = ("compiler", "models", "targets", "calibration")
-SHIPPED = {"common": ["compiler/gates.py", "targets/split.py", "targets/onnxruntime.py"],
+SHIPPED = {"common": ["compiler/gates.py", "targets/split.py", "targets/ort_runner.py"],
            "tensorrt": ["targets/trt_engine.py"], "coreml": ["targets/coreml_runner.py"]}
 FORBIDDEN = ("torch", "onnx", "onnxscript", "onnxsim", "onnxslim", "safetensors", "scipy")
 
@@ -137,7 +137,7 @@ def write(folder: Path, req, profile: dict, chains: dict, results: dict, runtime
             entries = []
             for a in arts:
                 rec = results[a["artifact"]].record
-                art_path = folder / report.artifact_path(name, runtime, a["precision"], rec)
+                art_path = folder / report.artifact_path(name, runtime, a["precision"], rec["file"])
                 entry = {"runtime": runtime, "precision": a["precision"]}
                 if runtime == "tensorrt":
                     onnx = put(art_path, f"models/{name}/{art_path.name}")

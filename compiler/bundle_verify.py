@@ -108,7 +108,7 @@ def tensorrt_runner(manifest: dict, art: dict, model: dict, fp: dict, rebuild: b
 def make_runner(kind: str, manifest: dict, art: dict, model: dict, fp: dict, rebuild: bool, log):
     """(runner, precision label, runtime label, regime) for one artifact of one model."""
     if kind == "onnxruntime":
-        from targets import onnxruntime as ort_backend
+        from targets import ort_runner as ort_backend
         stand = art["stand_in"]
         return ort_backend.runner(HERE / stand["onnx"]), stand["precision"], "onnxruntime-standin", None
     if kind != art["runtime"]:

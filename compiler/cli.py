@@ -1,4 +1,4 @@
-"""The `voxc` command line: build, parity, inspect. User mistakes end in one line and exit status 2."""
+"""The `voxc` command line: build, parity, bench, inspect. User mistakes end in one line and exit status 2."""
 from __future__ import annotations
 
 import argparse
@@ -26,6 +26,19 @@ def _checkpoints(items: list[str]) -> dict[str, Path]:
     return out
 
 
+def _precisions(items: list[str]) -> dict[str, tuple[str, ...]]:
+    """--precisions MODEL=P1,P2 (repeatable): a model's ladder, most preferred first, for every runtime."""
+    out = {}
+    for item in items or []:
+        for part in item.split(";"):
+            name, sep, ladder = part.partition("=")
+            if not sep or not name or not _csv(ladder):
+                raise VoxcError(f"--precisions expects MODEL=PRECISION[,PRECISION...], e.g. vocoder=int8,fp32; "
+                                f"got '{part}'")
+            out[name.strip()] = _csv(ladder)
+    return out
+
+
 def _overrides(cfg: dict, items: list[str]) -> dict:
     """--set key=value on the preset (ints, floats and strings; unknown keys are refused)."""
     for item in items or []:
@@ -50,7 +63,8 @@ def _request(args):
         entry(m)
     return BuildRequest(target=args.target, preset=_overrides(preset(args.preset), args.set),
                         preset_name=args.preset, models=models, checkpoints=_checkpoints(args.checkpoint),
-                        artifacts=Path(args.artifacts), exporter=args.exporter, jobs=args.jobs)
+                        artifacts=Path(args.artifacts), exporter=args.exporter, jobs=args.jobs,
+                        precisions=_precisions(args.precisions), margin=args.margin)
 
 
 def cmd_build(args) -> int:
@@ -79,6 +93,12 @@ def cmd_report(args) -> int:
     return EXIT_PARITY if deferred.status(rows) == "fail" else 0
 
 
+def cmd_bench(args) -> int:
+    from compiler.bench import bench_target
+    bench_target(Path(args.artifacts), args.target, quick=args.quick, runs=args.runs)
+    return 0
+
+
 def cmd_inspect(args) -> int:
     from compiler.inspect_cmd import inspect_path
     print(inspect_path(Path(args.path)))
@@ -101,7 +121,16 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one preset value")
     b.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
     b.add_argument("--jobs", type=int, default=2, help="worker processes (1 runs stages inline)")
+    b.add_argument("--precisions", action="append", metavar="MODEL=P1,P2",
+                   help="override a model's precision ladder, most preferred first (e.g. vocoder=int8,fp32)")
+    b.add_argument("--margin", type=float, help="speed margin a lower precision must win by (default 0.10)")
     b.set_defaults(func=cmd_build)
+
+    n = sub.add_parser("bench", help="latency, RTF, size and memory of a built target vs PyTorch eager")
+    common(n)
+    n.add_argument("--quick", action="store_true", help="few runs, short shapes (for tests)")
+    n.add_argument("--runs", type=int, help="timed runs per measurement (default 20, --quick 3)")
+    n.set_defaults(func=cmd_bench)
 
     q = sub.add_parser("parity", help="re-check a built target's artifacts against PyTorch")
     common(q)

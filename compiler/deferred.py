@@ -23,8 +23,9 @@ def is_deferred(row: dict) -> bool:
 
 
 def gate_rows(rows: list[dict]) -> list[dict]:
-    """Rows that decide pass/fail here (everything but deferred ones)."""
-    return [r for r in rows if not is_deferred(r)]
+    """Rows that decide pass/fail here: not deferred to a device, and not of a precision the policy
+    rejected (those are reported; falling back is the point)."""
+    return [r for r in rows if not is_deferred(r) and r.get("gating", True)]
 
 
 def host_passed(rows: list[dict]) -> bool:

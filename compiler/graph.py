@@ -72,9 +72,10 @@ class Stage:
     params: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)
     tools: tuple[str, ...] = ()
+    after: tuple = ()               # stages that must finish first without being inputs (not in the key)
 
     def deps(self) -> list["Stage"]:
-        return [v for v in self.inputs.values() if isinstance(v, Stage)]
+        return [v for v in self.inputs.values() if isinstance(v, Stage)] + list(self.after)
 
 
 @dataclass

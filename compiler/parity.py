@@ -1,5 +1,9 @@
 """Parity: drive a backend runner and the PyTorch FP32 reference over the spec's length sweep.
 
+Inputs come from `feeds(batch, length)`: the build passes real held-out data cut or tiled to each
+sweep length (calibration/feeds.sweep_feeds); the spec's shape-only make_inputs are the fallback
+for graphs checked outside a build.
+
 Every point yields rows {model, precision, runtime, length, batch, output, metric, value,
 tolerance, passed}. Wrong shapes (a length frozen at export), NaN/Inf, runner errors and metrics
 outside the spec's budget are all failures; a failed row fails the build.
@@ -26,19 +30,23 @@ def point_inputs(spec: ModelSpec, batch: int, length: int) -> dict[str, np.ndarr
 
 
 def check(spec: ModelSpec, module: torch.nn.Module, runner, precision: str, runtime: str,
-          points: list[tuple[int, int]] | None = None) -> list[dict]:
+          points: list[tuple[int, int]] | None = None, feeds=None, data: dict | None = None) -> list[dict]:
+    """Gate rows for every sweep point; `data` (e.g. the parity set's hash) is copied into each row."""
     rows: list[dict] = []
+    make = feeds or (lambda b, n: point_inputs(spec, b, n))
     for batch, length in points or spec.sweep():
-        feeds = point_inputs(spec, batch, length)
-        sizes = spec.sizes_of(feeds)
-        ref = torch_outputs(module, spec, feeds)
-        base = {"model": spec.name, "precision": precision, "runtime": runtime, "length": length, "batch": batch}
+        feeds_ = make(batch, length)
+        feeds_ = {t.name: feeds_[t.name] for t in spec.inputs}
+        sizes = spec.sizes_of(feeds_)
+        ref = torch_outputs(module, spec, feeds_)
+        base = {"model": spec.name, "precision": precision, "runtime": runtime, "length": length, "batch": batch,
+                **(data or {})}
 
         def row(output, metric, value, tolerance, passed, **extra):
             rows.append({**base, "output": output, "metric": metric, "value": value, "tolerance": tolerance,
                          "passed": bool(passed), **extra})
         try:
-            got = runner.infer(feeds)
+            got = runner.infer(feeds_)
         except Exception as exc:
             row("*", "runs", 0.0, 1.0, False, error=str(exc).strip().splitlines()[0][:240] if str(exc).strip() else
                 type(exc).__name__)

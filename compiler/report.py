@@ -22,9 +22,18 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def artifact_path(name: str, runtime: str, precision: str, record: dict) -> str:
-    """Where an artifact sits in the target folder, keeping its format's suffix (.onnx, .mlpackage)."""
-    return f"{name}/{name}.{runtime}-{precision}{Path(record['file']).suffix}"
+def artifact_path(name: str, runtime: str, precision: str, file: str) -> str:
+    """Where an artifact file lands in the target folder, keeping its suffixes:
+    <model>/<model>.<runtime>-<precision>.onnx | .xml/.bin | .mlpackage | .engine(.json)."""
+    return f"{name}/{name}.{runtime}-{precision}{file[file.index('.'):]}"
+
+
+def record_files(record: dict) -> list[str]:
+    """The files (or package folders) an artifact stage produced, engine and fingerprint included."""
+    files = list(record.get("files") or [record["file"]])
+    if record.get("engine"):
+        files += [record["engine"], record["engine"] + ".json"]
+    return files
 
 
 def file_hash(p: Path) -> str:
@@ -38,18 +47,50 @@ def _file_entry(folder: Path, rel: str, **extra) -> dict:
     return {"path": rel, "sha256": file_hash(p), "bytes": size, **extra}
 
 
-def write_target(folder: Path, req, profile: dict, chains: dict, results: dict) -> bool:
+def _precision_entry(sel: dict, chain: dict, results: dict, runtime: str) -> dict:
+    """Manifest record of the policy's decision on one runtime, with the measured figures."""
+    figures = {}
+    for a in chain["artifacts"]:
+        if a["runtime"] != runtime:
+            continue
+        rec = results[a["artifact"]].record
+        summary = parity.summarise(results[a["parity"]].record["rows"])
+        figures[a["precision"]] = {
+            **sel["timings"].get(a["precision"], {}),
+            "gates": "pass" if sel["gates"].get(a["precision"]) is None else "fail",
+            "worst": next(iter(summary.values()), {}).get("worst", {}),
+            **{k: rec[k] for k in ("fp32_nodes", "fp32_ops", "int8", "calibration_items", "error") if rec.get(k)},
+            **({"calibration_set": a["calibration_set"]} if a.get("calibration_set") else {}),
+            "parity_set": a["parity_set"]}
+    return {"accepted": sel["accepted"], "ladder": sel["ladder"], "fallback": sel["fallback"],
+            "rejected": sel["rejected"], "margin": sel["margin"], "timing_shape": sel["timing_shape"],
+            "threads": sel["threads"], "figures": figures}
+
+
+def write_target(folder: Path, req, profile: dict, chains: dict, results: dict, chained: dict | None = None) -> bool:
     rows: list[dict] = []
     models = {}
     for name, chain in chains.items():
         spec = model_spec(name, chain["config"])
         files = [_file_entry(folder, f"{name}/{name}.onnx", precision="fp32", format="onnx", runtime="portable")]
         model_rows = []
+        precision = {}
         for a in chain["artifacts"]:
+            sel = results[chain["select"][a["runtime"]]].record if a["runtime"] in chain["select"] else None
+            if sel is not None and a["runtime"] not in precision:
+                precision[a["runtime"]] = _precision_entry(sel, chain, results, a["runtime"])
+            accepted = sel is None or a["precision"] == sel["accepted"]
+            gating = sel is None or a["precision"] in (sel["accepted"], sel["fallback"])
+            model_rows += [{**r, "gating": gating, "accepted": accepted} for r in results[a["parity"]].record["rows"]]
+            if not accepted:
+                continue
             rec = results[a["artifact"]].record
-            files.append(_file_entry(folder, artifact_path(name, a["runtime"], a["precision"], rec),
-                                     precision=a["precision"], format=rec.get("format", "onnx"), runtime=a["runtime"]))
-            model_rows += results[a["parity"]].record["rows"]
+            for f in record_files(rec):
+                files.append(_file_entry(folder, artifact_path(name, a["runtime"], a["precision"], f),
+                                         precision=a["precision"], format=rec.get("format", "onnx"),
+                                         runtime=a["runtime"], role="weights" if f.endswith(".bin") else "model",
+                                         **({"parity_set": a["parity_set"]} if a.get("parity_set") else {}),
+                                         **({"calibration_set": a["calibration_set"]} if a.get("calibration_set") else {})))
         rows += model_rows
         stage_labels = {k: chain[k] for k in ("weights", "export", "check", "simplify")}
         stage_labels.update({a["artifact"].split("/", 1)[1]: a["artifact"] for a in chain["artifacts"]})
@@ -60,27 +101,32 @@ def write_target(folder: Path, req, profile: dict, chains: dict, results: dict) 
             **spec.to_json(),
             "config": chain["config"],
             "stage_keys": {k: results[v].key for k, v in stage_labels.items()},
-            "tools": tool_versions(("torch", "onnx", "onnxscript", "onnxsim", "onnxslim", "onnxruntime")),
+            "tools": tool_versions(("torch", "onnx", "onnxscript", "onnxsim", "onnxslim", "onnxruntime", "openvino",
+                                    "nncf")),
             "graph": {"export_nodes": results[chain["export"]].record["nodes"],
                       "simplified_nodes": simplify["nodes"], "simplifier": simplify["simplifier"],
                       "simplify_fallbacks": simplify["fallback_reasons"], "ops": simplify["ops"],
                       "exporter": results[chain["export"]].record["exporter"]},
+            "precision": precision,
             "parity": deferred.status(model_rows),
         }
     passed = deferred.host_passed(rows)
+    from calibration.sets import set_hash
     manifest = {"target": req.target, "voxc_version": VOXC_VERSION, "preset": req.preset_name,
-                "profile": profile, "models": models}
+                "profile": profile, "models": models, "preset_config": req.preset,
+                "data_sets": {"calibration": set_hash("calibration"), "parity": set_hash("parity")}}
     write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
-    write_parity(folder, req.target, rows)
-    return passed
+    return write_parity(folder, req.target, rows, chained)
 
 
-def write_parity(folder: Path, target: str, rows: list[dict], **extra) -> bool:
-    """parity.json + parity.md; `passed` covers the gates run so far, `status` says if device checks are pending."""
-    passed = deferred.host_passed(rows)
-    write_atomic(folder / "parity.json", json.dumps({"target": target, "passed": passed,
-                                                     "status": deferred.status(rows), **extra, "results": rows}, indent=1))
-    write_atomic(folder / "parity.md", parity_markdown(target, rows))
+def write_parity(folder: Path, target: str, rows: list[dict], chain: dict | None = None) -> bool:
+    """parity.json + parity.md. `passed` covers the gates run so far (rejected precisions and device
+    checks excluded, chained parity included); `status` says whether device checks are pending."""
+    passed = deferred.host_passed(rows) and (chain is None or chain.get("passed", True))
+    doc = {"target": target, "passed": passed, "status": "fail" if not passed else deferred.status(rows),
+           **({"chain": chain} if chain else {}), "results": rows}
+    write_atomic(folder / "parity.json", json.dumps(doc, indent=1))
+    write_atomic(folder / "parity.md", parity_markdown(target, rows, chain))
     return passed
 
 
@@ -90,23 +136,32 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def parity_markdown(target: str, rows: list[dict]) -> str:
-    overall = {"pass": "PASS", "fail": "FAIL", "deferred": "HOST PASS, DEVICE PARITY DEFERRED"}[deferred.status(rows)]
+def parity_markdown(target: str, rows: list[dict], chain: dict | None = None) -> str:
+    gating = deferred.gate_rows(rows)
+    state = deferred.status(rows) if chain is None or chain.get("passed", True) else "fail"
+    overall = {"pass": "PASS", "fail": "FAIL", "deferred": "HOST PASS, DEVICE PARITY DEFERRED"}[state]
     waiting = sorted({r.get("reason", "") for r in rows if deferred.is_deferred(r)})
     lines = [f"# Parity report: target `{target}`", "",
-             f"**Overall: {overall}** ({len(rows)} checks, {sum(r['passed'] is False for r in rows)} failed, "
+             f"**Overall: {overall}** ({len(gating)} gating checks, {sum(not r['passed'] for r in gating)} failed; "
+             f"{sum(r.get('gating', True) is False for r in rows)} checks of rejected precisions reported only; "
              f"{sum(deferred.is_deferred(r) for r in rows)} deferred to the device)", "",
              *([f"Deferred: {'; '.join(waiting)}. Run the device bundle, then "
                 f"`voxc report --target {target} --merge DEVICE_PARITY.json`.", ""] if waiting else []),
-             "| model | runtime | precision | sweep (batch x length) | result | worst values |",
-             "|---|---|---|---|---|---|"]
+             "| model | runtime | precision | role | sweep (batch x length) | result | worst values |",
+             "|---|---|---|---|---|---|---|"]
+    roles = {f"{r['model']}/{r['runtime']}/{r['precision']}":
+             ("accepted" if r.get("accepted", True) else "fallback" if r.get("gating", True) else "rejected")
+             for r in rows}
     for key, s in parity.summarise(rows).items():
         model, runtime, precision = key.split("/")
         points = ", ".join(f"{b}x{n}" for b, n in s["points"])
         worst = "; ".join(f"{k} {_fmt(v)}" for k, v in s["worst"].items())
         result = "FAIL" if not s["passed"] else "DEFERRED" if s["deferred"] else "PASS"
-        lines.append(f"| {model} | {runtime} | {precision} | {points} | {result} | {worst} |")
-    failed = [r for r in rows if r["passed"] is False]
+        lines.append(f"| {model} | {runtime} | {precision} | {roles[key]} | {points} | {result} | {worst} |")
+    if chain:
+        from compiler.chain import chain_markdown
+        lines += chain_markdown(chain)
+    failed = [r for r in gating if not r["passed"]]
     if failed:
         lines += ["", "## Failed checks", "", "| model | runtime | precision | batch | length | output | metric | value | budget |",
                   "|---|---|---|---|---|---|---|---|---|"]

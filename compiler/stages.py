@@ -1,7 +1,10 @@
-"""The stage functions of the build graph: weights -> export -> check -> simplify -> artifact -> parity.
+"""The stage functions of the build graph: weights -> export -> check -> simplify -> artifact -> parity
+-> select (the precision policy, one per model and runtime).
 
 Each is a top-level pure function fn(out_dir, params, inputs) -> record, run in a worker process.
-It rebuilds whatever it needs (module, ModelSpec) from its JSON parameters and input folders.
+It rebuilds whatever it needs (module, ModelSpec, upstream reference modules for real-data feeds)
+from its JSON parameters and input folders. Calibration and parity sets enter by content hash in
+the params (so in every key); the data itself is read from calibration/data.
 """
 from __future__ import annotations
 
@@ -108,37 +111,113 @@ def simplify(out: Path, params: dict, inputs: dict) -> dict:
     return {"simplifier": tool, "fallback_reasons": reasons, "nodes_before": before, **onnx_info.graph_facts(chosen)}
 
 
+def feed_maker(params: dict, inputs: dict):
+    """Real-data feeds for this graph; upstream graphs run as their FP32 reference modules."""
+    from calibration.feeds import FeedMaker
+    from targets.runner import TorchRunner
+    up = {}
+    for name, cfg in params.get("upstream", {}).items():
+        up[name] = TorchRunner(load_module({"model": name, "config": cfg}, inputs[f"up.{name}"]), model_spec(name, cfg))
+    return FeedMaker(params["model"], model_spec(params["model"], params["config"]), params["full_config"], up)
+
+
+VALIDATION_ITEMS = 4
+
+
 def artifact(out: Path, params: dict, inputs: dict) -> dict:
+    """One precision of one graph. A rung that is not the ladder's fallback may fail to build: that
+    is recorded (and the policy rejects it) instead of failing the build."""
+    from calibration.feeds import calibration_feeds
     from targets import backend
     spec = model_spec(params["model"], params["config"])
-    record = backend(params["runtime"]).build(
-        inputs["onnx"] / ONNX, out, params["precision"], spec, calibration=None, options=params.get("options", {}),
-        torch_module=lambda: load_module(params, inputs["weights"]))
-    if not record["file"].endswith(".onnx"):  # e.g. a Core ML package: the backend records its own facts
-        return record
-    model = onnx.load(str(out / record["file"]))
-    return {**record, **onnx_info.graph_facts(model)}
+    options = dict(params.get("options", {}))
+    calibration = None
+    try:
+        if params["precision"] == "int8":
+            maker = feed_maker(params, inputs)
+            n = int(options.get("calibration_items", 32))
+            d = spec.dims[spec.sweep_dim]
+            items = calibration_feeds(maker, n + VALIDATION_ITEMS, max_length=d.opt)
+            calibration, options["validation"] = items[:-VALIDATION_ITEMS] or items, items[-VALIDATION_ITEMS:]
+        record = backend(params["runtime"]).build(
+            inputs["onnx"] / ONNX, out, params["precision"], spec, calibration=calibration, options=options,
+            torch_module=lambda: load_module(params, inputs["weights"]))
+    except Exception as exc:
+        if params.get("fallback", True):
+            raise
+        for p in out.iterdir():
+            p.unlink()
+        return {"file": None, "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:240] if str(exc).strip() else ''}",
+                "precision": params["precision"], "runtime": params["runtime"]}
+    if params.get("calibration_set"):
+        record["calibration_set"] = params["calibration_set"]
+    if record["file"].endswith(".onnx"):  # a Core ML package records its own facts
+        record.update(onnx_info.graph_facts(onnx.load(str(out / record["file"]))))
+    return record
+
+
+def _artifact_record(folder: Path) -> dict:
+    import json
+    return json.loads((folder / "stage.json").read_text())
 
 
 def parity_check(out: Path, params: dict, inputs: dict) -> dict:
+    from calibration.feeds import sweep_feeds
     from targets import backend
     if getattr(backend(params["runtime"]), "PARITY", "host") == "device":
         from compiler import deferred
         return deferred.parity_stage(out, params, inputs)
     spec = model_spec(params["model"], params["config"])
+    rec = _artifact_record(inputs["artifact"])
+    data = {"parity_set": params["parity_set"]}
+    if rec.get("file") is None:
+        rows = [{"model": spec.name, "precision": params["precision"], "runtime": params["runtime"], "length": 0,
+                 "batch": 0, "output": "*", "metric": "builds", "value": 0.0, "tolerance": 1.0, "passed": False,
+                 "error": rec.get("error", "no artifact"), **data}]
+        return {"passed": False, "rows": rows}
     module = load_module(params, inputs["weights"])
-    runner = backend(params["runtime"]).runner(inputs["artifact"] / params["file"])
+    maker = feed_maker(params, inputs)
+    runner = backend(params["runtime"]).runner(inputs["artifact"] / rec["file"])
     rows = parity.check(spec, module, runner, params["precision"], params["runtime"],
-                        [tuple(p) for p in params["sweep"]])
+                        [tuple(p) for p in params["sweep"]], feeds=lambda b, n: sweep_feeds(maker, b, n), data=data)
     return {"passed": all(r["passed"] for r in rows), "rows": rows}
 
 
-STAGE_VERSIONS = {"weights": 1, "export": 1, "check": 1, "simplify": 1, "artifact": 1, "parity": 1}
+def select(out: Path, params: dict, inputs: dict) -> dict:
+    """The precision policy for one model on one runtime: gates + interleaved timing at the opt shape."""
+    import json
+    import os
+    from calibration.feeds import sweep_feeds
+    from compiler import policy
+    from targets import backend
+    spec = model_spec(params["model"], params["config"])
+    ladder = params["ladder"]
+    gates, runners = {}, {}
+    for p in ladder:
+        rows = json.loads((inputs[f"parity.{p}"] / "stage.json").read_text())["rows"]
+        gates[p] = policy.gate_reason(rows)
+        rec = _artifact_record(inputs[f"artifact.{p}"])
+        if rec.get("file"):          # rungs that failed a gate are timed too: the manifest reports their speed
+            runners[p] = backend(params["runtime"]).runner(inputs[f"artifact.{p}"] / rec["file"],
+                                                           threads=params.get("threads") or None)
+    timings = {}
+    if len(ladder) > 1 and len(runners) > 1:
+        d = spec.dims[spec.sweep_dim]
+        feeds = sweep_feeds(feed_maker(params, inputs), 1, d.opt)
+        feeds = {t.name: feeds[t.name] for t in spec.inputs}
+        timings = policy.time_interleaved(runners, feeds, runs=params["runs"])
+    decision = policy.decide(ladder, gates, timings, params["margin"])
+    return {**decision, "ladder": ladder, "gates": gates, "timings": timings,
+            "timing_shape": {"batch": 1, spec.sweep_dim: spec.dims[spec.sweep_dim].opt},
+            "threads": params.get("threads") or os.cpu_count()}
+
+
+STAGE_VERSIONS = {"weights": 1, "export": 1, "check": 1, "simplify": 1, "artifact": 3, "parity": 2, "select": 3}
 EXPORT_TOOLS = ("torch", "onnxscript", "onnx")
 
 
 def stage_fn(name: str):
     return {"weights": weights, "export": export, "check": check, "simplify": simplify,
-            "artifact": artifact, "parity": parity_check}[name]
+            "artifact": artifact, "parity": parity_check, "select": select}[name]
 
 

@@ -22,10 +22,14 @@ def load_manifest(folder: Path) -> dict:
 
 
 def verify_target(artifacts: Path, target: str) -> bool:
+    from calibration.feeds import UPSTREAM, FeedMaker, sweep_feeds
+    from calibration.sets import set_hash
+    from targets.runner import TorchRunner
     folder = artifacts / target
     manifest = load_manifest(folder)
     rows: list[dict] = []
     previous = json.loads((folder / "parity.json").read_text())["results"] if (folder / "parity.json").is_file() else []
+    parity_set = set_hash("parity")
     for name, info in manifest["models"].items():
         for f in info["artifacts"] + [info["reference"]]:
             p = folder / f["path"]
@@ -35,16 +39,23 @@ def verify_target(artifacts: Path, target: str) -> bool:
         cfg = info["config"]
         spec = model_spec(name, cfg)
         module = _reference(folder / name, cfg, name)
+        missing = [u for u in UPSTREAM[name] if u not in manifest["models"]]
+        if missing:
+            raise VoxcError(f"{name}: parity needs the upstream graphs {', '.join(missing)} in the same build")
+        up = {u: TorchRunner(_reference(folder / u, manifest["models"][u]["config"], u),
+                             model_spec(u, manifest["models"][u]["config"])) for u in UPSTREAM[name]}
+        maker = FeedMaker(name, spec, manifest["preset_config"], up)
         model_rows = []
         for a in info["artifacts"]:
-            if a["runtime"] == "portable":
+            if a["runtime"] == "portable" or a.get("role") == "weights":
                 continue
             if getattr(backend(a["runtime"]), "PARITY", "host") == "device":  # keep its deferred/merged rows
                 model_rows += [r for r in previous if r["model"] == name and r["precision"] == a["precision"]
                                and (r["runtime"] != "onnxruntime" or r.get("checked") or r.get("site"))]
                 continue
             runner = backend(a["runtime"]).runner(folder / a["path"])
-            model_rows += parity.check(spec, module, runner, a["precision"], a["runtime"])
+            model_rows += parity.check(spec, module, runner, a["precision"], a["runtime"],
+                                       feeds=lambda b, n: sweep_feeds(maker, b, n), data={"parity_set": parity_set})
         info["parity"] = deferred.status(model_rows)
         rows += model_rows
     report.write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))

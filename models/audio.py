@@ -20,6 +20,7 @@ both aligned with ``log_mel``'s frames.
 from __future__ import annotations
 
 import functools
+import sys
 
 import numpy as np
 
@@ -104,7 +105,9 @@ def _magnitude_np(wave: np.ndarray) -> np.ndarray:
 
 
 def _log_mel_torch(wave):
-    import torch
+    # The caller holds a tensor, so torch is loaded: take it from sys.modules rather than importing
+    # it, which keeps this module numpy-only for the device bundles that ship it (compiler/bundle.py).
+    torch = sys.modules["torch"]
 
     shape = wave.shape
     out_dtype = wave.dtype if torch.is_floating_point(wave) else torch.float32

@@ -13,7 +13,8 @@ from types import ModuleType
 
 from models.errors import VoxcError
 
-BACKENDS = {"onnxruntime": "targets.onnxruntime", "coreml": "targets.coreml", "tensorrt": "targets.tensorrt"}
+BACKENDS = {"onnxruntime": "targets.onnxruntime", "openvino": "targets.openvino", "coreml": "targets.coreml",
+            "tensorrt": "targets.tensorrt"}
 
 
 def backend(name: str) -> ModuleType:

@@ -1,57 +1,159 @@
-"""ONNX Runtime backend: optimises and saves a graph per precision; runs it on the CPU provider."""
+"""ONNX Runtime backend: builds fp32, fp16 and int8 (static QDQ) graphs; runs them on the CPU provider.
+
+fp32: ORT's extended graph optimisations applied offline.
+fp16: onnxruntime.transformers.float16 with float32 inputs/outputs; ops or layers named in the
+      options (fp16_keep_ops, keep_fp32 = parameter-name prefixes) stay float32 islands.
+int8: quantize_static, QDQ format, per-channel weights, calibrated on real data (`calibration`:
+      a list of feed dicts from calibration/feeds.py -- never random); calibration method and
+      activation/weight types come from the options; layers named in keep_fp32 stay float.
+The TensorRT bundles (issue 5) call build() for their FP16 and INT8-QDQ ONNX files.
+"""
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import platform
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from models.errors import VoxcError
+from targets.ort_runner import OrtRunner, fingerprint, runner, session_options  # noqa: F401 (the backend API)
 
 FILE = "model.onnx"
 TOOLS = ("onnxruntime", "onnx")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+# Defaults chosen from measurements on this CPU class (FIELD-NOTES): U8S8 with reduce_range was
+# both faster and more accurate than S8S8 on AVX2 without VNNI; minmax as good as entropy.
+INT8_DEFAULTS = {"calibrate_method": "minmax", "activation_type": "uint8", "weight_type": "int8",
+                 "reduce_range": True, "per_channel": True, "keep_fp32": []}
+_QTYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16", "int16": "QInt16"}
+_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
-def session_options(threads: int | None = None, optimize: bool = True) -> ort.SessionOptions:
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
-                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-    so.intra_op_num_threads = threads or int(os.environ.get("VOXC_THREADS", "0") or 0)
-    return so
+def _optimize_offline(source: Path, dest: Path) -> None:
+    so = session_options(threads=1)
+    # EXTENDED, not ALL: layout transforms at ALL are host-specific and must not be baked offline.
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(dest)
+    ort.InferenceSession(str(source), so, providers=["CPUExecutionProvider"])
+
+
+def nodes_using(model: onnx.ModelProto, prefixes) -> list[str]:
+    """Names of nodes that read a parameter whose name starts with one of the prefixes
+    (e.g. 'conv_pre.' -> the vocoder's first convolution), following a Q/DQ or Cast in between."""
+    prefixes = tuple(prefixes)
+    if not prefixes:
+        return []
+    params = {i.name for i in model.graph.initializer if i.name.startswith(prefixes)}
+    produced = {o: n for n in model.graph.node for o in n.output}
+    out = []
+    for n in model.graph.node:
+        for i in n.input:
+            src = produced.get(i)
+            names = {i} | (set(src.input) if src is not None and src.op_type in ("Cast", "DequantizeLinear") else set())
+            if names & params:
+                out.append(n.name)
+                break
+    return out
+
+
+def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+    for k, n in enumerate(model.graph.node):
+        if not n.name:
+            n.name = f"{n.op_type}_{k}"
+    return model
+
+
+def _fp16(source: Path, dest: Path, options: dict) -> dict:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    model = _named(onnx.load(str(source)))
+    keep_ops = list(options.get("fp16_keep_ops", []))
+    keep_nodes = nodes_using(model, options.get("keep_fp32", []))
+    model16 = convert_float_to_float16(model, keep_io_types=True, op_block_list=keep_ops or None,
+                                       node_block_list=keep_nodes or None)
+    onnx.save(model16, str(dest))
+    return {"fp32_ops": keep_ops, "fp32_nodes": keep_nodes}
+
+
+class _Reader:
+    """CalibrationDataReader over a list of feed dicts (with __len__ and set_range, which ORT's
+    strided calibration needs on varying-length inputs)."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]], names: set[str]):
+        self.feeds = [{k: v for k, v in f.items() if k in names} for f in feeds]
+        self.start, self.end, self.pos = 0, len(self.feeds), 0
+
+    def __len__(self):
+        return len(self.feeds)
+
+    def set_range(self, start_index: int, end_index: int):
+        self.start, self.end = start_index, min(end_index, len(self.feeds))
+        self.pos = self.start
+
+    def get_next(self):
+        if self.pos >= self.end:
+            return None
+        self.pos += 1
+        return self.feeds[self.pos - 1]
+
+    def rewind(self):
+        self.pos = self.start
+
+
+def int8_settings(options: dict | None) -> dict:
+    s = {**INT8_DEFAULTS, **{k: v for k, v in (options or {}).items() if k in INT8_DEFAULTS}}
+    if s["calibrate_method"] not in _METHODS:
+        raise VoxcError(f"int8 calibrate_method '{s['calibrate_method']}' unknown: choose {', '.join(_METHODS)}")
+    for k in ("activation_type", "weight_type"):
+        if s[k] not in _QTYPES:
+            raise VoxcError(f"int8 {k} '{s[k]}' unknown: choose {', '.join(_QTYPES)}")
+    return s
+
+
+def _int8(source: Path, dest: Path, calibration, options: dict) -> dict:
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    if not calibration:
+        raise VoxcError("int8 needs real calibration data (calibration/feeds.py); refusing to calibrate on nothing")
+    s = int8_settings(options)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        try:
+            quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
+        except Exception:
+            onnx.save(onnx.load(str(source)), str(pre))
+        model = _named(onnx.load(str(pre)))
+        onnx.save(model, str(pre))
+        names = {i.name for i in model.graph.input}
+        exclude = nodes_using(model, s["keep_fp32"])
+        reader = _Reader(calibration, names)
+        CalibrationDataReader.register(_Reader)
+        extra = {"CalibStridedMinMax": max(1, len(reader))} if s["calibrate_method"] != "minmax" else {}
+        if s["activation_type"] in ("uint16", "int16"):
+            extra["UseQDQContribOps"] = True   # 16-bit Q/DQ are com.microsoft ops on older opsets
+        quantize_static(str(pre), str(dest), reader, quant_format=QuantFormat.QDQ, per_channel=s["per_channel"],
+                        reduce_range=s["reduce_range"], activation_type=getattr(QuantType, _QTYPES[s["activation_type"]]),
+                        weight_type=getattr(QuantType, _QTYPES[s["weight_type"]]),
+                        calibrate_method=getattr(CalibrationMethod, _METHODS[s["calibrate_method"]]),
+                        nodes_to_exclude=exclude or None, extra_options=extra)
+    return {"int8": {k: v for k, v in s.items()}, "calibration_items": len(calibration), "fp32_nodes": exclude}
 
 
 def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None,
           torch_module=None) -> dict:
-    """Apply ORT's extended graph optimisations offline and save the result (fp32)."""
-    if precision != "fp32":
-        raise VoxcError(f"onnxruntime precision '{precision}' is not available yet; use fp32")
-    so = session_options(threads=1)
-    # EXTENDED, not ALL: layout transforms at ALL are host-specific and must not be baked offline.
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    so.optimized_model_filepath = str(out_dir / FILE)
-    ort.InferenceSession(str(source), so, providers=["CPUExecutionProvider"])
-    return {"file": FILE, "format": "onnx", "precision": precision, "runtime": "onnxruntime"}
-
-
-class OrtRunner:
-    def __init__(self, path: Path, threads: int | None = None):
-        self.name = "onnxruntime"
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-        self.output_names = [o.name for o in self.session.get_outputs()]
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        outs = self.session.run(self.output_names, feeds)
-        return dict(zip(self.output_names, outs))
-
-
-def runner(path: Path, threads: int | None = None) -> OrtRunner:
-    return OrtRunner(path, threads)
-
-
-def fingerprint() -> dict:
-    return {"runtime": "onnxruntime", "version": importlib.metadata.version("onnxruntime"),
-            "providers": ["CPUExecutionProvider"], "machine": platform.machine()}
+    """Build one precision of the graph into out_dir/model.onnx; returns the artifact record."""
+    options = options or {}
+    if precision not in PRECISIONS:
+        raise VoxcError(f"onnxruntime precision '{precision}' unknown: choose {', '.join(PRECISIONS)}")
+    out_dir = Path(out_dir)
+    record = {"file": FILE, "files": [FILE], "format": "onnx", "precision": precision, "runtime": "onnxruntime"}
+    if precision == "fp32":
+        _optimize_offline(source, out_dir / FILE)
+    elif precision == "fp16":
+        record.update(_fp16(source, out_dir / FILE, options))
+    else:
+        record.update(_int8(source, out_dir / FILE, calibration, options))
+    return record

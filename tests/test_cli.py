@@ -77,7 +77,8 @@ def test_parity_command_rejects_a_tampered_file_and_fails_a_broken_one(tiny_buil
     shutil.copytree(tiny_build / "cpu", tmp_path / "cpu")
     assert main(["parity", "--target", "cpu", "--artifacts", str(tmp_path)]) == 0
     capsys.readouterr()
-    path = tmp_path / "cpu" / "vocoder" / "vocoder.onnxruntime-fp32.onnx"
+    accepted = json.loads((tmp_path / "cpu" / "manifest.json").read_text())["models"]["vocoder"]["precision"]
+    path = tmp_path / "cpu" / "vocoder" / f"vocoder.onnxruntime-{accepted['onnxruntime']['accepted']}.onnx"
     model = onnx.load(str(path))
     big = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
     big.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(big) * 1.3, big.name))
@@ -87,7 +88,7 @@ def test_parity_command_rejects_a_tampered_file_and_fails_a_broken_one(tiny_buil
     manifest_path = tmp_path / "cpu" / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     for a in manifest["models"]["vocoder"]["artifacts"]:
-        if a["path"].endswith("onnxruntime-fp32.onnx"):
+        if a["path"] == f"vocoder/{path.name}":
             a["sha256"], a["bytes"] = sha256_file(path), path.stat().st_size
     manifest_path.write_text(json.dumps(manifest))
     assert main(["parity", "--target", "cpu", "--artifacts", str(tmp_path)]) == 1

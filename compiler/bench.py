@@ -1,0 +1,221 @@
+"""`voxc bench --target T`: latency, real-time factor, size and peak memory of a built target's
+artifacts, each next to PyTorch eager FP32 measured in the same process, plus the whole chain.
+
+Every measurement interleaves the artifact and PyTorch runs on the same real held-out inputs
+(calibration/feeds.sweep_feeds) at short / opt / long lengths, medians after warm-up, so ratios hold
+even while the machine is shared. The vocoder's achieved GFLOP/s is set against the machine's FP32
+peak, measured once with a large matrix product. Writes artifacts/T/bench.json and bench.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from calibration.feeds import UPSTREAM, FeedMaker, sweep_feeds
+from compiler import policy, report
+from compiler.chain import STAGES, Chain, _utterances
+from compiler.verify import _reference, load_manifest
+from models.audio import SAMPLE_RATE
+from models.errors import VoxcError
+from models.registry import model_spec
+from targets import backend
+from targets.runner import TorchRunner
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_rss_mb(fn) -> float | None:
+    """Peak resident memory (MiB) that fn adds over the process's current RSS: the kernel's
+    high-water mark is reset first (/proc/self/clear_refs '5'); None where that is unavailable."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    before = _status_kb("VmRSS")
+    keep = fn()
+    peak = _status_kb("VmHWM")
+    del keep
+    return None if before is None or peak is None else round(max(peak - before, 0) / 1024, 1)
+
+
+def machine_peak_gflops(n: int = 2048) -> float:
+    """FP32 GEMM throughput (numpy, best of 3): the machine's practical ceiling."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best / 1e9
+
+
+def conv_flops(module: torch.nn.Module, feeds: dict, spec) -> float:
+    """FLOPs (2 x MACs) of the Conv1d / ConvTranspose1d / Linear layers for one forward pass."""
+    total = [0]
+
+    def hook(m, inp, out):
+        if isinstance(m, torch.nn.ConvTranspose1d):
+            total[0] += inp[0].numel() * m.out_channels // m.groups * m.kernel_size[0]
+        elif isinstance(m, torch.nn.Conv1d):
+            total[0] += out.numel() * m.in_channels // m.groups * m.kernel_size[0]
+        elif isinstance(m, torch.nn.Linear):
+            total[0] += out.numel() * m.in_features
+    handles = [m.register_forward_hook(hook) for m in module.modules()
+               if isinstance(m, (torch.nn.Conv1d, torch.nn.ConvTranspose1d, torch.nn.Linear))]
+    TorchRunner(module, spec).infer(feeds)
+    for h in handles:
+        h.remove()
+    return 2.0 * total[0]
+
+
+def shapes(spec, quick: bool) -> dict[str, int]:
+    d = spec.dims[spec.sweep_dim]
+    out = {"short": max(d.min, d.opt // 4), "opt": d.opt, "long": min(d.max, 2 * d.opt)}
+    return {"short": out["short"], "opt": out["opt"]} if quick else out
+
+
+def _artifact_runners(folder: Path, info: dict, threads: int) -> dict[str, tuple[object, dict]]:
+    out = {}
+    for a in info["artifacts"]:
+        if a["runtime"] == "portable" or a.get("role") == "weights":
+            continue
+        size = sum(f["bytes"] for f in info["artifacts"] if f["runtime"] == a["runtime"]
+                   and f["precision"] == a["precision"])
+        load = lambda a=a: backend(a["runtime"]).runner(folder / a["path"], threads=threads)
+        out[f"{a['runtime']}/{a['precision']}"] = (load, {"size_bytes": size})
+    return out
+
+
+def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | None = None) -> dict:
+    folder = artifacts / target
+    manifest = load_manifest(folder)
+    threads = int(os.environ.get("VOXC_THREADS", "0") or 0) or (os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    runs = runs or (3 if quick else 20)
+    warmup = 1 if quick else 3
+    cfg_all = manifest["preset_config"]
+    refs = {n: TorchRunner(_reference(folder / n, i["config"], n), model_spec(n, i["config"]))
+            for n, i in manifest["models"].items()}
+    results, fastest = [], {}
+    peak = machine_peak_gflops(1024 if quick else 2048)
+    for name, info in manifest["models"].items():
+        spec = model_spec(name, info["config"])
+        if any(u not in refs for u in UPSTREAM[name]):
+            raise VoxcError(f"bench needs {name}'s upstream graphs in the build; rebuild without --models")
+        maker = FeedMaker(name, spec, cfg_all, {u: refs[u] for u in UPSTREAM[name]})
+        loaders = _artifact_runners(folder, info, threads)
+        mem = {k: peak_rss_mb(lambda ld=ld, k=k: _load_and_run(ld, maker, spec)) for k, (ld, _) in loaders.items()}
+        mem["torch/fp32"] = peak_rss_mb(lambda: _load_torch(folder, info, name, maker, spec))
+        runners = {"torch/fp32": refs[name], **{k: ld() for k, (ld, _) in loaders.items()}}
+        torch_size = (folder / info["reference"]["path"]).stat().st_size
+        for shape, n in shapes(spec, quick).items():
+            feeds = sweep_feeds(maker, 1, n)
+            feeds = {t.name: feeds[t.name] for t in spec.inputs}
+            t = policy.time_interleaved(runners, feeds, runs=runs, warmup=warmup)
+            audio_s = n * cfg_all["hop"] / SAMPLE_RATE if name == "vocoder" else None
+            flops = conv_flops(refs[name].module, feeds, spec) if name == "vocoder" else None
+            for k, v in t.items():
+                runtime, precision = k.split("/")
+                row = {"model": name, "runtime": runtime, "precision": precision, "shape": shape, "length": n,
+                       "median_ms": round(v["median_ms"], 3), "p90_ms": round(v["p90_ms"], 3),
+                       "rtf": round(v["median_ms"] / 1e3 / audio_s, 5) if audio_s else None,
+                       "vs_torch_eager": round(t["torch/fp32"]["median_ms"] / v["median_ms"], 3),
+                       "size_bytes": loaders[k][1]["size_bytes"] if k in loaders else torch_size,
+                       "peak_rss_mb": mem.get(k)}
+                if flops:
+                    row["gflops"] = round(flops / (v["median_ms"] / 1e3) / 1e9, 2)
+                    row["peak_fraction"] = round(row["gflops"] / peak, 4)
+                results.append(row)
+            if shape == "opt":
+                best = min((k for k in t if k in loaders), key=lambda k: t[k]["median_ms"], default=None)
+                if best:
+                    fastest[name] = best
+    doc = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                       "cpus": os.cpu_count(), "fp32_peak_gflops": round(peak, 2)},
+           "threads": threads, "runs": runs, "quick": quick, "preset": manifest["preset"],
+           "results": results, "chain": _bench_chain(refs, folder, manifest, fastest, threads, runs, warmup)}
+    report.write_atomic(folder / "bench.json", json.dumps(doc, indent=1))
+    report.write_atomic(folder / "bench.md", bench_markdown(target, doc))
+    print(bench_markdown(target, doc))
+    return doc
+
+
+def _load_and_run(load, maker, spec):
+    r = load()
+    d = spec.dims[spec.sweep_dim]
+    r.infer({t.name: v for t, v in zip(spec.inputs, (sweep_feeds(maker, 1, d.opt)[t.name] for t in spec.inputs))})
+    return r
+
+
+def _load_torch(folder, info, name, maker, spec):
+    r = TorchRunner(_reference(folder / name, info["config"], name), spec)
+    return _load_and_run(lambda: r, maker, spec)
+
+
+def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, threads: int, runs: int, warmup: int):
+    """Text -> waveform with PyTorch eager vs the fastest accepted artifact of each graph."""
+    if set(STAGES) - set(refs) or set(STAGES) - set(fastest):
+        return None
+    arts = {}
+    for n in STAGES:
+        runtime, precision = fastest[n].split("/")
+        entry = next(a for a in manifest["models"][n]["artifacts"] if a["runtime"] == runtime
+                     and a["precision"] == precision and a.get("role") != "weights")
+        arts[n] = backend(runtime).runner(folder / entry["path"], threads=threads)
+    cfg = manifest["preset_config"]
+    u = _utterances(cfg, 1)[0]
+    chains = {"torch": Chain(refs, cfg), "voxc": Chain(arts, cfg)}
+    # the reference (aligned) durations are forced so the clip has the utterance's real length whatever
+    # the duration predictor says (an untrained one predicts 1 frame per phone)
+    speak = {k: (lambda c=c: c.synthesize(u.phoneme_ids, u.mel, u.style_id, u.durations)) for k, c in chains.items()}
+
+    class _Call:
+        def __init__(self, fn):
+            self.fn = fn
+
+        def infer(self, _):
+            return self.fn()
+    t = policy.time_interleaved({k: _Call(f) for k, f in speak.items()}, {}, runs=runs, warmup=warmup)
+    samples = speak["voxc"]()["waveform"].shape[-1]
+    return {"utterance": u.utt_id, "audio_seconds": round(samples / SAMPLE_RATE, 3),
+            "torch_eager_ms": round(t["torch"]["median_ms"], 2), "voxc_ms": round(t["voxc"]["median_ms"], 2),
+            "ratio": round(t["torch"]["median_ms"] / t["voxc"]["median_ms"], 3),
+            "rtf_torch": round(t["torch"]["median_ms"] / 1e3 / (samples / SAMPLE_RATE), 4),
+            "rtf_voxc": round(t["voxc"]["median_ms"] / 1e3 / (samples / SAMPLE_RATE), 4),
+            "accepted": fastest}
+
+
+def bench_markdown(target: str, doc: dict) -> str:
+    m = doc["machine"]
+    lines = [f"# Benchmark: target `{target}` (preset {doc['preset']})", "",
+             f"{m['processor']}, {m['cpus']} CPUs, {doc['threads']} threads; FP32 GEMM peak "
+             f"{m['fp32_peak_gflops']} GFLOP/s; {doc['runs']} timed runs per cell, medians after warm-up, "
+             "PyTorch eager measured interleaved in the same process.", ""]
+    c = doc.get("chain")
+    if c:
+        lines += ["## Chain (text -> waveform)", "",
+                  f"{c['audio_seconds']} s of audio: PyTorch eager {c['torch_eager_ms']} ms (RTF {c['rtf_torch']}), "
+                  f"voxc {c['voxc_ms']} ms (RTF {c['rtf_voxc']}): **{c['ratio']}x**", "",
+                  "accepted: " + ", ".join(f"{k} {v}" for k, v in c["accepted"].items()), ""]
+    lines += ["## Per graph", "", "| model | runtime | precision | shape | length | median ms | p90 ms | RTF | "
+              "vs torch eager | size MB | peak RSS MB | GFLOP/s (of peak) |", "|---|" + "---|" * 11]
+    for r in doc["results"]:
+        g = f"{r['gflops']} ({100 * r['peak_fraction']:.1f} %)" if "gflops" in r else ""
+        lines.append(f"| {r['model']} | {r['runtime']} | {r['precision']} | {r['shape']} | {r['length']} | "
+                     f"{r['median_ms']} | {r['p90_ms']} | {r['rtf'] if r['rtf'] is not None else ''} | "
+                     f"{r['vs_torch_eager']}x | {r['size_bytes'] / 1e6:.2f} | {r['peak_rss_mb']} | {g} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,154 @@
+"""OpenVINO backend: IR (model.xml + model.bin) converted from the checked ONNX graph; CPU plugin runner.
+
+fp32: openvino.convert_model + save_model (no compression).
+fp16: the same IR with FP16-compressed weights (halves the file; the CPU plugin still computes in
+      FP32 on hosts without native FP16, so it is rarely faster -- the precision policy decides).
+int8: NNCF post-training quantization on real calibration feeds (preset MIXED by default: symmetric
+      weights, asymmetric activations, the best OpenVINO INT8 measured here). When the plain result
+      fails voxc's own audio gate on held-out calibration items (`validation` in the options, judged
+      against the PyTorch FP32 module), nncf.quantize_with_accuracy_control is run with that same
+      metric and keeps the most damaging layers in float.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from models.errors import VoxcError
+
+FILE = "model.xml"
+TOOLS = ("openvino", "nncf")
+PRECISIONS = ("fp32", "fp16", "int8")
+# Accuracy control scores SNR (dB) capped at SCORE_CAP, so FP32 scores exactly the cap; a drop of
+# 35 dB means "the int8 graph must still reach 25 dB", the int8 waveform SNR budget in models/spec.py.
+SCORE_CAP = 60.0
+INT8_DEFAULTS = {"preset": "mixed", "accuracy_control": False, "max_drop_db": 35.0, "subset_size": 300,
+                 "keep_fp32": [], "max_reverted_layers": 5}
+
+
+def _core():
+    import openvino as ov
+    return ov.Core()
+
+
+def _convert(source: Path):
+    import openvino as ov
+    return ov.convert_model(str(source))
+
+
+def _save(model, out_dir: Path, compress: bool) -> None:
+    import openvino as ov
+    ov.save_model(model, str(out_dir / FILE), compress_to_fp16=compress)
+
+
+def _ignored_scope(source: Path, prefixes):
+    """NNCF ignored scope for the nodes that read parameters with the given name prefixes."""
+    import nncf
+    import onnx
+    from targets.onnxruntime import nodes_using
+    names = nodes_using(onnx.load(str(source)), prefixes)
+    return (nncf.IgnoredScope(names=names, validate=False) if names else None), names
+
+
+def _int8(source: Path, out_dir: Path, spec, calibration, options: dict, torch_module) -> dict:
+    import nncf
+    if not calibration:
+        raise VoxcError("int8 needs real calibration data (calibration/feeds.py); refusing to calibrate on nothing")
+    s = {**INT8_DEFAULTS, **{k: v for k, v in options.items() if k in INT8_DEFAULTS}}
+    preset = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}.get(s["preset"])
+    if preset is None:
+        raise VoxcError(f"openvino int8 preset '{s['preset']}' unknown: choose mixed or performance")
+    names = [t.name for t in spec.inputs]
+    dataset = nncf.Dataset([{k: f[k] for k in names} for f in calibration])
+    scope, kept = _ignored_scope(source, s["keep_fp32"])
+    model = _convert(source)
+    kw = {"preset": preset, "subset_size": min(s["subset_size"], len(calibration))}
+    if scope is not None:
+        kw["ignored_scope"] = scope
+    quantized = nncf.quantize(model, dataset, **kw)
+    record = {"int8": {"preset": s["preset"], "method": "nncf.quantize"}, "calibration_items": len(calibration),
+              "fp32_nodes": kept}
+    validation = options.get("validation") or []
+    if s["accuracy_control"] and validation and torch_module is not None:
+        score = _audio_score_fn(spec, torch_module(), validation)
+        plain = score(_core().compile_model(quantized, "CPU"), validation)
+        record["int8"]["plain_score_db"] = round(plain, 3)
+        if SCORE_CAP - plain > s["max_drop_db"]:
+            from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+            vdata = nncf.Dataset([{k: f[k] for k in names} for f in validation])
+            restorer = AdvancedAccuracyRestorerParameters(max_num_iterations=int(s["max_reverted_layers"]),
+                                                          ranking_subset_size=len(validation))
+            quantized = nncf.quantize_with_accuracy_control(
+                _convert(source), dataset, vdata, validation_fn=lambda m, data: score(m, list(data)),
+                max_drop=s["max_drop_db"], drop_type=nncf.DropType.ABSOLUTE,
+                advanced_accuracy_restorer_parameters=restorer, **kw)
+            record["int8"]["method"] = "nncf.quantize_with_accuracy_control"
+            record["int8"]["controlled_score_db"] = round(score(_core().compile_model(quantized, "CPU"), validation), 3)
+    _save(quantized, out_dir, compress=False)
+    return record
+
+
+def _audio_score_fn(spec, module, validation):
+    """voxc's own audio metric as NNCF's validation function: mean SNR (dB, capped at SCORE_CAP) of
+    every float output against PyTorch FP32 on the validation items (higher is better). NNCF may pass
+    any subset of the items in any order, so references are looked up by the item's content."""
+    import hashlib
+    from compiler.metrics import snr_db
+    from targets.runner import TorchRunner
+    ref = TorchRunner(module, spec)
+    names = [t.name for t in spec.inputs]
+    key = lambda f: hashlib.sha1(b"".join(np.ascontiguousarray(f[k]).tobytes() for k in names)).hexdigest()
+    wanted = {key(f): [(t.name, r) for t, r in zip(spec.outputs, ref.infer(f).values()) if r.dtype.kind == "f"]
+              for f in validation}
+
+    def score(compiled, data) -> float:
+        vals = []
+        for f in data:
+            got = compiled({k: f[k] for k in names})
+            by_name = {o.get_any_name(): v for o, v in got.items()}
+            vals += [min(SCORE_CAP, snr_db(r, np.asarray(by_name[n]))) for n, r in wanted[key(f)]]
+        return float(np.mean(vals))
+    return score
+
+
+def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None,
+          torch_module=None) -> dict:
+    options = options or {}
+    if precision not in PRECISIONS:
+        raise VoxcError(f"openvino precision '{precision}' unknown: choose {', '.join(PRECISIONS)}")
+    out_dir = Path(out_dir)
+    record = {"file": FILE, "files": [FILE, "model.bin"], "format": "openvino-ir", "precision": precision,
+              "runtime": "openvino"}
+    if precision == "int8":
+        record.update(_int8(Path(source), out_dir, spec, calibration, options, torch_module))
+    else:
+        _save(_convert(Path(source)), out_dir, compress=(precision == "fp16"))
+    return record
+
+
+class OvRunner:
+    def __init__(self, path: Path, threads: int | None = None):
+        self.name = "openvino"
+        threads = threads or int(os.environ.get("VOXC_THREADS", "0") or 0)
+        config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+        config["INFERENCE_PRECISION_HINT"] = "f32"   # honour the artifact's precision, not a host default
+        self.compiled = _core().compile_model(str(path), "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        res = self.request.infer(feeds)
+        return {o.get_any_name(): np.array(v) for o, v in res.items()}
+
+
+def runner(path: Path, threads: int | None = None) -> OvRunner:
+    return OvRunner(path, threads)
+
+
+def fingerprint() -> dict:
+    return {"runtime": "openvino", "version": importlib.metadata.version("openvino"),
+            "device": "CPU", "machine": platform.machine()}

@@ -1,0 +1,43 @@
+"""ONNX Runtime runner: numpy in, numpy out on the CPU execution provider.
+
+Kept apart from the builder (targets/onnxruntime.py, which needs onnx and the quantization tools)
+so device bundles can ship it as the stand-in runner with only numpy and onnxruntime installed.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+
+def session_options(threads: int | None = None, optimize: bool = True) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                   else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    so.intra_op_num_threads = threads or int(os.environ.get("VOXC_THREADS", "0") or 0)
+    return so
+
+
+class OrtRunner:
+    def __init__(self, path: Path, threads: int | None = None):
+        self.name = "onnxruntime"
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self.session.run(self.output_names, feeds)
+        return dict(zip(self.output_names, outs))
+
+
+def runner(path: Path, threads: int | None = None) -> OrtRunner:
+    return OrtRunner(path, threads)
+
+
+def fingerprint() -> dict:
+    return {"runtime": "onnxruntime", "version": importlib.metadata.version("onnxruntime"),
+            "providers": ["CPUExecutionProvider"], "machine": platform.machine()}
