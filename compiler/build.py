@@ -45,6 +45,7 @@ class BuildRequest:
     exporter: str = "dynamo"
     opset: int = 20
     jobs: int = 2
+    weight_sources: dict[str, str] = field(default_factory=dict)  # model -> "trained voice" / "user checkpoint"
 
 
 def _stage(g: BuildGraph, label: str, name: str, params: dict, inputs: dict, tools=()) -> Stage:

@@ -1,4 +1,4 @@
-"""The `voxc` command line: build, parity, inspect. User mistakes end in one line and exit status 2."""
+"""The `voxc` command line: build, parity, inspect; train, voice-report, synth (registered by voice.cli). User mistakes end in one line and exit status 2."""
 from __future__ import annotations
 
 import argparse
@@ -45,12 +45,19 @@ def _request(args):
     from compiler.build import BuildRequest
     from models.presets import preset
     from models.registry import MODEL_NAMES, entry
+    from voice.weights import default_checkpoints
     models = _csv(args.models) if args.models else MODEL_NAMES
     for m in models:
         entry(m)
-    return BuildRequest(target=args.target, preset=_overrides(preset(args.preset), args.set),
-                        preset_name=args.preset, models=models, checkpoints=_checkpoints(args.checkpoint),
-                        artifacts=Path(args.artifacts), exporter=args.exporter, jobs=args.jobs)
+    cfg = _overrides(preset(args.preset), args.set)
+    checkpoints = _checkpoints(args.checkpoint)
+    # the light preset is the trained reference voice unless --seeded or the user's own checkpoint
+    voice = {} if args.seeded else default_checkpoints(args.preset, cfg, models, exclude=checkpoints)
+    return BuildRequest(target=args.target, preset=cfg, preset_name=args.preset, models=models,
+                        checkpoints={**voice, **checkpoints}, artifacts=Path(args.artifacts),
+                        exporter=args.exporter, jobs=args.jobs,
+                        weight_sources={**{m: "trained voice" for m in voice},
+                                        **{m: "user checkpoint" for m in checkpoints}})
 
 
 def cmd_build(args) -> int:
@@ -86,7 +93,12 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one preset value")
     b.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
     b.add_argument("--jobs", type=int, default=2, help="worker processes (1 runs stages inline)")
+    b.add_argument("--seeded", action="store_true",
+                   help="seeded random weights instead of the trained voice (voice/weights) for the light preset")
     b.set_defaults(func=cmd_build)
+
+    from voice import cli as voice_cli
+    voice_cli.register(sub)
 
     q = sub.add_parser("parity", help="re-check a built target's artifacts against PyTorch")
     common(q)

@@ -27,6 +27,21 @@ def _file_entry(folder: Path, rel: str, **extra) -> dict:
     return {"path": rel, "sha256": sha256_file(p), "bytes": p.stat().st_size, **extra}
 
 
+def _weight_source(req, name: str, record: dict) -> dict:
+    """Where a model's weights came from: the trained voice, a user checkpoint, or the seeded init."""
+    ckpt = req.checkpoints.get(name)
+    if ckpt is None:
+        kind = "seeded" if record.get("parameters") else "none (no parameters)"
+        return {"source": kind, "detail": record.get("source"), "parameters": record.get("parameters")}
+    kind = getattr(req, "weight_sources", {}).get(name, "user checkpoint")
+    path = Path(ckpt).resolve()
+    try:
+        shown = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    return {"source": kind, "checkpoint": shown, "sha256": sha256_file(path), "parameters": record.get("parameters")}
+
+
 def write_target(folder: Path, req, profile: dict, chains: dict, results: dict) -> bool:
     rows: list[dict] = []
     models = {}
@@ -54,6 +69,7 @@ def write_target(folder: Path, req, profile: dict, chains: dict, results: dict) 
                       "simplify_fallbacks": simplify["fallback_reasons"], "ops": simplify["ops"],
                       "exporter": results[chain["export"]].record["exporter"]},
             "parity": "pass" if all(r["passed"] for r in model_rows) else "fail",
+            "weights": _weight_source(req, name, results[chain["weights"]].record),
         }
     passed = all(r["passed"] for r in rows)
     manifest = {"target": req.target, "voxc_version": VOXC_VERSION, "preset": req.preset_name,
