@@ -68,6 +68,7 @@ class BuildRequest:
     jobs: int = 2
     precisions: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --precisions override per model
     margin: float | None = None                                          # --margin override of the policy
+    weight_sources: dict[str, str] = field(default_factory=dict)  # model -> "trained voice" / "user checkpoint"
 
 
 def _stage(g: BuildGraph, label: str, name: str, params: dict, inputs: dict, tools=(), after=()) -> Stage:

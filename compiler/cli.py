@@ -1,4 +1,5 @@
-"""The `voxc` command line: build, parity, bench, inspect. User mistakes end in one line and exit status 2."""
+"""The `voxc` command line: build, parity, bench, report, inspect; train, voice-report, synth (registered by
+voice.cli). User mistakes end in one line and exit status 2."""
 from __future__ import annotations
 
 import argparse
@@ -58,13 +59,20 @@ def _request(args):
     from compiler.build import BuildRequest
     from models.presets import preset
     from models.registry import MODEL_NAMES, entry
+    from voice.weights import default_checkpoints
     models = _csv(args.models) if args.models else MODEL_NAMES
     for m in models:
         entry(m)
-    return BuildRequest(target=args.target, preset=_overrides(preset(args.preset), args.set),
-                        preset_name=args.preset, models=models, checkpoints=_checkpoints(args.checkpoint),
-                        artifacts=Path(args.artifacts), exporter=args.exporter, jobs=args.jobs,
-                        precisions=_precisions(args.precisions), margin=args.margin)
+    cfg = _overrides(preset(args.preset), args.set)
+    checkpoints = _checkpoints(args.checkpoint)
+    # the light preset is the trained reference voice unless --seeded or the user's own checkpoint
+    voice = {} if args.seeded else default_checkpoints(args.preset, cfg, models, exclude=checkpoints)
+    return BuildRequest(target=args.target, preset=cfg, preset_name=args.preset, models=models,
+                        checkpoints={**voice, **checkpoints}, artifacts=Path(args.artifacts),
+                        exporter=args.exporter, jobs=args.jobs,
+                        precisions=_precisions(args.precisions), margin=args.margin,
+                        weight_sources={**{m: "trained voice" for m in voice},
+                                        **{m: "user checkpoint" for m in checkpoints}})
 
 
 def cmd_build(args) -> int:
@@ -124,6 +132,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--precisions", action="append", metavar="MODEL=P1,P2",
                    help="override a model's precision ladder, most preferred first (e.g. vocoder=int8,fp32)")
     b.add_argument("--margin", type=float, help="speed margin a lower precision must win by (default 0.10)")
+    b.add_argument("--seeded", action="store_true",
+                   help="seeded random weights instead of the trained voice (voice/weights) for the light preset")
     b.set_defaults(func=cmd_build)
 
     n = sub.add_parser("bench", help="latency, RTF, size and memory of a built target vs PyTorch eager")
@@ -131,6 +141,9 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("--quick", action="store_true", help="few runs, short shapes (for tests)")
     n.add_argument("--runs", type=int, help="timed runs per measurement (default 20, --quick 3)")
     n.set_defaults(func=cmd_bench)
+
+    from voice import cli as voice_cli
+    voice_cli.register(sub)
 
     q = sub.add_parser("parity", help="re-check a built target's artifacts against PyTorch")
     common(q)

@@ -47,6 +47,21 @@ def _file_entry(folder: Path, rel: str, **extra) -> dict:
     return {"path": rel, "sha256": file_hash(p), "bytes": size, **extra}
 
 
+def _weight_source(req, name: str, record: dict) -> dict:
+    """Where a model's weights came from: the trained voice, a user checkpoint, or the seeded init."""
+    ckpt = req.checkpoints.get(name)
+    if ckpt is None:
+        kind = "seeded" if record.get("parameters") else "none (no parameters)"
+        return {"source": kind, "detail": record.get("source"), "parameters": record.get("parameters")}
+    kind = getattr(req, "weight_sources", {}).get(name, "user checkpoint")
+    path = Path(ckpt).resolve()
+    try:
+        shown = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    return {"source": kind, "checkpoint": shown, "sha256": sha256_file(path), "parameters": record.get("parameters")}
+
+
 def _precision_entry(sel: dict, chain: dict, results: dict, runtime: str) -> dict:
     """Manifest record of the policy's decision on one runtime, with the measured figures."""
     figures = {}
@@ -109,6 +124,7 @@ def write_target(folder: Path, req, profile: dict, chains: dict, results: dict, 
                       "exporter": results[chain["export"]].record["exporter"]},
             "precision": precision,
             "parity": deferred.status(model_rows),
+            "weights": _weight_source(req, name, results[chain["weights"]].record),
         }
     passed = deferred.host_passed(rows)
     from calibration.sets import set_hash
