@@ -20,6 +20,9 @@ def session_options(threads: int | None = None, optimize: bool = True) -> ort.Se
     so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                    else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     so.intra_op_num_threads = threads or int(os.environ.get("VOXC_THREADS", "0") or 0)
+    # A TTS chain runs several sessions (and runtimes) back to back: threads that spin-wait after a
+    # run steal the cores the next graph needs, so idle workers sleep instead.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
 
 
