@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -270,6 +271,29 @@ def chained_parity(folder: Path, req: BuildRequest, profile: dict, chains: dict,
     return out
 
 
+CHAIN_VERSION = 1
+
+
+def cached_chained_parity(folder: Path, req: BuildRequest, profile: dict, chains: dict, results: dict) -> dict | None:
+    """chained_parity, content-addressed like a stage: its inputs are the accepted artifacts and the
+    reference weights (their stage keys), the preset and the parity set, so an unchanged rebuild
+    reads the cached result instead of running the chain again."""
+    from calibration.sets import set_hash
+    inputs = {n: [results[c["weights"]].key] + [results[a["artifact"]].key for a in accepted_artifacts(c, results)]
+              for n, c in chains.items()}
+    key = hashlib.sha256(graph.canonical({"stage": "chain", "version": CHAIN_VERSION, "inputs": inputs,
+                                          "backends": profile["backends"], "preset": req.preset,
+                                          "parity_set": set_hash("parity"),
+                                          "tools": graph.tool_versions(("torch", "onnxruntime", "openvino"))}
+                                         ).encode()).hexdigest()[:32]
+    path = req.artifacts / "cache" / f"chain-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    chain = chained_parity(folder, req, profile, chains, results)
+    report.write_atomic(path, json.dumps(chain))
+    return chain
+
+
 def build(req: BuildRequest) -> bool:
     """Run the whole build for one target; returns whether every parity gate passed."""
     profile = profiles.load(req.target)
@@ -283,7 +307,7 @@ def build(req: BuildRequest) -> bool:
     finally:
         executor.shutdown()
     folder = _assemble(req, chains, results)
-    chain = chained_parity(folder, req, profile, chains, results)
+    chain = cached_chained_parity(folder, req, profile, chains, results)
     passed = report.write_target(folder, req, profile, chains, results, chain)
     from compiler import bundle
     pending = bundle.after_build(folder, req, profile, chains, results)
