@@ -206,11 +206,8 @@ def _assemble(req: BuildRequest, chains: dict, results: dict[str, graph.Result])
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():  # e.g. a Core ML .mlpackage
             shutil.copytree(src, dst, copy_function=_link_or_copy)
-            return
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
+        else:
+            _link_or_copy(src, dst)
     try:
         for name, chain in chains.items():
             place(results[chain["weights"]].path / "weights.safetensors", f"{name}/reference.safetensors")
