@@ -33,10 +33,30 @@ def fit(a: np.ndarray, n: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([a] * reps, axis=-1)[..., :n]) if reps > 1 else np.ascontiguousarray(a[..., :n])
 
 
+def loudest_start(mel: np.ndarray, n: int) -> int:
+    """Start frame of the n-frame window of a log-mel [80, T] with the most energy (0 when n >= T):
+    a short sweep point or calibration item is then speech, not an utterance's leading silence."""
+    if n >= mel.shape[-1]:
+        return 0
+    energy = np.exp(mel.astype(np.float64)).sum(axis=0)
+    window = np.convolve(energy, np.ones(n), mode="valid")
+    return int(np.argmax(window))
+
+
+def speech_cut(mel: np.ndarray, n: int) -> np.ndarray:
+    """fit() of the loudest n-frame window (tiling when n is longer than the utterance)."""
+    a = loudest_start(mel, n)
+    return fit(mel[..., a:], n)
+
+
 def _cut_to_frames(u: Utterance, n: int, min_phones: int) -> tuple[np.ndarray, np.ndarray]:
-    """Phonemes and durations (tiled as needed) whose durations sum to exactly n frames."""
+    """Phonemes and durations (tiled as needed) whose durations sum to exactly n frames, starting at
+    the phone where the utterance's loudest n-frame window starts."""
+    k0 = min(int(np.searchsorted(np.cumsum(u.durations), loudest_start(u.mel, n), side="right")),
+             u.phoneme_ids.size - 1)
     reps = -(-n // max(int(u.durations.sum()), 1)) + 1
-    ids, dur = np.tile(u.phoneme_ids, reps), np.tile(u.durations, reps)
+    ids = np.concatenate([u.phoneme_ids[k0:]] + [u.phoneme_ids] * reps)
+    dur = np.concatenate([u.durations[k0:]] + [u.durations] * reps)
     k = int(np.searchsorted(np.cumsum(dur), n)) + 1
     k = max(k, min_phones)
     ids, dur = ids[:k].copy(), dur[:k].copy()
@@ -85,9 +105,9 @@ class FeedMaker:
         if name in ("speaker_encoder", "emotion_encoder"):
             if "emotion_id" in [t.name for t in self.spec.inputs]:
                 return {"emotion_id": np.array([u.style_id % self.cfg["n_styles"]], np.int64)}
-            return {"mel": fit(u.mel, n)[None]}
+            return {"mel": speech_cut(u.mel, n)[None]}
         if name == "vocoder":
-            return {"mel": fit(u.mel, n)[None]}
+            return {"mel": speech_cut(u.mel, n)[None]}
         if name == "acoustic_encoder":
             return {"phonemes": fit(u.phoneme_ids, n)[None], **self._embeddings(u)}
         if name == "length_regulator":

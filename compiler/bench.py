@@ -64,7 +64,8 @@ def machine_peak_gflops(n: int = 2048) -> float:
 
 
 def conv_flops(module: torch.nn.Module, feeds: dict, spec) -> float:
-    """FLOPs (2 x MACs) of the Conv1d / ConvTranspose1d / Linear layers for one forward pass."""
+    """FLOPs (2 x MACs) of the Conv1d / ConvTranspose1d / Linear layers for one forward pass, plus a
+    module's constant matrix products where it declares them (fixed_macs, e.g. Vocos's inverse DFT)."""
     total = [0]
 
     def hook(m, inp, out):
@@ -79,6 +80,9 @@ def conv_flops(module: torch.nn.Module, feeds: dict, spec) -> float:
     TorchRunner(module, spec).infer(feeds)
     for h in handles:
         h.remove()
+    if hasattr(module, "fixed_macs"):
+        first = next(iter(feeds.values()))
+        total[0] += module.fixed_macs(first.shape[0], first.shape[-1])
     return 2.0 * total[0]
 
 

@@ -212,7 +212,7 @@ def select(out: Path, params: dict, inputs: dict) -> dict:
             "threads": params.get("threads") or os.cpu_count()}
 
 
-STAGE_VERSIONS = {"weights": 1, "export": 1, "check": 1, "simplify": 1, "artifact": 3, "parity": 2, "select": 3}
+STAGE_VERSIONS = {"weights": 1, "export": 1, "check": 1, "simplify": 1, "artifact": 4, "parity": 3, "select": 4}
 EXPORT_TOOLS = ("torch", "onnxscript", "onnx")
 
 

@@ -21,7 +21,23 @@ VOCODERS = {
               "resblock": "2", "resblock_kernels": [3, 5, 7], "resblock_dilations": [[1, 2], [2, 6], [3, 12]]},
     "tiny": {"initial_channels": 16, "upsample_rates": [8, 8, 4], "upsample_kernels": [16, 16, 8],
              "resblock": "2", "resblock_kernels": [3], "resblock_dilations": [[1, 3]]},
+    # Vocos-style (Siuzdak 2023): ConvNeXt blocks at frame rate predict an STFT (log-magnitude and
+    # phase) that an in-graph inverse STFT (n_fft 1024, hop 256) turns into audio. No upsampling
+    # convolutions: ~3 M MAC per frame, nearly all of it large matrix products.
+    "vocos_light": {"family": "vocos", "dim": 192, "intermediate": 576, "blocks": 8, "n_fft": 1024, "hop": 256},
+    "vocos_tiny": {"family": "vocos", "dim": 32, "intermediate": 64, "blocks": 2, "n_fft": 1024, "hop": 256},
 }
+
+
+def vocoder_hop(name: str) -> int:
+    """Samples per mel frame of a vocoder configuration."""
+    v = VOCODERS[name]
+    if v.get("family") == "vocos":
+        return v["hop"]
+    hop = 1
+    for r in v["upsample_rates"]:
+        hop *= r
+    return hop
 
 _COMMON = {
     "sample_rate": 16000, "hop": 256, "n_mels": 80, "n_symbols": 96, "speaker_dim": 256,

@@ -42,7 +42,7 @@ GRAPHS: dict[str, GraphEntry] = {
                                    ("n_mels", "hidden", "heads", "ffn", "ffn_kernel", "decoder_layers",
                                     "postnet_channels", "postnet_layers"),
                                    ("batch", "frames")),
-    "vocoder": GraphEntry(vocoder.Generator, vocoder.spec, ("n_mels", "hop", "vocoder"), ("batch", "frames")),
+    "vocoder": GraphEntry(vocoder.build, vocoder.spec, ("n_mels", "hop", "vocoder"), ("batch", "frames")),
 }
 
 MODEL_NAMES = tuple(GRAPHS)

@@ -1,4 +1,4 @@
-"""vocoder graph: HiFi-GAN generator, mel [B, 80, frames] -> waveform [B, 1, frames*256].
+"""vocoder graph: HiFi-GAN generator (the Vocos family is in models/vocos.py), mel [B, 80, frames] -> waveform [B, 1, frames*256].
 
 Modules are built with plain convolutions; checkpoints trained with weight norm (old weight_g /
 weight_v keys or the new parametrizations.weight.original0/1 keys) are folded into plain weights
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.presets import VOCODERS
+from models.presets import VOCODERS, vocoder_hop
 from models.speaker_encoder import reference_mel
 from models.spec import ModelSpec, TensorSpec, dims_from_preset
 
@@ -76,11 +76,20 @@ class Generator(nn.Module):
         return torch.tanh(self.conv_post(nn.functional.leaky_relu(x)))
 
 
+def build(cfg: dict) -> nn.Module:
+    """The vocoder module of a preset: HiFi-GAN or Vocos by the configuration's family."""
+    if VOCODERS[cfg["vocoder"]].get("family") == "vocos":
+        from models.vocos import Vocos
+        return Vocos(cfg)
+    return Generator(cfg)
+
+
 def spec(cfg: dict) -> ModelSpec:
-    hop = int(np.prod(VOCODERS[cfg["vocoder"]]["upsample_rates"]))
+    hop = vocoder_hop(cfg["vocoder"])
     assert hop == cfg["hop"], f"vocoder {cfg['vocoder']} hop {hop} != preset hop {cfg['hop']}"
+    family = "Vocos" if VOCODERS[cfg["vocoder"]].get("family") == "vocos" else "HiFi-GAN"
     return ModelSpec(
-        name="vocoder", description=f"HiFi-GAN {cfg['vocoder']}: mel -> waveform",
+        name="vocoder", description=f"{family} {cfg['vocoder']}: mel -> waveform",
         inputs=(TensorSpec("mel", "float32", ("batch", cfg["n_mels"], "frames")),),
         outputs=(TensorSpec("waveform", "float32", ("batch", 1, f"frames*{hop}"), "waveform"),),
         dims=dims_from_preset(cfg, ["batch", "frames"]), sweep_dim="frames",

@@ -8,7 +8,7 @@ from pathlib import Path
 def cmd_train(args) -> int:
     from voice import train
     if args.install:
-        print(json.dumps(train.install(args.preset, Path(args.out)), indent=1))
+        print(json.dumps(train.install(args.preset, Path(args.out), loops=args.models or None), indent=1))
         return 0
     train.train(args.models or list(train.TRAINABLE), args.preset, args.corpus, args.out, args.seed,
                 args.threads, {"steps": args.steps, "minutes": args.minutes})
@@ -50,7 +50,8 @@ def register(sub) -> None:
     t.add_argument("--threads", type=int, default=1, help="torch threads for this process")
     t.add_argument("--steps", type=int, help="override the model's step count")
     t.add_argument("--minutes", type=float, help="override the model's wall-time budget")
-    t.add_argument("--install", action="store_true", help="copy trained weights to voice/weights/")
+    t.add_argument("--install", action="store_true",
+                   help="copy trained weights to voice/weights/ (only the named models' when models are given)")
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("voice-report", help="quality of the trained voice on the held-out set -> quality.json")

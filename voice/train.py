@@ -37,7 +37,7 @@ STYLES = ("neutral", "fast_high", "slow_low")  # corpus style ids 0, 1, 2
 
 # Defaults for the light preset on one CPU thread (step counts are caps; --minutes is the budget).
 DEFAULTS = {
-    "vocoder": {"steps": 4400, "lr": 4e-4, "batch": 8, "segment_frames": 32, "minutes": 55.0},
+    "vocoder": {"steps": 9000, "lr": 8e-4, "batch": 16, "segment_frames": 32, "minutes": 50.0},
     "speaker_encoder": {"steps": 500, "lr": 1e-3, "speakers_per_batch": 9, "utts_per_speaker": 6,
                         "ref_frames": 120, "minutes": 10.0},
     "emotion_encoder": {"steps": 600, "lr": 1e-3, "batch": 24, "ref_frames": 120, "minutes": 4.0},
@@ -440,9 +440,11 @@ if __name__ == "__main__":
     train(a.models, a.preset, a.corpus, overrides={"steps": a.steps, "minutes": a.minutes})
 
 
-def install(preset_name: str = "light", out_dir: str | Path = TRAIN_DIR, weights_dir: str | Path | None = None) -> dict:
+def install(preset_name: str = "light", out_dir: str | Path = TRAIN_DIR, weights_dir: str | Path | None = None,
+            loops: list[str] | None = None) -> dict:
     """Copy a finished run's exported weights (and the style centroids) to voice/weights/ and write
-    training.json (steps, wall time, last logged losses per model) next to them."""
+    training.json (steps, wall time, last logged losses per model) next to them. `loops` (e.g.
+    ["vocoder"]) installs only those training loops and keeps the other models' files and entries."""
     import shutil
 
     from safetensors.torch import save_file
@@ -457,17 +459,27 @@ def install(preset_name: str = "light", out_dir: str | Path = TRAIN_DIR, weights
     run = Path(out_dir) / preset_name
     sources = {"speaker_encoder": "speaker_encoder", "emotion_encoder": "emotion_encoder",
                "acoustic_encoder": "acoustic", "acoustic_decoder": "acoustic", "vocoder": "vocoder"}
+    chosen = sorted(set(sources.values()) if loops is None else set(loops))
+    unknown = set(chosen) - set(sources.values())
+    if unknown:
+        raise VoxcError(f"unknown training loop(s) {', '.join(sorted(unknown))}: choose from "
+                        f"{', '.join(sorted(set(sources.values())))}")
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    summary: dict = {"preset": preset_name, "models": {}}
+    old = WEIGHTS_DIR / "training.json"
+    summary: dict = json.loads(old.read_text()) if loops is not None and old.is_file() else {"preset": preset_name}
+    summary.setdefault("models", {})
     for model in TRAINED_MODELS:
+        if sources[model] not in chosen:
+            continue
         src = run / sources[model] / f"{model}.safetensors"
         if not src.is_file():
             raise VoxcError(f"{src} not found: train {sources[model]} first (voxc train {sources[model]})")
         shutil.copyfile(src, weight_path(model))
-    centroids = np.load(run / "acoustic" / "style_centroids.npy")
-    save_file({"centroids": torch.from_numpy(centroids)}, str(style_centroids_path()),
-              metadata={"styles": ",".join(STYLES)})
-    for loop in sorted(set(sources.values())):
+    if "acoustic" in chosen:
+        centroids = np.load(run / "acoustic" / "style_centroids.npy")
+        save_file({"centroids": torch.from_numpy(centroids)}, str(style_centroids_path()),
+                  metadata={"styles": ",".join(STYLES)})
+    for loop in chosen:
         st = torch.load(run / loop / "state.pt", map_location="cpu", weights_only=True)
         history = json.loads(st["history"])
         summary["models"][loop] = {"steps": int(st["step"]), "wall_minutes": round(float(st["elapsed"]) / 60, 1),

@@ -1,0 +1,110 @@
+"""vocoder graph, Vocos family (Siuzdak 2023): mel [B, 80, frames] -> waveform [B, 1, frames*hop].
+
+ConvNeXt blocks run at frame rate and predict, per frame, a phase for each STFT bin and a correction
+to a log-magnitude prior: the mel's least-squares linear spectrum, max(pinv(mel_basis) @ exp(mel),
+1e-5) -- the magnitude Griffin-Lim starts from -- so training spends itself on phase and fine
+spectral detail instead of re-learning the mel filterbank. An inverse STFT written with plain tensor ops (one matrix product with a windowed inverse-DFT
+basis, then overlap-add by padding and summing) makes the waveform. Every op exports to ONNX with a
+dynamic frame axis and runs on ONNX Runtime, OpenVINO, TensorRT and Core ML alike. The framing
+matches models.audio (hann window, reflect-free "same" padding of (n_fft - hop) / 2), so frame t of
+the input mel describes the same samples the vocoder writes for it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from models.audio import LOG_FLOOR, mel_basis
+from models.presets import VOCODERS
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, dim: int, intermediate: int):
+        super().__init__()
+        self.dwconv = nn.Conv1d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.pwconv1 = nn.Linear(dim, intermediate)
+        self.pwconv2 = nn.Linear(intermediate, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), 1.0 / 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T]
+        y = self.dwconv(x).transpose(1, 2)
+        y = self.pwconv2(nn.functional.gelu(self.pwconv1(self.norm(y))))
+        return x + (self.gamma * y).transpose(1, 2)
+
+
+def istft_basis(n_fft: int) -> np.ndarray:
+    """[2F, n_fft] rows mapping (real, imag) of a onesided spectrum to a hann-windowed frame:
+    frame = [re, im] @ basis equals window * irfft(re + i im)."""
+    f = n_fft // 2 + 1
+    n = np.arange(n_fft)
+    k = np.arange(f)[:, None]
+    scale = np.full((f, 1), 2.0 / n_fft)
+    scale[0] = scale[-1] = 1.0 / n_fft
+    window = np.sin(np.pi * n / n_fft) ** 2  # periodic hann
+    ang = 2 * np.pi * k * n / n_fft
+    return np.concatenate([scale * np.cos(ang), -scale * np.sin(ang)]) * window
+
+
+def overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
+    """[B, T, n_fft] frames placed hop apart and summed -> [B, (T - 1) * hop + n_fft]."""
+    b, t, n = frames.shape
+    k = n // hop
+    parts = frames.reshape(b, t, k, hop)
+    out = nn.functional.pad(parts[:, :, 0], (0, 0, 0, k - 1))
+    for i in range(1, k):
+        out = out + nn.functional.pad(parts[:, :, i], (0, 0, i, k - 1 - i))
+    return out.reshape(b, -1)
+
+
+class Vocos(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        v = VOCODERS[cfg["vocoder"]]
+        self.n_fft, self.hop = v["n_fft"], v["hop"]
+        assert self.n_fft % self.hop == 0, "overlap-add needs n_fft to be a multiple of hop"
+        dim = v["dim"]
+        self.embed = nn.Conv1d(cfg["n_mels"], dim, 7, padding=3)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.blocks = nn.ModuleList(ConvNeXtBlock(dim, v["intermediate"]) for _ in range(v["blocks"]))
+        self.final_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.out = nn.Linear(dim, self.n_fft + 2)
+        f = self.n_fft // 2 + 1
+        with torch.no_grad():   # the magnitude correction starts at zero: the prior alone
+            self.out.weight[:f].zero_()
+            self.out.bias[:f].zero_()
+        assert self.n_fft == mel_basis().shape[1] * 2 - 2, "the magnitude prior needs the mel's n_fft"
+        # [n_mels, F]: stored transposed so the exported graph reads it as the initializer "mel_pinv"
+        self.register_buffer("mel_pinv", torch.from_numpy(np.linalg.pinv(mel_basis().astype(np.float64)).T).float(),
+                             persistent=False)
+        self.register_buffer("basis", torch.from_numpy(istft_basis(self.n_fft)).float(), persistent=False)
+        window = np.sin(np.pi * np.arange(self.n_fft) / self.n_fft) ** 2
+        self.register_buffer("window_sq", torch.from_numpy(window ** 2).float(), persistent=False)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        x = self.embed(mel)
+        x = self.norm(x.transpose(1, 2)).transpose(1, 2)
+        for block in self.blocks:
+            x = block(x)
+        h = self.out(self.final_norm(x.transpose(1, 2)))  # [B, T, n_fft + 2]
+        f = self.n_fft // 2 + 1
+        prior = torch.log(torch.clamp(torch.exp(mel).transpose(1, 2) @ self.mel_pinv, min=LOG_FLOOR))
+        mag = torch.clamp(torch.exp(prior + h[..., :f]), max=100.0)
+        phase = h[..., f:]
+        return self.istft(torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=-1)).unsqueeze(1)
+
+    def fixed_macs(self, batch: int, frames: int) -> int:
+        """Multiply-accumulates of the constant matrix products (magnitude prior, inverse DFT) that
+        are not nn.Linear / nn.Conv1d layers, for throughput accounting (compiler/bench.py)."""
+        return batch * frames * (self.mel_pinv.numel() + self.basis.numel())
+
+    def istft(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """[B, T, 2F] (real parts, then imaginary parts, of a onesided STFT in models.audio's framing)
+        -> waveform [B, T * hop]: windowed inverse DFT, overlap-add, window-envelope normalisation."""
+        frames = spectrum.shape[1]
+        wave = overlap_add(spectrum @ self.basis, self.hop)
+        envelope = overlap_add(self.window_sq.expand(1, frames, self.n_fft), self.hop)
+        pad = (self.n_fft - self.hop) // 2
+        length = frames * self.hop
+        return wave[:, pad:pad + length] / envelope[:, pad:pad + length]
