@@ -48,13 +48,19 @@ def istft_basis(n_fft: int) -> np.ndarray:
 
 
 def overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
-    """[B, T, n_fft] frames placed hop apart and summed -> [B, (T - 1) * hop + n_fft]."""
+    """[B, T, n_fft] frames placed hop apart and summed -> [B, (T - 1) * hop + n_fft].
+
+    Each hop-long slice i of every frame lands i hops later: shift it by concatenating zero blocks
+    (sliced from the input times 0, so they follow its dynamic batch size) and sum. Concat instead
+    of Pad because Core ML converts only 1-D padding on dynamic shapes."""
     b, t, n = frames.shape
     k = n // hop
     parts = frames.reshape(b, t, k, hop)
-    out = nn.functional.pad(parts[:, :, 0], (0, 0, 0, k - 1))
+    zeros = parts[:, : k - 1, 0] * 0.0                                   # [B, k-1, hop]
+    out = torch.cat([parts[:, :, 0], zeros], dim=1)
     for i in range(1, k):
-        out = out + nn.functional.pad(parts[:, :, i], (0, 0, i, k - 1 - i))
+        pieces = [zeros[:, :i], parts[:, :, i]] + ([zeros[:, : k - 1 - i]] if i < k - 1 else [])
+        out = out + torch.cat(pieces, dim=1)
     return out.reshape(b, -1)
 
 

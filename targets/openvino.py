@@ -5,9 +5,10 @@ fp16: the same IR with FP16-compressed weights (halves the file; the CPU plugin 
       FP32 on hosts without native FP16, so it is rarely faster -- the precision policy decides).
 int8: NNCF post-training quantization on real calibration feeds (preset MIXED by default: symmetric
       weights, asymmetric activations, the best OpenVINO INT8 measured here). When the plain result
-      fails voxc's own audio gate on held-out calibration items (`validation` in the options, judged
-      against the PyTorch FP32 module), nncf.quantize_with_accuracy_control is run with that same
-      metric and keeps the most damaging layers in float.
+      misses voxc's own int8 gates on held-out calibration items (`validation` in the options, judged
+      against the PyTorch FP32 module with targets/sensitivity.score, the same score the ONNX Runtime
+      sensitivity pass uses), nncf.quantize_with_accuracy_control is run with that score and keeps
+      the most damaging layers in float.
 """
 from __future__ import annotations
 
@@ -23,11 +24,10 @@ from models.errors import VoxcError
 FILE = "model.xml"
 TOOLS = ("openvino", "nncf")
 PRECISIONS = ("fp32", "fp16", "int8")
-# Accuracy control scores SNR (dB) capped at SCORE_CAP, so FP32 scores exactly the cap; a drop of
-# 35 dB means "the int8 graph must still reach 25 dB", the int8 waveform SNR budget in models/spec.py.
-SCORE_CAP = 60.0
-INT8_DEFAULTS = {"preset": "mixed", "accuracy_control": False, "max_drop_db": 35.0, "subset_size": 300,
-                 "keep_fp32": [], "max_reverted_layers": 5}
+# model_type "transformer" makes NNCF leave attention's softmax / activation matmuls and layer norms
+# in float, as the ONNX Runtime builder does (targets/onnxruntime.py).
+INT8_DEFAULTS = {"preset": "mixed", "accuracy_control": False, "sensitivity_target": 0.8, "subset_size": 300,
+                 "keep_fp32": [], "max_reverted_layers": 5, "model_type": ""}
 
 
 def _core():
@@ -69,49 +69,55 @@ def _int8(source: Path, out_dir: Path, spec, calibration, options: dict, torch_m
     kw = {"preset": preset, "subset_size": min(s["subset_size"], len(calibration))}
     if scope is not None:
         kw["ignored_scope"] = scope
+    if s["model_type"]:
+        if s["model_type"] != "transformer":
+            raise VoxcError(f"openvino int8 model_type '{s['model_type']}' unknown: use transformer or leave it empty")
+        kw["model_type"] = nncf.ModelType.TRANSFORMER
     quantized = nncf.quantize(model, dataset, **kw)
-    record = {"int8": {"preset": s["preset"], "method": "nncf.quantize"}, "calibration_items": len(calibration),
+    record = {"int8": {"preset": s["preset"], "method": "nncf.quantize", "model_type": s["model_type"] or "default"}, "calibration_items": len(calibration),
               "fp32_nodes": kept}
     validation = options.get("validation") or []
     if s["accuracy_control"] and validation and torch_module is not None:
-        score = _audio_score_fn(spec, torch_module(), validation)
+        score = _gate_score_fn(spec, torch_module(), validation)
         plain = score(_core().compile_model(quantized, "CPU"), validation)
-        record["int8"]["plain_score_db"] = round(plain, 3)
-        if SCORE_CAP - plain > s["max_drop_db"]:
+        record["int8"]["plain_score"] = round(1.0 - plain, 4)     # recorded as the worst excess
+        if 1.0 - plain > s["sensitivity_target"]:
             from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
             vdata = nncf.Dataset([{k: f[k] for k in names} for f in validation])
             restorer = AdvancedAccuracyRestorerParameters(max_num_iterations=int(s["max_reverted_layers"]),
                                                           ranking_subset_size=len(validation))
             quantized = nncf.quantize_with_accuracy_control(
                 _convert(source), dataset, vdata, validation_fn=lambda m, data: score(m, list(data)),
-                max_drop=s["max_drop_db"], drop_type=nncf.DropType.ABSOLUTE,
+                max_drop=s["sensitivity_target"], drop_type=nncf.DropType.ABSOLUTE,
                 advanced_accuracy_restorer_parameters=restorer, **kw)
             record["int8"]["method"] = "nncf.quantize_with_accuracy_control"
-            record["int8"]["controlled_score_db"] = round(score(_core().compile_model(quantized, "CPU"), validation), 3)
+            record["int8"]["controlled_score"] = round(1.0 - score(_core().compile_model(quantized, "CPU"), validation), 4)
     _save(quantized, out_dir, compress=False)
     return record
 
 
-def _audio_score_fn(spec, module, validation):
-    """voxc's own audio metric as NNCF's validation function: mean SNR (dB, capped at SCORE_CAP) of
-    every float output against PyTorch FP32 on the validation items (higher is better). NNCF may pass
-    any subset of the items in any order, so references are looked up by the item's content."""
+def _gate_score_fn(spec, module, validation):
+    """voxc's own int8 gates as NNCF's validation function: 1 minus the worst gate excess
+    (targets/sensitivity.score: 1.0 = at a budget) of the outputs against PyTorch FP32 on the
+    validation items, so higher is better and FP32 scores ~1 (NNCF divides by it). NNCF may pass any subset of the items
+    in any order, so references are looked up by the item's content."""
     import hashlib
-    from compiler.metrics import snr_db
+    from targets import sensitivity
     from targets.runner import TorchRunner
     ref = TorchRunner(module, spec)
     names = [t.name for t in spec.inputs]
+    budgets = {t.kind: spec.budget("int8", t.kind) for t in spec.outputs}
     key = lambda f: hashlib.sha1(b"".join(np.ascontiguousarray(f[k]).tobytes() for k in names)).hexdigest()
-    wanted = {key(f): [(t.name, r) for t, r in zip(spec.outputs, ref.infer(f).values()) if r.dtype.kind == "f"]
-              for f in validation}
+    wanted = {key(f): ref.infer(f) for f in validation}
 
     def score(compiled, data) -> float:
-        vals = []
+        refs, outs = [], []
         for f in data:
             got = compiled({k: f[k] for k in names})
-            by_name = {o.get_any_name(): v for o, v in got.items()}
-            vals += [min(SCORE_CAP, snr_db(r, np.asarray(by_name[n]))) for n, r in wanted[key(f)]]
-        return float(np.mean(vals))
+            by_name = {o.get_any_name(): np.asarray(v) for o, v in got.items()}
+            refs.append(wanted[key(f)])
+            outs.append({t.name: by_name[t.name] for t in spec.outputs})
+        return 1.0 - sensitivity.score(spec, budgets, refs, outs)
     return score
 
 
