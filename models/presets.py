@@ -60,7 +60,7 @@ PRESETS = {
         "hidden": 128, "heads": 2, "ffn": 512, "encoder_layers": 2, "decoder_layers": 2, "ffn_kernel": 9,
         "predictor_channels": 128, "postnet_channels": 128, "postnet_layers": 3,
         "speaker_lstm_hidden": 128, "speaker_lstm_layers": 3, "emotion_channels": 128, "emotion_dim": 64,
-        "vocoder": "light",
+        "vocoder": "vocos_light",
         "dims": {"batch": [1, 1, 2, 8], "phonemes": [2, 64, 32, 256], "frames": [8, 320, 128, 1024],
                  "ref_frames": [32, 192, 96, 800]},
     },

@@ -113,6 +113,30 @@ def test_int8_refuses_to_calibrate_on_nothing(tiny_build, tiny_cfg, tmp_path):
         ortb.int8_settings({"calibrate_method": "kmeans"})
 
 
+@pytest.mark.parametrize("options, act_dtype", [
+    ({"calibrate_method": "entropy"}, onnx.TensorProto.UINT8),
+    ({"calibrate_method": "percentile"}, onnx.TensorProto.UINT8),
+    ({"activation_type": "uint16", "weight_type": "int8"}, onnx.TensorProto.UINT16),
+])
+def test_ort_int8_calibration_methods_and_16bit_activations_build_and_run(tiny_build, tiny_cfg, tmp_path,
+                                                                          options, act_dtype):
+    """Histogram calibrations on varying-length real inputs (ORT's strided workaround) and A16W8."""
+    spec = model_spec("vocoder", tiny_cfg)
+    maker = _maker(tiny_build, "vocoder", tiny_cfg)
+    cal = calibration_feeds(maker, 4, max_length=spec.dims["frames"].opt)
+    rec = ortb.build(tiny_build / "cpu" / "vocoder" / "vocoder.onnx", tmp_path, "int8", spec, cal,
+                     {**options, "sensitivity_layers": 0})
+    assert all(rec["int8"][k] == v for k, v in options.items())
+    model = onnx.load(str(tmp_path / rec["file"]))
+    q_types = {i.data_type for i in model.graph.initializer
+               if any(n.op_type == "QuantizeLinear" and i.name in n.input[2:] for n in model.graph.node)}
+    assert act_dtype in q_types                                 # activations carry the asked-for type
+    f = sweep_feeds(maker, 1, 40)
+    want = TorchRunner(_ref(tiny_build, "vocoder", tiny_cfg), spec).infer(f)["waveform"]
+    got = ortb.runner(tmp_path / rec["file"]).infer(f)["waveform"]
+    assert got.shape == want.shape and metrics.snr_db(want, got) > 10
+
+
 # ---- audio gates bite ---------------------------------------------------------------------------
 
 def _failed(rows):

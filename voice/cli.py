@@ -11,7 +11,8 @@ def cmd_train(args) -> int:
         print(json.dumps(train.install(args.preset, Path(args.out), loops=args.models or None), indent=1))
         return 0
     train.train(args.models or list(train.TRAINABLE), args.preset, args.corpus, args.out, args.seed,
-                args.threads, {"steps": args.steps, "minutes": args.minutes})
+                args.threads, {"steps": args.steps, "minutes": args.minutes, "lr": args.lr, "batch": args.batch,
+                               "segment_frames": args.segment_frames, "init": args.init})
     return 0
 
 
@@ -50,6 +51,10 @@ def register(sub) -> None:
     t.add_argument("--threads", type=int, default=1, help="torch threads for this process")
     t.add_argument("--steps", type=int, help="override the model's step count")
     t.add_argument("--minutes", type=float, help="override the model's wall-time budget")
+    t.add_argument("--lr", type=float, help="override the peak learning rate")
+    t.add_argument("--batch", type=int, help="override the batch size")
+    t.add_argument("--segment-frames", type=int, help="vocoder: training segment length in frames")
+    t.add_argument("--init", help="vocoder: start from these weights (.safetensors) instead of the seeded init")
     t.add_argument("--install", action="store_true",
                    help="copy trained weights to voice/weights/ (only the named models' when models are given)")
     t.set_defaults(func=cmd_train)

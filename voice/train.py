@@ -83,7 +83,8 @@ class Loop:
     def save(self) -> None:
         tmp = self.state_path.with_suffix(".tmp")
         torch.save({"modules": {k: m.state_dict() for k, m in self.modules.items()}, "opt": self.opt.state_dict(),
-                    "step": self.step, "elapsed": self.elapsed, "history": json.dumps(self.history)}, tmp)
+                    "step": self.step, "elapsed": self.elapsed, "history": json.dumps(self.history),
+                    "hp": json.dumps(self.hp)}, tmp)
         os.replace(tmp, self.state_path)
 
     def run(self, step_fn, ckpt_every: int = 200, log_every: int = 50, eval_fn=None) -> None:
@@ -135,6 +136,8 @@ class Loop:
 def train_vocoder(cfg: dict, corpus: Path, out_dir: Path, hp: dict, seed: int) -> Loop:
     train, val = Split.load(corpus, "train"), Split.load(corpus, "validation")
     gen = init_module("vocoder", cfg)
+    if hp.get("init"):                                   # fine-tuning from earlier weights
+        load_into(gen, Path(hp["init"]), "vocoder")
     loop = Loop("vocoder", {"generator": gen}, hp, out_dir, seed)
     seg = hp["segment_frames"]
     hop = cfg["hop"]
@@ -483,7 +486,8 @@ def install(preset_name: str = "light", out_dir: str | Path = TRAIN_DIR, weights
         st = torch.load(run / loop / "state.pt", map_location="cpu", weights_only=True)
         history = json.loads(st["history"])
         summary["models"][loop] = {"steps": int(st["step"]), "wall_minutes": round(float(st["elapsed"]) / 60, 1),
-                                   "hyperparameters": DEFAULTS[loop], "first_log": history[0] if history else None,
+                                   "hyperparameters": json.loads(st["hp"]) if "hp" in st else DEFAULTS[loop],
+                                   "first_log": history[0] if history else None,
                                    "last_log": history[-1] if history else None,
                                    "last_eval": next((h for h in reversed(history) if any(k.startswith("val_") for k in h)), None)}
     summary["files"] = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
