@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compiler import graph, report
+from compiler import graph, metrics, report
 from compiler.graph import BuildGraph, Stage
 from compiler.stages import EXPORT_TOOLS, STAGE_VERSIONS, stage_fn
 from models.errors import VoxcError
@@ -291,6 +291,49 @@ def cached_chained_parity(folder: Path, req: BuildRequest, profile: dict, chains
     return chain
 
 
+# A stage upstream of the vocoder is judged at the audio output by spectral metrics only: a vocoder
+# that predicts phase (Vocos) turns any mel change, however inaudible, into a different waveform, so
+# waveform SNR says nothing there. The vocoder itself keeps its whole waveform budget.
+CHAIN_SPECTRAL = ("mrstft", "logmel_l1", "mcd_db")
+
+
+def chain_demotions(chain: dict | None, chains: dict, results: dict) -> list[dict]:
+    """The chain gate: for each host runtime, a stage whose artifact, swapped alone into the all-PyTorch
+    chain, moves the audio past the budget of its own precision (spectral metrics at the waveform,
+    durations of the unforced chain) falls back to its ladder's fallback. Returns the demotions."""
+    out = []
+    for runtime, c in (chain or {}).get("runtimes", {}).items():
+        for row in c["rows"]:
+            stage = row["config"].removeprefix("only ")
+            label = chains.get(stage, {}).get("select", {}).get(runtime)
+            if stage == row["config"] or label is None:
+                continue
+            rec = results[label].record
+            if rec["accepted"] == rec["fallback"]:
+                continue
+            spec = model_spec(stage, chains[stage]["config"])
+            wave = spec.budget(rec["accepted"], "waveform")
+            budget = {**(wave if stage == "vocoder" else {k: wave[k] for k in CHAIN_SPECTRAL if k in wave}),
+                      **spec.budget(rec["accepted"], "durations")}
+            over = [(k, row[k], tol) for k, tol in budget.items() if k in row and not metrics.passes(k, row[k], tol)]
+            if over:
+                k, v, tol = over[0]
+                out.append({"model": stage, "runtime": runtime, "precision": rec["accepted"], "to": rec["fallback"],
+                            "reason": f"{rec['accepted']} rejected: chain {k} {v:.4g} {'>' if k in metrics.LOWER_IS_BETTER else '<'} "
+                                      f"{tol:g} budget with only {stage} swapped in"})
+    return out
+
+
+def apply_demotions(demotions: list[dict], chains: dict, results: dict) -> None:
+    """Move each demoted (model, runtime) to its fallback in this build's policy records."""
+    for d in demotions:
+        rec = results[chains[d["model"]]["select"][d["runtime"]]].record
+        rec["rejected"] = sorted(rec["rejected"] + [{"precision": d["precision"], "reason": d["reason"]}],
+                                 key=lambda r: rec["ladder"].index(r["precision"]))
+        rec["accepted"] = d["to"]
+        rec["chain_gate"] = d
+
+
 def build(req: BuildRequest) -> bool:
     """Run the whole build for one target; returns whether every parity gate passed."""
     profile = profiles.load(req.target)
@@ -305,6 +348,13 @@ def build(req: BuildRequest) -> bool:
         executor.shutdown()
     folder = _assemble(req, chains, results)
     chain = cached_chained_parity(folder, req, profile, chains, results)
+    demotions = chain_demotions(chain, chains, results)
+    if demotions:                  # the chain gate: reassemble with the fallbacks and measure again
+        for d in demotions:
+            print(f"voxc: {d['model']} on {d['runtime']}: {d['reason']}; falls back to {d['to']}", flush=True)
+        apply_demotions(demotions, chains, results)
+        folder = _assemble(req, chains, results)
+        chain = {**cached_chained_parity(folder, req, profile, chains, results), "demotions": demotions}
     passed = report.write_target(folder, req, profile, chains, results, chain)
     from compiler import bundle
     pending = bundle.after_build(folder, req, profile, chains, results)

@@ -292,3 +292,31 @@ def test_bench_quick_writes_ratios_next_to_torch(tiny_build):
     assert c["audio_seconds"] > 0 and c["ratio"] > 0 and set(c["accepted"]) == {
         "speaker_encoder", "emotion_encoder", "acoustic_encoder", "length_regulator", "acoustic_decoder", "vocoder"}
     assert "## Chain" in (tiny_build / "cpu" / "bench.md").read_text()
+
+
+def test_chain_gate_demotes_a_stage_whose_swap_moves_the_audio_past_its_budget(tiny_cfg):
+    """An int8 decoder that passes its own mel gates but, swapped alone into the chain, moves the audio
+    past the int8 budget falls back; waveform SNR alone (phase) does not demote an upstream stage."""
+    from types import SimpleNamespace
+    from compiler.build import apply_demotions, chain_demotions
+    from models.registry import model_config
+    chains = {n: {"select": {"onnxruntime": f"{n}/onnxruntime/select"}, "config": model_config(n, tiny_cfg)}
+              for n in ("acoustic_decoder", "emotion_encoder", "vocoder")}
+    results = {f"{n}/onnxruntime/select": SimpleNamespace(record={
+        "accepted": "int8", "fallback": "fp32", "ladder": ["int8", "fp16", "fp32"], "rejected": []}) for n in chains}
+    quiet = {"snr_db": 6.0, "snr_voiced_db": 6.0, "mrstft": 0.05, "logmel_l1": 0.01, "mcd_db": 0.3,
+             "exact_match": 0.98, "frame_drift": 0.004}
+    chain = {"runtimes": {"onnxruntime": {"rows": [
+        {"config": "all artifacts", **quiet, "mcd_db": 5.0},
+        {"config": "only acoustic_decoder", **quiet, "mcd_db": 1.7},        # over the 1 dB int8 budget
+        {"config": "only emotion_encoder", **quiet},                          # low SNR only: stays
+        {"config": "only vocoder", **quiet, "snr_db": 30.0, "snr_voiced_db": 30.0}]}}}
+    demoted = chain_demotions(chain, chains, results)
+    assert [(d["model"], d["to"]) for d in demoted] == [("acoustic_decoder", "fp32")]
+    assert demoted[0]["reason"] == "int8 rejected: chain mcd_db 1.7 > 1 budget with only acoustic_decoder swapped in"
+    apply_demotions(demoted, chains, results)
+    rec = results["acoustic_decoder/onnxruntime/select"].record
+    assert rec["accepted"] == "fp32" and rec["rejected"][0]["reason"] == demoted[0]["reason"]
+    assert chain_demotions(chain, chains, results) == []                   # already at its fallback
+    chain["runtimes"]["onnxruntime"]["rows"][3]["snr_db"] = 12.0            # the vocoder keeps its SNR budget
+    assert [d["model"] for d in chain_demotions(chain, chains, results)] == ["vocoder"]
