@@ -52,7 +52,8 @@ def overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
 
     Each hop-long slice i of every frame lands i hops later: shift it by concatenating zero blocks
     (sliced from the input times 0, so they follow its dynamic batch size) and sum. Concat instead
-    of Pad because Core ML converts only 1-D padding on dynamic shapes."""
+    of Pad because Core ML converts only 1-D padding on dynamic shapes. Needs T >= n_fft / hop - 1
+    (3) frames; the vocoder's spec starts at 8."""
     b, t, n = frames.shape
     k = n // hop
     parts = frames.reshape(b, t, k, hop)

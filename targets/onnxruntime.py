@@ -174,7 +174,7 @@ def _int8(source: Path, dest: Path, calibration, options: dict, spec=None) -> di
             from targets import sensitivity
             feeds = [{k: v for k, v in f.items() if k in names} for f in validation]
             reference = [runner(pre).infer(f) for f in feeds]
-            budgets = {t.kind: spec.budget("int8", t.kind) for t in spec.outputs}
+            budgets = sensitivity.int8_budgets(spec)
 
             def evaluate(extra_fp32: list[str]) -> float:
                 r = runner(quantize(extra_fp32, Path(tmp) / "trial.onnx"))

@@ -106,7 +106,7 @@ def _gate_score_fn(spec, module, validation):
     from targets.runner import TorchRunner
     ref = TorchRunner(module, spec)
     names = [t.name for t in spec.inputs]
-    budgets = {t.kind: spec.budget("int8", t.kind) for t in spec.outputs}
+    budgets = sensitivity.int8_budgets(spec)
     key = lambda f: hashlib.sha1(b"".join(np.ascontiguousarray(f[k]).tobytes() for k in names)).hexdigest()
     wanted = {key(f): ref.infer(f) for f in validation}
 

@@ -34,6 +34,11 @@ def excess(row: dict) -> float:
     return float(value / tol) if tol > 0 else float("inf") * (value > 0)
 
 
+def int8_budgets(spec) -> dict:
+    """The model's int8 budget per output kind (models/spec.py)."""
+    return {t.kind: spec.budget("int8", t.kind) for t in spec.outputs}
+
+
 def score(spec, budgets: dict, reference: list[dict], outputs: list[dict]) -> float:
     """Worst excess over all validation items and gated outputs."""
     worst = 0.0
