@@ -430,19 +430,6 @@ def train(models: list[str], preset_name: str = "light", corpus: str | Path = DE
         TRAINERS[name](cfg, Path(corpus), out, hp, seed)
 
 
-if __name__ == "__main__":
-    import argparse
-
-    ap = argparse.ArgumentParser()
-    ap.add_argument("models", nargs="+")
-    ap.add_argument("--preset", default="light")
-    ap.add_argument("--corpus", default=str(DEFAULT_CORPUS))
-    ap.add_argument("--steps", type=int)
-    ap.add_argument("--minutes", type=float)
-    a = ap.parse_args()
-    train(a.models, a.preset, a.corpus, overrides={"steps": a.steps, "minutes": a.minutes})
-
-
 def install(preset_name: str = "light", out_dir: str | Path = TRAIN_DIR, weights_dir: str | Path | None = None,
             loops: list[str] | None = None) -> dict:
     """Copy a finished run's exported weights (and the style centroids) to voice/weights/ and write
