@@ -44,6 +44,25 @@ def test_in_graph_istft_inverts_the_analysis_stft_of_real_speech():
     assert float((z[0] - x).abs().max()) > 1e-2
 
 
+def test_four_step_inverse_dft_equals_windowed_irfft():
+    """The vocoder's four-step inverse DFT is window * irfft, Nyquist bin included (a wrong twiddle,
+    index order or Nyquist sign would be off by the signal's own size), at batch > 1."""
+    from models.vocos import InverseDFT
+    idft = InverseDFT(audio.N_FFT)
+    x = torch.from_numpy(np.random.default_rng(3).normal(size=(2, 5, audio.N_FFT + 2)).astype(np.float32))
+    f = audio.N_FFT // 2 + 1
+    ref = np.fft.irfft(x[..., :f].numpy() + 1j * x[..., f:].numpy(), n=audio.N_FFT, axis=-1)
+    ref = ref * np.sin(np.pi * np.arange(audio.N_FFT) / audio.N_FFT) ** 2
+    got = idft(x).numpy()
+    assert got.shape == (2, 5, audio.N_FFT)
+    assert np.abs(got - ref).max() < 1e-4 * np.abs(ref).max()
+    nyquist = x.clone()
+    nyquist[..., f - 1] += 1.0                                # +1 at the Nyquist bin: window * (-1)^n / n_fft
+    moved = (idft(nyquist) - idft(x)).numpy()
+    expected = np.sin(np.pi * np.arange(audio.N_FFT) / audio.N_FFT) ** 2 * (-1.0) ** np.arange(audio.N_FFT) / audio.N_FFT
+    assert np.abs(moved - expected).max() < 1e-6
+
+
 def test_vocos_magnitude_starts_from_the_mel_prior():
     """Untrained, the predicted magnitude is the mel's least-squares linear spectrum (the correction
     rows of the output layer start at zero), so mel(output magnitude) reproduces the input mel."""
