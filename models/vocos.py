@@ -128,8 +128,22 @@ class Vocos(nn.Module):
         self.register_buffer("mel_pinv", torch.from_numpy(np.linalg.pinv(mel_basis().astype(np.float64)).T).float(),
                              persistent=False)
         self.idft = InverseDFT(self.n_fft)
-        window = np.sin(np.pi * np.arange(self.n_fft) / self.n_fft) ** 2
-        self.register_buffer("window_sq", torch.from_numpy(window ** 2).float(), persistent=False)
+        # Window-envelope normalisation: the overlap-added squared hann windows are constant (1.5 at
+        # n_fft = 4 hops) except over the `edge` samples at each end of the output that fewer frames
+        # cover; those edges are fixed profiles, so the graph multiplies by precomputed inverses
+        # instead of overlap-adding the window for every call.
+        window_sq = np.sin(np.pi * np.arange(self.n_fft) / self.n_fft) ** 4
+        self.pad = (self.n_fft - self.hop) // 2
+        self.edge = self.n_fft - self.hop - self.pad
+        frames = 2 * self.n_fft // self.hop + 2
+        envelope = np.zeros((frames - 1) * self.hop + self.n_fft)
+        for t in range(frames):
+            envelope[t * self.hop:t * self.hop + self.n_fft] += window_sq
+        core = envelope[self.pad:self.pad + frames * self.hop]
+        assert np.allclose(core[self.edge:-self.edge], core[self.edge]), "hann^2 overlap-add is not constant"
+        self.interior_gain = float(1.0 / core[self.edge])
+        self.register_buffer("envelope_head", torch.from_numpy(1.0 / core[:self.edge]).float(), persistent=False)
+        self.register_buffer("envelope_tail", torch.from_numpy(1.0 / core[-self.edge:]).float(), persistent=False)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         x = self.embed(mel)
@@ -150,10 +164,10 @@ class Vocos(nn.Module):
 
     def istft(self, spectrum: torch.Tensor) -> torch.Tensor:
         """[B, T, 2F] (real parts, then imaginary parts, of a onesided STFT in models.audio's framing)
-        -> waveform [B, T * hop]: windowed inverse DFT, overlap-add, window-envelope normalisation."""
-        frames = spectrum.shape[1]
-        wave = overlap_add(self.idft(spectrum), self.hop)
-        envelope = overlap_add(self.window_sq.expand(1, frames, self.n_fft), self.hop)
-        pad = (self.n_fft - self.hop) // 2
-        length = frames * self.hop
-        return wave[:, pad:pad + length] / envelope[:, pad:pad + length]
+        -> waveform [B, T * hop]: windowed inverse DFT, overlap-add, window-envelope normalisation.
+        Needs T >= 3 (overlap_add; and the two edges must not overlap)."""
+        length = spectrum.shape[1] * self.hop
+        wave = overlap_add(self.idft(spectrum), self.hop)[:, self.pad:self.pad + length]
+        e = self.edge
+        return torch.cat([wave[:, :e] * self.envelope_head, wave[:, e:length - e] * self.interior_gain,
+                          wave[:, length - e:] * self.envelope_tail], dim=1)
