@@ -36,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.graph import sha256_file
+from voxc.core.hashing import sha256_file
 
-from models import audio, text as textmod
+from voxc.core import audio
+from voxc.models import text as textmod
 
 GENERATOR_VERSION = "1"
 DEFAULT_SEED = 1234

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.graph import sha256_file
-from models.errors import VoxcError
+from voxc.core.hashing import sha256_file
+from voxc.core.errors import VoxcError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SET_NAMES = ("calibration", "parity", "refs")

@@ -17,15 +17,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from calibration.feeds import UPSTREAM, FeedMaker, sweep_feeds
-from compiler import policy, report
-from compiler.chain import STAGES, Chain, _utterances
-from compiler.verify import _reference, load_manifest
-from models.audio import SAMPLE_RATE
-from models.errors import VoxcError
-from models.registry import model_spec
-from targets import backend
-from targets.runner import TorchRunner
+from voxc.calibration.feeds import FeedMaker, sweep_feeds, upstream_graphs
+from voxc.compiler import policy
+from voxc.compiler.chain import chain_utterances
+from voxc.compiler.verify import _reference, load_manifest
+from voxc.core.audio import SAMPLE_RATE
+from voxc.core.atomic import write_atomic
+from voxc.core.errors import VoxcError
+from voxc.models.family import family_of, model_spec
+from voxc.models.pipeline import Pipeline
+from voxc.targets import backend
+from voxc.targets.runner import TorchRunner
 
 
 def _status_kb(field: str) -> int | None:
@@ -92,14 +94,19 @@ def shapes(spec, quick: bool) -> dict[str, int]:
     return {"short": out["short"], "opt": out["opt"]} if quick else out
 
 
-def _artifact_runners(folder: Path, info: dict, threads: int) -> dict[str, tuple[object, dict]]:
+def _artifact_runners(folder: Path, info: dict, threads: int, skipped: dict) -> dict[str, tuple[object, dict]]:
+    """Loaders of a model's artifacts this host can run; the others go into `skipped` with the reason."""
     out = {}
     for a in info["artifacts"]:
         if a["runtime"] == "portable" or a.get("role") == "weights":
             continue
+        why = backend(a["runtime"]).unavailable()
+        if why:
+            skipped[a["runtime"]] = why
+            continue
         size = sum(f["bytes"] for f in info["artifacts"] if f["runtime"] == a["runtime"]
                    and f["precision"] == a["precision"])
-        load = lambda a=a: backend(a["runtime"]).runner(folder / a["path"], threads=threads)
+        load = lambda a=a: backend(a["runtime"]).open(folder / a["path"], threads=threads)
         out[f"{a['runtime']}/{a['precision']}"] = (load, {"size_bytes": size})
     return out
 
@@ -114,14 +121,15 @@ def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | 
     cfg_all = manifest["preset_config"]
     refs = {n: TorchRunner(_reference(folder / n, i["config"], n), model_spec(n, i["config"]))
             for n, i in manifest["models"].items()}
-    results, fastest = [], {}
+    results, fastest, skipped = [], {}, {}
     peak = machine_peak_gflops(1024 if quick else 2048)
     for name, info in manifest["models"].items():
         spec = model_spec(name, info["config"])
-        if any(u not in refs for u in UPSTREAM[name]):
+        upstream = upstream_graphs(name, cfg_all)
+        if any(u not in refs for u in upstream):
             raise VoxcError(f"bench needs {name}'s upstream graphs in the build; rebuild without --models")
-        maker = FeedMaker(name, spec, cfg_all, {u: refs[u] for u in UPSTREAM[name]})
-        loaders = _artifact_runners(folder, info, threads)
+        maker = FeedMaker(name, spec, cfg_all, {u: refs[u] for u in upstream})
+        loaders = _artifact_runners(folder, info, threads, skipped)
         mem = {k: peak_rss_mb(lambda ld=ld, k=k: _load_and_run(ld, maker, spec)) for k, (ld, _) in loaders.items()}
         mem["torch/fp32"] = peak_rss_mb(lambda: _load_torch(folder, info, name, maker, spec))
         runners = {"torch/fp32": refs[name], **{k: ld() for k, (ld, _) in loaders.items()}}
@@ -130,8 +138,8 @@ def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | 
             feeds = sweep_feeds(maker, 1, n)
             feeds = {t.name: feeds[t.name] for t in spec.inputs}
             t = policy.time_interleaved(runners, feeds, runs=runs, warmup=warmup)
-            audio_s = n * cfg_all["hop"] / SAMPLE_RATE if name == "vocoder" else None
-            flops = conv_flops(refs[name].module, feeds, spec) if name == "vocoder" else None
+            audio_s = _audio_seconds(spec, n)
+            flops = conv_flops(refs[name].module, feeds, spec) if audio_s else None
             for k, v in t.items():
                 runtime, precision = k.split("/")
                 row = {"model": name, "runtime": runtime, "precision": precision, "shape": shape, "length": n,
@@ -151,9 +159,12 @@ def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | 
     doc = {"machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                        "cpus": os.cpu_count(), "fp32_peak_gflops": round(peak, 2)},
            "threads": threads, "runs": runs, "quick": quick, "preset": manifest["preset"],
-           "results": results, "chain": _bench_chain(refs, folder, manifest, fastest, threads, runs, warmup)}
-    report.write_atomic(folder / "bench.json", json.dumps(doc, indent=1))
-    report.write_atomic(folder / "bench.md", bench_markdown(target, doc))
+           "results": results, "skipped": skipped,
+           "chain": _bench_chain(refs, folder, manifest, fastest, threads, runs, warmup)}
+    for runtime, why in skipped.items():
+        print(f"voxc: bench skips {runtime}: {why}", flush=True)
+    write_atomic(folder / "bench.json", json.dumps(doc, indent=1))
+    write_atomic(folder / "bench.md", bench_markdown(target, doc))
     print(bench_markdown(target, doc))
     return doc
 
@@ -170,22 +181,33 @@ def _load_torch(folder, info, name, maker, spec):
     return _load_and_run(lambda: r, maker, spec)
 
 
+def _audio_seconds(spec, n: int) -> float | None:
+    """Seconds of audio a waveform-producing graph makes at sweep length n (None for other graphs)."""
+    wave = next((t for t in spec.outputs if t.kind == "waveform"), None)
+    if wave is None:
+        return None
+    return spec.output_shape(wave, {"batch": 1, spec.sweep_dim: n})[-1] / SAMPLE_RATE
+
+
 def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, threads: int, runs: int, warmup: int):
-    """Text -> waveform with PyTorch eager vs the fastest accepted artifact of each graph."""
-    if set(STAGES) - set(refs) or set(STAGES) - set(fastest):
+    """The family's whole dataflow with PyTorch eager vs the fastest accepted artifact of each graph,
+    with per-step timings of the artifact pipeline."""
+    cfg = manifest["preset_config"]
+    fam = family_of(cfg)
+    if fam.chain is None or set(fam.graph_names) - set(refs) or set(fam.graph_names) - set(fastest):
         return None
     arts = {}
-    for n in STAGES:
+    for n in fam.graph_names:
         runtime, precision = fastest[n].split("/")
         entry = next(a for a in manifest["models"][n]["artifacts"] if a["runtime"] == runtime
                      and a["precision"] == precision and a.get("role") != "weights")
-        arts[n] = backend(runtime).runner(folder / entry["path"], threads=threads)
-    cfg = manifest["preset_config"]
-    u = _utterances(cfg, 1)[0]
-    chains = {"torch": Chain(refs, cfg), "voxc": Chain(arts, cfg)}
+        arts[n] = backend(runtime).open(folder / entry["path"], threads=threads)
+    u = chain_utterances(cfg, 1)[0]
+    pipes = {"torch": Pipeline(fam, cfg, refs), "voxc": Pipeline(fam, cfg, arts)}
     # the reference (aligned) durations are forced so the clip has the utterance's real length whatever
     # the duration predictor says (an untrained one predicts 1 frame per phone)
-    speak = {k: (lambda c=c: c.synthesize(u.phoneme_ids, u.mel, u.style_id, u.durations)) for k, c in chains.items()}
+    inputs = fam.item_inputs(u, forced=True)
+    speak = {k: (lambda p=p: p.run(inputs, [fam.chain.output])) for k, p in pipes.items()}
 
     class _Call:
         def __init__(self, fn):
@@ -194,12 +216,14 @@ def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, thread
         def infer(self, _):
             return self.fn()
     t = policy.time_interleaved({k: _Call(f) for k, f in speak.items()}, {}, runs=runs, warmup=warmup)
-    samples = speak["voxc"]()["waveform"].shape[-1]
+    last = speak["voxc"]()
+    samples = last.values[fam.chain.output].shape[-1]
     return {"utterance": u.utt_id, "audio_seconds": round(samples / SAMPLE_RATE, 3),
             "torch_eager_ms": round(t["torch"]["median_ms"], 2), "voxc_ms": round(t["voxc"]["median_ms"], 2),
             "ratio": round(t["torch"]["median_ms"] / t["voxc"]["median_ms"], 3),
             "rtf_torch": round(t["torch"]["median_ms"] / 1e3 / (samples / SAMPLE_RATE), 4),
             "rtf_voxc": round(t["voxc"]["median_ms"] / 1e3 / (samples / SAMPLE_RATE), 4),
+            "steps_ms": {k: round(v, 2) for k, v in last.timings.items()},
             "accepted": fastest}
 
 

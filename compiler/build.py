@@ -1,16 +1,14 @@
-"""Plans and runs a target's build: one stage chain per model, then the target folder and reports.
+"""Plans and runs a target's build: the whole build is one graph of content-addressed stages.
 
-weights -> export -> check -> simplify -> (per backend and precision) artifact -> parity -> (per backend)
-select: the precision policy accepts one rung of each model's ladder per runtime.
-The chain is planned from the preset, the target profile and the ModelSpecs; the build graph
-decides what is cached. The target folder artifacts/<T>/ is assembled in a temporary folder and
-swapped into place, then manifest.json, parity.json and parity.md describe it.
+Per graph of the family: weights -> export -> check -> simplify -> (per backend and precision)
+artifact -> parity; per graph and host runtime, select (the precision policy). Then, per target:
+chain (chained parity of the policy's choice, the chain gate's demotions, the final selection),
+target (the target folder -- artifacts, reference weights, manifest.json, parity.json, parity.md --
+assembled once, inside the cache) and, for device targets, bundle. Placing the target folder at
+artifacts/<T>/ links those outputs into a fresh folder and swaps it in. A warm rebuild is all cache hits.
 """
 from __future__ import annotations
 
-import ast
-import hashlib
-import json
 import os
 import shutil
 import sys
@@ -19,41 +17,15 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compiler import graph, metrics, report
-from compiler.graph import BuildGraph, Stage
-from compiler.stages import EXPORT_TOOLS, STAGE_VERSIONS, stage_fn
-from models.errors import VoxcError
-from models.registry import MODEL_NAMES, entry, model_config, model_spec
-from targets import backend, profiles
-
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-
-
-def _graph_sources(roots: tuple[str, ...] = ("registry", "weights")) -> list[Path]:
-    """models/ files the graphs and their weights come from: the roots and what they import, transitively."""
-    seen: dict[str, Path] = {}
-    todo = list(roots)
-    while todo:
-        name = todo.pop()
-        path = MODELS_DIR / f"{name}.py"
-        if name in seen or not path.is_file():
-            continue
-        seen[name] = path
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "models":
-                todo += [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("models."):
-                todo.append(node.module.split(".")[1])
-    return sorted(seen.values())
-
-
-def models_source_hash() -> str:
-    """Graph code is an input of every stage that runs it: editing it rebuilds them (the text front
-    end and feature extraction are not part of any graph and do not count)."""
-    h = hashlib.sha256()
-    for p in _graph_sources():
-        h.update(p.name.encode() + p.read_bytes())
-    return h.hexdigest()[:16]
+from voxc.compiler import graph
+from voxc.compiler.graph import BuildGraph, Stage
+from voxc.compiler.stages import EXPORT_TOOLS
+from voxc.core.atomic import link_or_copy
+from voxc.core.errors import VoxcError
+from voxc.core.hashing import sha256_file
+from voxc.core.sources import package_modules
+from voxc.models.family import family_of, model_config, model_spec
+from voxc.targets import backend, profiles
 
 
 @dataclass
@@ -61,7 +33,7 @@ class BuildRequest:
     target: str = "cpu"
     preset: dict = field(default_factory=dict)
     preset_name: str = "tiny"
-    models: tuple[str, ...] = MODEL_NAMES
+    models: tuple[str, ...] = ()                                         # default: every graph of the family
     checkpoints: dict[str, Path] = field(default_factory=dict)
     artifacts: Path = Path("artifacts")
     exporter: str = "dynamo"
@@ -71,10 +43,13 @@ class BuildRequest:
     margin: float | None = None                                          # --margin override of the policy
     weight_sources: dict[str, str] = field(default_factory=dict)  # model -> "trained voice" / "user checkpoint"
 
+    def __post_init__(self):
+        self.models = tuple(self.models) or family_of(self.preset).graph_names
 
-def _stage(g: BuildGraph, label: str, name: str, params: dict, inputs: dict, tools=(), after=()) -> Stage:
-    return g.add(Stage(label=label, name=name, version=STAGE_VERSIONS[name], fn=stage_fn(name),
-                       params=params, inputs=inputs, tools=tools, after=tuple(after)))
+
+def _stage(g: BuildGraph, label: str, fn, params: dict, inputs: dict, tools=(), code=(), after=()) -> Stage:
+    return g.add(Stage(label=label, name=fn.__name__, fn=fn, params=params,
+                       inputs=inputs, tools=tuple(tools), code=tuple(code), after=tuple(after)))
 
 
 def ladders(req: BuildRequest, profile: dict, name: str) -> dict[str, list[str]]:
@@ -83,26 +58,56 @@ def ladders(req: BuildRequest, profile: dict, name: str) -> dict[str, list[str]]
     for runtime in profile["backends"]:
         ladder = list(req.precisions.get(name) or profiles.precisions(profile, runtime, name))
         for p in ladder:
-            if p not in ("fp32", "fp16", "int8"):
-                raise VoxcError(f"unknown precision '{p}' for {name}: choose from fp32, fp16, int8")
+            if p not in backend(runtime).precisions:
+                raise VoxcError(f"unknown precision '{p}' for {name} on {runtime}: choose from "
+                                f"{', '.join(backend(runtime).precisions)}")
         if len(set(ladder)) != len(ladder) or not ladder:
             raise VoxcError(f"precision ladder for {name} must list distinct precisions, got {ladder}")
         out[runtime] = ladder
     return out
 
 
+def host_fingerprint() -> dict:
+    """What policy timings depend on: the CPU, its core count and the OS."""
+    import platform
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "system": platform.system(), "release": platform.release()}
+
+
+def _weight_info(req: BuildRequest, name: str) -> dict:
+    """Where a model's weights come from (the manifest's `weights`), fixed at plan time."""
+    ckpt = req.checkpoints.get(name)
+    if ckpt is None:
+        return {}
+    path = Path(ckpt).resolve()
+    try:
+        shown = str(path.relative_to(Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    return {"source": req.weight_sources.get(name, "user checkpoint"), "checkpoint": shown, "sha256": sha256_file(path)}
+
+
 def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
-    """The build graph plus, per model, the labels of its stages."""
-    from calibration.feeds import UPSTREAM
-    from calibration.sets import set_hash
+    """The build graph plus, per model, the labels of its stages (and the tail stages' labels)."""
+    from voxc.calibration.feeds import upstream_graphs
+    from voxc.calibration.sets import set_hash
+    from voxc.compiler import bundle, chain as chain_mod, report, stages
+    fam = family_of(req.preset)
     for name, path in req.checkpoints.items():
-        entry(name)
+        fam.graph(name)
         if not Path(path).is_file():
             raise VoxcError(f"checkpoint {path} does not exist; pass --checkpoint {name}=PATH to an existing file")
-    for name in req.precisions:
-        entry(name)
+    for name in list(req.precisions) + list(req.models):
+        fam.graph(name)
     g = BuildGraph(req.artifacts / "cache")
-    src = models_source_hash()
+    family_code = tuple(package_modules(fam.package))
     parity_set, calibration_set = set_hash("parity"), set_hash("calibration")
     policy = profile.get("policy", {})
     margin = float(req.margin if req.margin is not None else policy.get("margin", 0.10))
@@ -110,50 +115,54 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
     # policy timings run single-threaded unless the profile says otherwise: two select stages share
     # the build's workers, and the choice must not depend on --jobs (it is part of their keys)
     threads = int(policy.get("threads", 1))
-    needed = list(dict.fromkeys([u for n in req.models for u in UPSTREAM[n]] + list(req.models)))
+    upstream_of = {n: upstream_graphs(n, req.preset) for n in req.models}
+    needed = [n for n in fam.graph_names if n in req.models or any(n in upstream_of[m] for m in req.models)]
     weights: dict[str, Stage] = {}
     for name in needed:
         cfg = model_config(name, req.preset)
         ckpt = req.checkpoints.get(name)
-        weights[name] = _stage(g, f"{name}/weights", "weights",
-                               {"model": name, "config": cfg, "models_source": src,
-                                "checkpoint_name": ckpt.name if ckpt else None},
-                               {"checkpoint": ckpt} if ckpt else {}, ("torch", "safetensors"))
+        weights[name] = _stage(g, f"{name}/weights", stages.weights,
+                               {"model": name, "config": cfg, "checkpoint_name": ckpt.name if ckpt else None},
+                               {"checkpoint": ckpt} if ckpt else {}, ("torch", "safetensors"), family_code)
     chains: dict[str, dict] = {}
     parity_stages: list[Stage] = []
     selects: list[tuple[str, str, dict, dict]] = []
-    for name in req.models:
+    full_config = {"family": fam.name, **{k: req.preset[k] for k in fam.host_config}}
+    for name in [n for n in fam.graph_names if n in req.models]:
         cfg = model_config(name, req.preset)
         spec = model_spec(name, cfg)
-        base = {"model": name, "config": cfg, "models_source": src}
-        upstream = {u: model_config(u, req.preset) for u in UPSTREAM[name]}
-        data = {"upstream": upstream, "full_config": {k: req.preset[k] for k in ("dims", "n_styles", "emotion_mode")}}
+        base = {"model": name, "config": cfg}
+        upstream = {u: model_config(u, req.preset) for u in upstream_of[name]}
+        data = {"upstream": upstream, "full_config": full_config}
         up_inputs = {f"up.{u}": weights[u] for u in upstream}
         w = weights[name]
-        e = _stage(g, f"{name}/export", "export", {**base, "exporter": req.exporter, "opset": req.opset},
-                   {"weights": w}, EXPORT_TOOLS)
-        c = _stage(g, f"{name}/check", "check", {"model": name, "config": cfg}, {"onnx": e}, ("onnx",))
-        s = _stage(g, f"{name}/simplify", "simplify", {"model": name, "config": cfg}, {"onnx": c},
-                   ("onnx", "onnxsim", "onnxslim"))
+        e = _stage(g, f"{name}/export", stages.export, {**base, "exporter": req.exporter, "opset": req.opset},
+                   {"weights": w}, EXPORT_TOOLS, family_code)
+        c = _stage(g, f"{name}/check", stages.check, base, {"onnx": e}, ("onnx",), family_code)
+        s = _stage(g, f"{name}/simplify", stages.simplify, base, {"onnx": c}, ("onnx", "onnxsim", "onnxslim"),
+                   family_code)
         chain = {"config": cfg, "weights": w.label, "export": e.label, "check": c.label, "simplify": s.label,
-                 "artifacts": [], "ladders": ladders(req, profile, name), "select": {}}
+                 "artifacts": [], "ladders": ladders(req, profile, name), "select": {},
+                 "weights_info": _weight_info(req, name)}
         for runtime, ladder in chain["ladders"].items():
+            be = backend(runtime)
             options = profile.get("options", {}).get(runtime, {})
             options = {**options, **options.get("models", {}).get(name, {})}
             options.pop("models", None)
             stages_of = {}
-            device = getattr(backend(runtime), "PARITY", "host") == "device"  # golden files + deferred rows
+            device = be.parity == "device"  # golden files + deferred rows
+            code = family_code + be.modules
             for precision in ladder:
                 cal = {"calibration_set": calibration_set} if precision == "int8" else {}
-                a = _stage(g, f"{name}/{runtime}-{precision}", "artifact",
+                a = _stage(g, f"{name}/{runtime}-{precision}", stages.artifact,
                            {**base, **data, **cal, "runtime": runtime, "precision": precision, "options": options,
                             "fallback": precision == ladder[-1]},
-                           {"onnx": s, "weights": w, **up_inputs}, (runtime, "onnx", "nncf"))
-                p = _stage(g, f"{name}/{runtime}-{precision}/parity", "parity",
+                           {"onnx": s, "weights": w, **up_inputs}, be.tools, code)
+                p = _stage(g, f"{name}/{runtime}-{precision}/parity", stages.parity_check,
                            {**base, **data, "runtime": runtime, "precision": precision, "parity_set": parity_set,
                             "budgets": spec.budgets.get(precision), "sweep": spec.sweep(),
                             **({"options": options} if device else {})},
-                           {"weights": w, "artifact": a, **up_inputs}, ("torch", runtime))
+                           {"weights": w, "artifact": a, **up_inputs}, ("torch",) + be.tools, code)
                 parity_stages.append(p)
                 stages_of[precision] = (a, p)
                 chain["artifacts"].append({"runtime": runtime, "precision": precision, "artifact": a.label,
@@ -162,17 +171,47 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
             if device:  # nothing to time here: every listed precision ships and is verified on the device
                 continue
             selects.append((name, runtime, {**base, **data, "runtime": runtime, "ladder": ladder, "margin": margin,
-                                            "runs": runs, "threads": threads, "parity_set": parity_set},
+                                            "runs": runs, "threads": threads, "parity_set": parity_set,
+                                            "host": host_fingerprint()},
                             {"weights": w, **up_inputs,
                              **{f"artifact.{k}": v[0] for k, v in stages_of.items()},
-                             **{f"parity.{k}": v[1] for k, v in stages_of.items()}}))
+                             **{f"parity.{k}": v[1] for k, v in stages_of.items()}}, code))
         chains[name] = chain
     # Policy stages time artifacts: they wait for every parity stage so they do not share the CPU
     # with builds (only with each other); ordering only, so their keys stay per model.
-    for name, runtime, params, inputs in selects:
-        sel = _stage(g, f"{name}/{runtime}/select", "select", params, inputs, (runtime,), after=parity_stages)
+    for name, runtime, params, inputs, code in selects:
+        sel = _stage(g, f"{name}/{runtime}/select", stages.select, params, inputs, backend(runtime).tools, code,
+                     after=parity_stages)
         chains[name]["select"][runtime] = sel.label
-    return g, chains
+    # ---- the target: chained parity + chain gate, the folder, the device bundle ----------------
+    every = {label: g.stages[label] for c in chains.values()
+             for label in [c["weights"], c["export"], c["check"], c["simplify"], *c["select"].values()]
+             + [x for a in c["artifacts"] for x in (a["artifact"], a["parity"])]}
+    host_runtimes = [r for r in profile["backends"] if backend(r).parity == "host"]
+    tail: dict = {}
+    if fam.chain is not None and set(fam.graph_names) <= set(chains):
+        ch = _stage(g, "target/chain", chain_mod.chain_stage,
+                    {"layout": chains, "preset": req.preset, "runtimes": host_runtimes, "parity_set": parity_set},
+                    every, ("torch",) + tuple(t for r in host_runtimes for t in backend(r).tools),
+                    family_code + tuple(m for r in host_runtimes for m in backend(r).modules))
+        tail["chain"] = ch.label
+    info = {"target": req.target, "preset_name": req.preset_name, "preset": req.preset, "profile": profile,
+            "data_sets": {"calibration": calibration_set, "parity": parity_set},
+            "tools": sorted(set(EXPORT_TOOLS + ("onnxsim", "onnxslim")
+                                + tuple(t for r in profile["backends"] for t in backend(r).tools)))}
+    t = _stage(g, "target/assemble", report.target_stage, {"layout": chains, "tail": tail, **info},
+               {**every, **({tail["chain"]: g.stages[tail["chain"]]} if "chain" in tail else {})}, (),
+               family_code)
+    tail["assemble"] = t.label
+    device = [r for r in profile["backends"] if backend(r).parity == "device"]
+    if len(device) > 1:
+        raise VoxcError(f"target {req.target} defers parity for backends {device}; a bundle holds exactly one")
+    if device:
+        b = _stage(g, "target/bundle", bundle.bundle_stage,
+                   {"layout": chains, "runtime": device[0], "assemble": t.label, **info},
+                   {**every, t.label: t}, (), family_code + backend(device[0]).modules + backend(device[0]).shipped)
+        tail["bundle"] = b.label
+    return g, {"models": chains, "tail": tail}
 
 
 def _progress(total: int):
@@ -185,38 +224,20 @@ def _progress(total: int):
     return show
 
 
-def accepted_artifacts(chain: dict, results: dict) -> list[dict]:
-    """The artifact entries that ship: the policy's choice per host runtime, every device artifact."""
-    out = []
-    for a in chain["artifacts"]:
-        label = chain["select"].get(a["runtime"])
-        if label is None or results[label].record["accepted"] == a["precision"]:
-            out.append(a)
-    return out
-
-
-def _assemble(req: BuildRequest, chains: dict, results: dict[str, graph.Result]) -> Path:
-    """Hard-link (or copy) accepted files into a fresh target folder, then swap it into place."""
-    final = req.artifacts / req.target
-    tmp = req.artifacts / f".tmp-{req.target}-{uuid.uuid4().hex[:8]}"
+def place(artifacts: Path, target: str, sources: list[Path]) -> Path:
+    """artifacts/<target>/ <- the files of the target stages' outputs (later ones win), swapped in whole."""
+    final = artifacts / target
+    tmp = artifacts / f".tmp-{target}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
-
-    def place(src: Path, rel: str) -> None:
-        dst = tmp / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():  # e.g. a Core ML .mlpackage
-            shutil.copytree(src, dst, copy_function=_link_or_copy)
-        else:
-            _link_or_copy(src, dst)
     try:
-        for name, chain in chains.items():
-            place(results[chain["weights"]].path / "weights.safetensors", f"{name}/reference.safetensors")
-            place(results[chain["simplify"]].path / "model.onnx", f"{name}/{name}.onnx")
-            for a in accepted_artifacts(chain, results):
-                r = results[a["artifact"]]
-                for f in report.record_files(r.record):
-                    place(r.path / f, report.artifact_path(name, a["runtime"], a["precision"], f))
-        old = req.artifacts / f".old-{req.target}-{uuid.uuid4().hex[:8]}"
+        for src in sources:
+            for f in sorted(p for p in src.rglob("*") if p.is_file() and p.name != graph.META):
+                dst = tmp / f.relative_to(src)
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if dst.exists():
+                    dst.unlink()
+                link_or_copy(f, dst)
+        old = artifacts / f".old-{target}-{uuid.uuid4().hex[:8]}"
         if final.exists():
             os.rename(final, old)
         os.rename(tmp, final)
@@ -227,137 +248,29 @@ def _assemble(req: BuildRequest, chains: dict, results: dict[str, graph.Result])
     return final
 
 
-def _link_or_copy(src, dst):
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-    return dst
-
-
-LOOSENESS = ("fp32", "fp16", "int8")
-
-
-def chained_parity(folder: Path, req: BuildRequest, profile: dict, chains: dict, results: dict) -> dict | None:
-    """Chained parity of the accepted artifacts, per runtime (only when the whole stack was built)."""
-    from compiler.chain import STAGES, chain_parity
-    from compiler.verify import _reference
-    from targets import backend
-    from targets.runner import TorchRunner
-    if set(STAGES) - set(chains):
-        return None
-    ref = {n: TorchRunner(_reference(folder / n, chains[n]["config"], n), model_spec(n, chains[n]["config"]))
-           for n in STAGES}
-    out = {"runtimes": {}}
-    for runtime in profile["backends"]:
-        if getattr(backend(runtime), "PARITY", "host") == "device":
-            continue  # device artifacts run in their bundle
-        arts, precs = {}, {}
-        for n in STAGES:
-            for a in accepted_artifacts(chains[n], results):
-                if a["runtime"] == runtime:
-                    f = results[a["artifact"]].record["file"]
-                    arts[n] = backend(runtime).runner(folder / report.artifact_path(n, runtime, a["precision"], f))
-                    precs[n] = a["precision"]
-        loosest = max(precs.values(), key=LOOSENESS.index)
-        budget = {**model_spec("vocoder", chains["vocoder"]["config"]).budget(loosest, "waveform"),
-                  **model_spec("acoustic_encoder", chains["acoustic_encoder"]["config"]).budget(
-                      precs["acoustic_encoder"], "durations")}
-        out["runtimes"][runtime] = {**chain_parity(ref, arts, req.preset, budget, label=runtime),
-                                    "precisions": precs, "budget_precision": loosest}
-    return out
-
-
-CHAIN_VERSION = 1
-
-
-def cached_chained_parity(folder: Path, req: BuildRequest, profile: dict, chains: dict, results: dict) -> dict | None:
-    """chained_parity, content-addressed like a stage: its inputs are the accepted artifacts and the
-    reference weights (their stage keys), the preset and the parity set, so an unchanged rebuild
-    reads the cached result instead of running the chain again."""
-    from calibration.sets import set_hash
-    inputs = {n: [results[c["weights"]].key] + [results[a["artifact"]].key for a in accepted_artifacts(c, results)]
-              for n, c in chains.items()}
-    key = hashlib.sha256(graph.canonical({"stage": "chain", "version": CHAIN_VERSION, "inputs": inputs,
-                                          "backends": profile["backends"], "preset": req.preset,
-                                          "parity_set": set_hash("parity"),
-                                          "tools": graph.tool_versions(("torch", "onnxruntime", "openvino"))}
-                                         ).encode()).hexdigest()[:32]
-    path = req.artifacts / "cache" / f"chain-{key}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    chain = chained_parity(folder, req, profile, chains, results)
-    report.write_atomic(path, json.dumps(chain))
-    return chain
-
-
-# A stage upstream of the vocoder is judged at the audio output by spectral metrics only: a vocoder
-# that predicts phase (Vocos) turns any mel change, however inaudible, into a different waveform, so
-# waveform SNR says nothing there. The vocoder itself keeps its whole waveform budget.
-CHAIN_SPECTRAL = ("mrstft", "logmel_l1", "mcd_db")
-
-
-def chain_demotions(chain: dict | None, chains: dict, results: dict) -> list[dict]:
-    """The chain gate: for each host runtime, a stage whose artifact, swapped alone into the all-PyTorch
-    chain, moves the audio past the budget of its own precision (spectral metrics at the waveform,
-    durations of the unforced chain) falls back to its ladder's fallback. Returns the demotions."""
-    out = []
-    for runtime, c in (chain or {}).get("runtimes", {}).items():
-        for row in c["rows"]:
-            stage = row["config"].removeprefix("only ")
-            label = chains.get(stage, {}).get("select", {}).get(runtime)
-            if stage == row["config"] or label is None:
-                continue
-            rec = results[label].record
-            if rec["accepted"] == rec["fallback"]:
-                continue
-            spec = model_spec(stage, chains[stage]["config"])
-            wave = spec.budget(rec["accepted"], "waveform")
-            budget = {**(wave if stage == "vocoder" else {k: wave[k] for k in CHAIN_SPECTRAL if k in wave}),
-                      **spec.budget(rec["accepted"], "durations")}
-            over = [(k, row[k], tol) for k, tol in budget.items() if k in row and not metrics.passes(k, row[k], tol)]
-            if over:
-                k, v, tol = over[0]
-                out.append({"model": stage, "runtime": runtime, "precision": rec["accepted"], "to": rec["fallback"],
-                            "reason": f"{rec['accepted']} rejected: chain {k} {v:.4g} {'>' if k in metrics.LOWER_IS_BETTER else '<'} "
-                                      f"{tol:g} budget with only {stage} swapped in"})
-    return out
-
-
-def apply_demotions(demotions: list[dict], chains: dict, results: dict) -> None:
-    """Move each demoted (model, runtime) to its fallback in this build's policy records."""
-    for d in demotions:
-        rec = results[chains[d["model"]]["select"][d["runtime"]]].record
-        rec["rejected"] = sorted(rec["rejected"] + [{"precision": d["precision"], "reason": d["reason"]}],
-                                 key=lambda r: rec["ladder"].index(r["precision"]))
-        rec["accepted"] = d["to"]
-        rec["chain_gate"] = d
-
-
 def build(req: BuildRequest) -> bool:
     """Run the whole build for one target; returns whether every parity gate passed."""
+    import json
     profile = profiles.load(req.target)
     t0 = time.perf_counter()
-    g, chains = plan(req, profile)
-    print(f"voxc: building target '{req.target}' (preset {req.preset_name}, {len(req.models)} models, "
-          f"{len(g.stages)} stages, {req.jobs} workers)", flush=True)
+    g, layout = plan(req, profile)
+    print(f"voxc: building target '{req.target}' (family {family_of(req.preset).name}, preset {req.preset_name}, "
+          f"{len(req.models)} models, {len(g.stages)} stages, {req.jobs} workers)", flush=True)
     executor = graph.LocalPoolExecutor(req.jobs) if req.jobs > 1 else graph.InlineExecutor()
     try:
         results = g.run(executor, _progress(len(g.stages)))
     finally:
         executor.shutdown()
-    folder = _assemble(req, chains, results)
-    chain = cached_chained_parity(folder, req, profile, chains, results)
-    demotions = chain_demotions(chain, chains, results)
-    if demotions:                  # the chain gate: reassemble with the fallbacks and measure again
-        for d in demotions:
-            print(f"voxc: {d['model']} on {d['runtime']}: {d['reason']}; falls back to {d['to']}", flush=True)
-        apply_demotions(demotions, chains, results)
-        folder = _assemble(req, chains, results)
-        chain = {**cached_chained_parity(folder, req, profile, chains, results), "demotions": demotions}
-    passed = report.write_target(folder, req, profile, chains, results, chain)
-    from compiler import bundle
-    pending = bundle.after_build(folder, req, profile, chains, results)
+    tail = layout["tail"]
+    for d in results[tail["chain"]].record.get("demotions", []) if "chain" in tail else []:
+        print(f"voxc: {d['model']} on {d['runtime']}: {d['reason']}; falls back to {d['to']}", flush=True)
+    folder = place(req.artifacts, req.target, [results[tail[k]].path for k in ("assemble", "bundle") if k in tail])
+    doc = json.loads((folder / "parity.json").read_text())
+    pending = False
+    if "bundle" in tail:
+        from voxc.compiler.bundle import announce
+        pending = announce(folder, req.target)
+    passed = bool(doc["passed"])
     cached = sum(r.cached for r in results.values())
     print(f"voxc: {cached}/{len(results)} stages cached; {time.perf_counter() - t0:.1f}s; "
           f"parity {'PASS' if passed else 'FAIL'}{' on the host, device parity deferred' if pending else ''}; "

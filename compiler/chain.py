@@ -1,101 +1,78 @@
-"""The host-side TTS chain, and chained parity that attributes audio drift to a stage.
+"""Chained parity: the whole family dataflow with artifacts in place of graphs, drift attributed to a stage.
 
-Chain runs text -> phoneme ids -> speaker/emotion encoders -> acoustic encoder -> (host sums the
-durations) -> length regulator -> acoustic decoder -> vocoder, with each graph behind any runner
-(targets.runner.TorchRunner for PyTorch, or a backend runner for an artifact).
-
-chain_parity compares, on held-out parity utterances, the all-PyTorch chain with the chain built
-from every artifact and with chains where one stage at a time is swapped for its artifact. For the
-waveform comparison the reference durations are forced so lengths line up; the unforced chain's
-predicted durations are compared separately (exact-match rate, total frame-count drift).
+chain_parity compares, on held-out parity utterances, the all-PyTorch pipeline with the pipeline built
+from every artifact and with pipelines where one graph at a time is swapped for its artifact (the
+family's dataflow, models/pipeline.py, with runners swapped). For the output comparison the family's
+forcing inputs (reference durations) are passed so lengths line up; the free-running timing values
+the family names (predicted durations, frame count) are compared separately.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from calibration.feeds import fit
-from compiler import audio_metrics, metrics
+from voxc.core import audio_metrics, metrics
+from voxc.models.family import family_of, model_spec
+from voxc.models.pipeline import Pipeline
 
-STAGES = ("speaker_encoder", "emotion_encoder", "acoustic_encoder", "length_regulator", "acoustic_decoder",
-          "vocoder")
 AUDIO = ("snr_db", "snr_voiced_db", "mrstft", "logmel_l1", "mcd_db")
 
 
-class Chain:
-    """runners: stage name -> object with infer(dict) -> dict; cfg: the preset (dims, n_styles, emotion_mode)."""
-
-    def __init__(self, runners: dict, cfg: dict):
-        self.r, self.cfg = runners, cfg
-
-    def embeddings(self, ref_mel: np.ndarray, style_id: int = 0) -> dict[str, np.ndarray]:
-        lo, hi = self.cfg["dims"]["ref_frames"][0], self.cfg["dims"]["ref_frames"][3]
-        mel = fit(ref_mel, int(np.clip(ref_mel.shape[-1], lo, hi)))[None]
-        spk = self.r["speaker_encoder"].infer({"mel": mel})["speaker_embedding"]
-        emo_in = ({"emotion_id": np.array([style_id % self.cfg["n_styles"]], np.int64)}
-                  if self.cfg.get("emotion_mode") == "table" else {"mel": mel})
-        return {"speaker_embedding": spk, "emotion_embedding": self.r["emotion_encoder"].infer(emo_in)["emotion_embedding"]}
-
-    def encode(self, phonemes: np.ndarray, ref_mel: np.ndarray, style_id: int = 0) -> dict[str, np.ndarray]:
-        return self.r["acoustic_encoder"].infer({"phonemes": phonemes[None].astype(np.int64),
-                                                 **self.embeddings(ref_mel, style_id)})
-
-    def frame_count(self, durations: np.ndarray) -> int:
-        lo, hi = self.cfg["dims"]["frames"][0], self.cfg["dims"]["frames"][3]
-        return int(np.clip(durations.sum(), lo, hi))          # the host sums the durations
-
-    def synthesize(self, phonemes: np.ndarray, ref_mel: np.ndarray, style_id: int = 0,
-                   durations: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """One utterance; durations forces the frame timing (else the predicted durations are used)."""
-        enc = self.encode(phonemes, ref_mel, style_id)
-        predicted = enc["durations"][0]
-        dur = (predicted if durations is None else durations).astype(np.int64)
-        frames = self.frame_count(dur)
-        mask = (np.arange(frames) < dur.sum()).astype(np.float32)[None]
-        states = self.r["length_regulator"].infer({"hidden": enc["hidden"], "durations": dur[None],
-                                                   "frame_mask": mask})["frame_states"]
-        mel = self.r["acoustic_decoder"].infer({"frame_states": states})["mel"]
-        wave = self.r["vocoder"].infer({"mel": mel})["waveform"]
-        return {"waveform": wave, "mel": mel, "durations": predicted, "frames": frames}
-
-    def speak(self, text: str, ref_mel: np.ndarray, style_id: int = 0) -> dict[str, np.ndarray]:
-        from models.text import text_to_ids
-        return self.synthesize(np.array(text_to_ids(text), np.int64), ref_mel, style_id)
-
-
-def _utterances(cfg: dict, count: int):
-    from calibration.sets import load_set
-    hi = cfg["dims"]["phonemes"][3]
-    utts = [u for u in load_set("parity") if u.aligned and u.phoneme_ids.size <= hi
-            and u.durations.sum() <= cfg["dims"]["frames"][3]]
+def chain_utterances(cfg: dict, count: int):
+    """Held-out aligned parity utterances that fit the preset's ranges (every graph's max length)."""
+    from voxc.calibration.sets import load_set
+    fam = family_of(cfg)
+    utts = [u for u in load_set("parity") if u.aligned and fam.item_fits(u, cfg)]
     step = max(1, len(utts) // max(count, 1))
     return utts[::step][:count]
 
 
+def _forced(fam, u) -> dict:
+    return fam.item_inputs(u, forced=True)
+
+
+def _free_want(check) -> list[str]:
+    return [n for n in (check.durations, check.frames) if n]
+
+
+def _free_metrics(check, ref: dict, got: dict) -> dict:
+    vals = {}
+    if check.durations:
+        vals.update(metrics.durations(np.asarray(ref[check.durations]).ravel(), np.asarray(got[check.durations]).ravel()))
+    if check.frames:
+        rf = int(ref[check.frames])
+        vals["frame_drift"] = abs(int(got[check.frames]) - rf) / max(rf, 1)
+    return vals
+
+
+def output_metrics(kind: str, ref: np.ndarray, out: np.ndarray) -> dict:
+    if kind == "waveform":
+        return {"snr_db": metrics.snr_db(ref, out), **audio_metrics.waveform_metrics(ref, out)}
+    return metrics.compare(kind, ref, out)
+
+
 def chain_parity(reference: dict, artifacts: dict, cfg: dict, budget: dict, count: int = 3,
                  label: str = "") -> dict:
-    """Rows per configuration ('all artifacts', 'only <stage>'), each the worst over `count` held-out
-    utterances; `budget` is a waveform budget (spec.BUDGETS[precision]["waveform"]) applied to the
-    audio metrics it names, and durations are judged with `budget_durations` when given."""
+    """Rows per configuration ('all artifacts', 'only <graph>'), each the worst over `count` held-out
+    utterances; `budget` maps metric -> tolerance for the metrics it names."""
+    fam = family_of(cfg)
+    check = fam.chain
     configs = {"all artifacts": dict(artifacts)}
-    for s in STAGES:
+    for s in fam.graph_names:
         if s in artifacts:
             configs[f"only {s}"] = {**reference, s: artifacts[s]}
-    ref_chain = Chain(reference, cfg)
-    utts = _utterances(cfg, count)
-    refs = [(ref_chain.synthesize(u.phoneme_ids, u.mel, u.style_id, u.durations),
-             ref_chain.encode(u.phoneme_ids, u.mel, u.style_id)["durations"][0]) for u in utts]
+    ref_pipe = Pipeline(fam, cfg, reference)
+    utts = chain_utterances(cfg, count)
+    free = [fam.item_inputs(u) for u in utts]
+    refs = [(ref_pipe.run(_forced(fam, u), [check.output]).values, ref_pipe.run(f, _free_want(check)).values)
+            for u, f in zip(utts, free)]
     rows = []
     for name, runners in configs.items():
-        chain = Chain({**reference, **runners}, cfg)
+        pipe = Pipeline(fam, cfg, {**reference, **runners})
         worst: dict[str, float] = {}
-        for u, (forced_ref, free_ref) in zip(utts, refs):
-            forced = chain.synthesize(u.phoneme_ids, u.mel, u.style_id, u.durations)
-            free = chain.encode(u.phoneme_ids, u.mel, u.style_id)["durations"][0]   # unforced: predicted timing
-            vals = {"snr_db": metrics.snr_db(forced_ref["waveform"], forced["waveform"]),
-                    **audio_metrics.waveform_metrics(forced_ref["waveform"], forced["waveform"]),
-                    **metrics.durations(free_ref, free)}
-            ref_frames = chain.frame_count(free_ref)
-            vals["frame_drift"] = abs(chain.frame_count(free) - ref_frames) / max(ref_frames, 1)
+        for u, f, (forced_ref, free_ref) in zip(utts, free, refs):
+            forced = pipe.run(_forced(fam, u), [check.output]).values
+            vals = {**output_metrics(check.kind, forced_ref[check.output], forced[check.output]),
+                    **_free_metrics(check, free_ref, pipe.run(f, _free_want(check)).values)}
             for k, v in vals.items():
                 if k not in worst or (v > worst[k] if k in metrics.LOWER_IS_BETTER else v < worst[k]):
                     worst[k] = float(v)
@@ -128,3 +105,96 @@ def chain_markdown(chains: dict) -> list[str]:
             lines.append(f"| {r['config']} | {vals} | {verdict} |")
         lines.append("")
     return lines
+
+
+# ---- the chain stage: chained parity of the policy's choice, the chain gate, the final selection ----
+
+LOOSENESS = ("fp32", "fp16", "int8")
+# A stage upstream of the family's output graph is judged at the output by spectral metrics only: a
+# vocoder that predicts phase (Vocos) turns any mel change, however inaudible, into a different
+# waveform, so waveform SNR says nothing there. The output graph itself keeps its whole budget.
+CHAIN_SPECTRAL = ("mrstft", "logmel_l1", "mcd_db")
+
+
+def selection(layout: dict, records: dict) -> dict:
+    """model -> host runtime -> the precision its select stage accepted."""
+    return {name: {rt: records[label]["accepted"] for rt, label in c["select"].items()} for name, c in layout.items()}
+
+
+def _runners(layout: dict, inputs: dict, records: dict, runtime: str, chosen: dict) -> dict:
+    from voxc.targets import backend
+    out = {}
+    for name, c in layout.items():
+        for a in c["artifacts"]:
+            if a["runtime"] == runtime and chosen[name].get(runtime) == a["precision"]:
+                rec = records[a["artifact"]]
+                out[name] = backend(runtime).open(inputs[a["artifact"]] / rec["file"], rec)
+    return out
+
+
+def run_chains(layout: dict, inputs: dict, records: dict, cfg: dict, runtimes: list[str], chosen: dict) -> dict:
+    """Chained parity of the chosen artifacts, per host runtime."""
+    from voxc.models.weights import load_module
+    from voxc.targets.runner import TorchRunner
+    fam = family_of(cfg)
+    pipe = Pipeline(fam, cfg, {})
+    ref = {n: TorchRunner(load_module(n, c["config"], inputs[c["weights"]] / "weights.safetensors"),
+                          model_spec(n, c["config"])) for n, c in layout.items()}
+    out_graph, dur_graph = pipe.producer(fam.chain.output), pipe.producer(fam.chain.durations or "")
+    result = {"runtimes": {}}
+    for runtime in runtimes:
+        precs = {n: chosen[n][runtime] for n in layout if runtime in chosen[n]}
+        loosest = max(precs.values(), key=LOOSENESS.index)
+        budget = {**model_spec(out_graph, layout[out_graph]["config"]).budget(loosest, fam.chain.kind),
+                  **(model_spec(dur_graph, layout[dur_graph]["config"]).budget(precs[dur_graph], "durations")
+                     if dur_graph else {})}
+        arts = _runners(layout, inputs, records, runtime, chosen)
+        result["runtimes"][runtime] = {**chain_parity(ref, arts, cfg, budget, label=runtime),
+                                       "precisions": precs, "budget_precision": loosest}
+    return result
+
+
+def demotions(chain: dict, layout: dict, records: dict, cfg: dict) -> list[dict]:
+    """The chain gate: for each host runtime, a graph whose artifact, swapped alone into the all-PyTorch
+    chain, moves the output past the budget of its own precision (spectral metrics at the output for
+    graphs upstream of the output graph, durations of the unforced chain) falls back to its ladder's
+    fallback. Returns the demotions."""
+    fam = family_of(cfg)
+    out_graph = Pipeline(fam, cfg, {}).producer(fam.chain.output)
+    out = []
+    for runtime, c in chain.get("runtimes", {}).items():
+        for row in c["rows"]:
+            stage = row["config"].removeprefix("only ")
+            label = layout.get(stage, {}).get("select", {}).get(runtime)
+            if stage == row["config"] or label is None:
+                continue
+            rec = records[label]
+            if rec["accepted"] == rec["fallback"]:
+                continue
+            spec = model_spec(stage, layout[stage]["config"])
+            wave = spec.budget(rec["accepted"], fam.chain.kind)
+            budget = {**(wave if stage == out_graph else {k: wave[k] for k in CHAIN_SPECTRAL if k in wave}),
+                      **spec.budget(rec["accepted"], "durations")}
+            over = [(k, row[k], tol) for k, tol in budget.items() if k in row and not metrics.passes(k, row[k], tol)]
+            if over:
+                k, v, tol = over[0]
+                out.append({"model": stage, "runtime": runtime, "precision": rec["accepted"], "to": rec["fallback"],
+                            "reason": f"{rec['accepted']} rejected: chain {k} {v:.4g} {'>' if k in metrics.LOWER_IS_BETTER else '<'} "
+                                      f"{tol:g} budget with only {stage} swapped in"})
+    return out
+
+
+def chain_stage(out, params: dict, inputs: dict) -> dict:
+    """Chained parity of the policy's choice; the chain gate demotes, and the chain is measured again
+    with the fallbacks. Records the chain report, the demotions and the final selection."""
+    from voxc.compiler.graph import read_record
+    layout, cfg = params["layout"], params["preset"]
+    records = {label: read_record(path) for label, path in inputs.items()}
+    chosen = selection(layout, records)
+    chain = run_chains(layout, inputs, records, cfg, params["runtimes"], chosen)
+    demoted = demotions(chain, layout, records, cfg)
+    if demoted:
+        for d in demoted:
+            chosen[d["model"]][d["runtime"]] = d["to"]
+        chain = {**run_chains(layout, inputs, records, cfg, params["runtimes"], chosen), "demotions": demoted}
+    return {"chain": chain, "demotions": demoted, "selection": chosen}

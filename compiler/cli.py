@@ -1,14 +1,12 @@
-"""The `voxc` command line: build, parity, bench, report, inspect; train, voice-report, synth (registered by
-voice.cli). User mistakes end in one line and exit status 2."""
+"""The compiler's subcommands of `voxc` (build, parity, bench, report, inspect), registered by voxc/cli.py,
+and the argument helpers other command groups reuse. User mistakes end in one line and exit status 2."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
-from models.errors import VoxcError
+from voxc.core.errors import VoxcError
 
 EXIT_USER, EXIT_PARITY = 2, 1
 
@@ -44,8 +42,9 @@ def _overrides(cfg: dict, items: list[str]) -> dict:
     """--set key=value on the preset (ints, floats and strings; unknown keys are refused)."""
     for item in items or []:
         key, sep, raw = item.partition("=")
-        if not sep or key not in cfg or key == "dims":
-            raise VoxcError(f"--set expects KEY=VALUE with KEY one of {', '.join(k for k in cfg if k != 'dims')}; "
+        if not sep or key not in cfg or key in ("dims", "family"):
+            raise VoxcError(f"--set expects KEY=VALUE with KEY one of "
+                            f"{', '.join(k for k in cfg if k not in ('dims', 'family'))}; "
                             f"got '{item}'")
         old = cfg[key]
         try:
@@ -56,18 +55,18 @@ def _overrides(cfg: dict, items: list[str]) -> dict:
 
 
 def _request(args):
-    from compiler.build import BuildRequest
-    from models.presets import preset
-    from models.registry import MODEL_NAMES, entry
-    from voice.weights import default_checkpoints
-    models = _csv(args.models) if args.models else MODEL_NAMES
+    from voxc.compiler.build import BuildRequest
+    from voxc.models.family import family
+    fam = family(args.family)
+    preset_name = args.preset or fam.default_preset
+    models = _csv(args.models) if args.models else fam.graph_names
     for m in models:
-        entry(m)
-    cfg = _overrides(preset(args.preset), args.set)
+        fam.graph(m)
+    cfg = _overrides(fam.preset(preset_name), args.set)
     checkpoints = _checkpoints(args.checkpoint)
-    # the light preset is the trained reference voice unless --seeded or the user's own checkpoint
-    voice = {} if args.seeded else default_checkpoints(args.preset, cfg, models, exclude=checkpoints)
-    return BuildRequest(target=args.target, preset=cfg, preset_name=args.preset, models=models,
+    # the family's trained voice preset builds its committed weights unless --seeded or the user's own checkpoint
+    voice = {} if args.seeded else fam.committed_weights(preset_name, cfg, models, exclude=checkpoints)
+    return BuildRequest(target=args.target, preset=cfg, preset_name=preset_name, models=models,
                         checkpoints={**voice, **checkpoints}, artifacts=Path(args.artifacts),
                         exporter=args.exporter, jobs=args.jobs,
                         precisions=_precisions(args.precisions), margin=args.margin,
@@ -76,25 +75,25 @@ def _request(args):
 
 
 def cmd_build(args) -> int:
-    from compiler.build import build
+    from voxc.compiler.build import build
     return 0 if build(_request(args)) else EXIT_PARITY
 
 
 def cmd_parity(args) -> int:
     """Re-run parity for an already built target against its recorded reference weights."""
-    from compiler.verify import verify_target
+    from voxc.compiler.verify import verify_target
     return 0 if verify_target(Path(args.artifacts), args.target) else EXIT_PARITY
 
 
 def cmd_report(args) -> int:
     """Print a target's parity summary; with --merge, first fold a device bundle's parity.json into it."""
-    from compiler import deferred, report
+    from voxc.compiler import deferred, report
     folder = Path(args.artifacts) / args.target
     if args.merge:
-        from compiler.merge import merge
+        from voxc.compiler.merge import merge
         status = merge(Path(args.artifacts), args.target, Path(args.merge))
         print(f"voxc: merged {args.merge} into {folder / 'parity.json'}; target {args.target} parity {status.upper()}")
-    from compiler.verify import load_manifest
+    from voxc.compiler.verify import load_manifest
     load_manifest(folder)
     rows = json.loads((folder / "parity.json").read_text())["results"]
     print(report.parity_markdown(args.target, rows).split("\n## All checks")[0])
@@ -102,29 +101,27 @@ def cmd_report(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from compiler.bench import bench_target
+    from voxc.compiler.bench import bench_target
     bench_target(Path(args.artifacts), args.target, quick=args.quick, runs=args.runs)
     return 0
 
 
 def cmd_inspect(args) -> int:
-    from compiler.inspect_cmd import inspect_path
+    from voxc.compiler.inspect_cmd import inspect_path
     print(inspect_path(Path(args.path)))
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="voxc", description="Compile an expressive TTS stack into verified artifacts.")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def register(sub) -> None:
     def common(sp):
         sp.add_argument("--target", default=os.environ.get("TARGET", "cpu"), help="target profile (targets/profiles)")
         sp.add_argument("--artifacts", default="artifacts", help="artifacts folder (cache and per-target outputs)")
 
     b = sub.add_parser("build", help="export, simplify, build and parity-check every model for a target")
     common(b)
-    b.add_argument("--models", help="comma-separated subset of the stack's graphs")
-    b.add_argument("--preset", default="tiny", help="size preset: tiny, light or base")
+    b.add_argument("--family", default="voxc", help="model family (models/<family>/)")
+    b.add_argument("--models", help="comma-separated subset of the family's graphs")
+    b.add_argument("--preset", help="size preset of the family (voxc: tiny, light, base; default: its trained voice, light)")
     b.add_argument("--checkpoint", action="append", metavar="NAME=PATH", help="weights for one model")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one preset value")
     b.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
@@ -142,9 +139,6 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("--runs", type=int, help="timed runs per measurement (default 20, --quick 3)")
     n.set_defaults(func=cmd_bench)
 
-    from voice import cli as voice_cli
-    voice_cli.register(sub)
-
     q = sub.add_parser("parity", help="re-check a built target's artifacts against PyTorch")
     common(q)
     q.set_defaults(func=cmd_parity)
@@ -157,20 +151,5 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="inputs, outputs, dynamic dims and op histogram of an ONNX file or target")
     i.add_argument("path")
     i.set_defaults(func=cmd_inspect)
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except VoxcError as exc:
-        print(f"voxc: error: {exc}", file=sys.stderr)
-        return EXIT_USER
-    except KeyboardInterrupt:
-        print("voxc: interrupted; no partial artifact was kept", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

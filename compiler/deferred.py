@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler import parity
+from voxc.compiler import parity
 
 DEFERRED = "deferred"
 
@@ -64,36 +64,19 @@ def deferred_rows(spec, precision: str, runtime: str, points, reason: str) -> li
              "status": DEFERRED, "reason": reason} for b, n in points]
 
 
-def parity_stage(out: Path, params: dict, inputs: dict) -> dict:
-    """The parity stage for a backend with PARITY = "device" (see the module docstring)."""
-    import json
-
-    from compiler.stages import load_module
-    from models.registry import model_spec
-    from targets import backend
+def parity_stage(out: Path, params: dict, inputs: dict, module) -> dict:
+    """The parity stage for a backend whose parity runs on a device (see the module docstring)."""
+    from voxc.compiler.graph import read_record
+    from voxc.models.family import model_spec
+    from voxc.targets import backend
     spec = model_spec(params["model"], params["config"])
-    module = load_module(params, inputs["weights"])
     be = backend(params["runtime"])
     points = [tuple(p) for p in params["sweep"]]
     art = inputs["artifact"]
-    record = json.loads((art / "stage.json").read_text())
+    record = read_record(art)
     write_golden(out / "golden.npz", spec, module, points)
-    options = params.get("options", {})
-    runtime, precision = params["runtime"], params["precision"]
-    rows: list[dict] = []
-    if runtime == "tensorrt":
-        from targets import onnxruntime as ort_backend
-        host = parity.check(spec, module, ort_backend.runner(art / record["file"]), precision, "onnxruntime", points)
-        rows += [{**r, "checked": "onnx for tensorrt"} for r in host]
-        if record.get("engine"):  # built here (x86 host with a GPU): the engine itself is checked now
-            trt_runner = be.runner(art / record["engine"], record["profiles"], spec.to_json()["inputs"])
-            return {"passed": True, "rows": rows + parity.check(spec, module, trt_runner, precision, runtime, points)}
-        reason = be.deferred_reason(options)
-    else:
-        problems = be.check_package(spec, art / record["file"], options)
-        base = {"model": spec.name, "precision": precision, "runtime": runtime, "length": 0, "batch": 0}
-        rows.append({**base, "output": "*", "metric": "package_matches_spec", "value": float(len(problems)),
-                     "tolerance": 0.0, "passed": not problems, **({"error": "; ".join(problems)[:400]} if problems else {})})
-        reason = be.DEFERRED_REASON
-    rows += deferred_rows(spec, precision, runtime, points, reason)
+    rows, reason = be.host_checks(spec, module, art, record, params["precision"], points, params.get("options", {}))
+    if reason is None:          # the device runtime is here: its rows are real
+        return {"passed": host_passed(rows), "rows": rows}
+    rows += deferred_rows(spec, params["precision"], params["runtime"], points, reason)
     return {"passed": host_passed(rows), "rows": rows, "deferred_reason": reason}

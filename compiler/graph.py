@@ -1,14 +1,15 @@
 """The build graph: stages as pure functions, content-addressed outputs, a pluggable executor.
 
-A stage's key hashes its name and version, its parameters (canonical JSON), the content hashes of
-its input files and upstream outputs, and the versions of the tools it calls. Its output lives in
+A stage's key hashes its name, the source of the code it runs (the module closure of its function
+and of the modules it names: its backend, its model family -- core/sources.py), its parameters
+(canonical JSON), the content hashes of its input files and upstream outputs, and the versions of
+the tools it calls. No hand-bumped version numbers. Its output lives in
 artifacts/cache/<key>/, written into a temporary folder and renamed into place last, so an
 interrupted build never leaves a half-written entry that a later build would trust. Unchanged
 keys are cache hits and do no work; a changed input rebuilds only what depends on it.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -22,31 +23,16 @@ from typing import Callable, Protocol
 
 import multiprocessing
 
-from models.errors import VoxcError
+from voxc.core.errors import VoxcError
+from voxc.core.hashing import canonical, sha256_bytes, sha256_file, sha256_tree
+from voxc.core.sources import source_hash
 
 META = "stage.json"
 
 
-def canonical(obj) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_tree(folder: Path) -> str:
-    """Hash of every file under folder (relative path + content), excluding the stage record."""
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        if p.is_file() and p.name != META:
-            h.update(str(p.relative_to(folder)).encode())
-            h.update(sha256_file(p).encode())
-    return h.hexdigest()
+def read_record(folder: Path) -> dict:
+    """The record a stage wrote next to its outputs."""
+    return json.loads((Path(folder) / META).read_text())
 
 
 def tool_versions(tools: tuple[str, ...]) -> dict[str, str]:
@@ -67,12 +53,19 @@ class Stage:
     """
     label: str                      # unique, e.g. "vocoder/export"
     name: str                       # stage kind, e.g. "export"
-    version: int
     fn: Callable[[Path, dict, dict], dict]
     params: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)
     tools: tuple[str, ...] = ()
+    code: tuple[str, ...] = ()      # modules it runs beyond fn's own (a backend, a model family)
     after: tuple = ()               # stages that must finish first without being inputs (not in the key)
+
+    def code_hash(self) -> str:
+        return source_hash((self.fn.__module__,) + tuple(self.code))
+
+    def fingerprint(self) -> dict:
+        """Everything in the key except the upstream content: what the stage is and runs."""
+        return {"stage": self.name, "code": self.code_hash(), "params": self.params, "tools": tool_versions(self.tools)}
 
     def deps(self) -> list["Stage"]:
         return [v for v in self.inputs.values() if isinstance(v, Stage)] + list(self.after)
@@ -149,7 +142,7 @@ def _run_stage(fn, cache: str, key: str, params: dict, inputs: dict) -> tuple[di
     t0 = time.perf_counter()
     try:
         record = fn(tmp, params, {k: Path(v) for k, v in inputs.items()}) or {}
-        record = {"key": key, **record, "output_sha256": sha256_tree(tmp)}
+        record = {"key": key, **record, "output_sha256": sha256_tree(tmp, exclude=(META,))}
         (tmp / META).write_text(json.dumps(record, indent=1, sort_keys=True))
         try:
             os.rename(tmp, final)
@@ -179,9 +172,7 @@ class BuildGraph:
         inputs = {}
         for name, v in sorted(stage.inputs.items()):
             inputs[name] = done[v.label].record["output_sha256"] if isinstance(v, Stage) else sha256_file(Path(v))
-        blob = canonical({"stage": stage.name, "version": stage.version, "params": stage.params,
-                          "inputs": inputs, "tools": tool_versions(stage.tools)})
-        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+        return sha256_bytes(canonical({**stage.fingerprint(), "inputs": inputs}))[:32]
 
     def run(self, executor: Executor, progress: Callable[[Result], None] = lambda r: None) -> dict[str, Result]:
         try:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import onnx
 
-from compiler.onnx_info import graph_facts, io_summary
-from models.errors import VoxcError
+from voxc.compiler.onnx_info import graph_facts, io_summary
+from voxc.core.errors import VoxcError
 
 
 def inspect_path(path: Path) -> str:

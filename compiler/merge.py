@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from compiler import deferred, report
-from compiler.graph import sha256_file
-from compiler.verify import load_manifest
-from models.errors import VoxcError
+from voxc.compiler import deferred, report
+from voxc.core.hashing import sha256_file
+from voxc.compiler.verify import load_manifest
+from voxc.core.atomic import write_atomic
+from voxc.core.errors import VoxcError
 
 ROW_KEYS = ("model", "precision", "runtime", "length", "batch", "output", "metric", "value", "tolerance", "passed")
 
@@ -71,5 +72,5 @@ def merge(artifacts: Path, target: str, device_path: Path) -> str:
     for name, info in manifest["models"].items():
         info["parity"] = deferred.status([r for r in merged if r["model"] == name])
     report.write_parity(folder, target, merged)
-    report.write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+    write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
     return deferred.status(merged)

@@ -5,8 +5,8 @@ from collections import Counter
 
 import onnx
 
-from models.errors import VoxcError
-from models.spec import ModelSpec
+from voxc.core.errors import VoxcError
+from voxc.models.spec import ModelSpec
 
 _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
            onnx.TensorProto.INT64: "int64", onnx.TensorProto.INT32: "int32", onnx.TensorProto.INT8: "int8",

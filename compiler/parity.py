@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from compiler import gates, metrics
-from models.spec import ModelSpec
+from voxc.core import gates, metrics
+from voxc.models.spec import ModelSpec
 
 
 def torch_outputs(module: torch.nn.Module, spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

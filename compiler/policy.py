@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from compiler import metrics
+from voxc.core import metrics
 
 DEFAULT_MARGIN = 0.10
 DEFAULT_RUNS = 10

@@ -9,17 +9,13 @@ import os
 import uuid
 from pathlib import Path
 
-from compiler import deferred, parity
-from compiler.graph import sha256_file, sha256_tree, tool_versions
-from models.registry import model_spec
+from voxc.compiler import deferred, parity
+from voxc.compiler.graph import tool_versions
+from voxc.core.atomic import write_atomic
+from voxc.core.hashing import sha256_file, sha256_path
+from voxc.models.family import model_spec
 
 VOXC_VERSION = importlib.metadata.version("voxc")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def artifact_path(name: str, runtime: str, precision: str, file: str) -> str:
@@ -36,30 +32,18 @@ def record_files(record: dict) -> list[str]:
     return files
 
 
-def file_hash(p: Path) -> str:
-    """sha256 of a file, or of a folder artifact's tree (relative paths + contents)."""
-    return sha256_tree(p) if p.is_dir() else sha256_file(p)
-
-
 def _file_entry(folder: Path, rel: str, **extra) -> dict:
     p = folder / rel
     size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
-    return {"path": rel, "sha256": file_hash(p), "bytes": size, **extra}
+    return {"path": rel, "sha256": sha256_path(p), "bytes": size, **extra}
 
 
-def _weight_source(req, name: str, record: dict) -> dict:
+def _weight_source(info: dict, record: dict) -> dict:
     """Where a model's weights came from: the trained voice, a user checkpoint, or the seeded init."""
-    ckpt = req.checkpoints.get(name)
-    if ckpt is None:
+    if not info:
         kind = "seeded" if record.get("parameters") else "none (no parameters)"
         return {"source": kind, "detail": record.get("source"), "parameters": record.get("parameters")}
-    kind = getattr(req, "weight_sources", {}).get(name, "user checkpoint")
-    path = Path(ckpt).resolve()
-    try:
-        shown = str(path.relative_to(Path.cwd()))
-    except ValueError:
-        shown = str(path)
-    return {"source": kind, "checkpoint": shown, "sha256": sha256_file(path), "parameters": record.get("parameters")}
+    return {**info, "parameters": record.get("parameters")}
 
 
 def _precision_entry(sel: dict, chain: dict, results: dict, runtime: str) -> dict:
@@ -82,7 +66,7 @@ def _precision_entry(sel: dict, chain: dict, results: dict, runtime: str) -> dic
             "threads": sel["threads"], "figures": figures}
 
 
-def write_target(folder: Path, req, profile: dict, chains: dict, results: dict, chained: dict | None = None) -> bool:
+def write_target(folder: Path, info: dict, chains: dict, results: dict, chained: dict | None = None) -> bool:
     rows: list[dict] = []
     models = {}
     for name, chain in chains.items():
@@ -116,23 +100,77 @@ def write_target(folder: Path, req, profile: dict, chains: dict, results: dict, 
             **spec.to_json(),
             "config": chain["config"],
             "stage_keys": {k: results[v].key for k, v in stage_labels.items()},
-            "tools": tool_versions(("torch", "onnx", "onnxscript", "onnxsim", "onnxslim", "onnxruntime", "openvino",
-                                    "nncf")),
+            "tools": tool_versions(tuple(info["tools"])),
             "graph": {"export_nodes": results[chain["export"]].record["nodes"],
                       "simplified_nodes": simplify["nodes"], "simplifier": simplify["simplifier"],
                       "simplify_fallbacks": simplify["fallback_reasons"], "ops": simplify["ops"],
                       "exporter": results[chain["export"]].record["exporter"]},
             "precision": precision,
             "parity": deferred.status(model_rows),
-            "weights": _weight_source(req, name, results[chain["weights"]].record),
+            "weights": _weight_source(chain.get("weights_info", {}), results[chain["weights"]].record),
         }
     passed = deferred.host_passed(rows)
-    from calibration.sets import set_hash
-    manifest = {"target": req.target, "voxc_version": VOXC_VERSION, "preset": req.preset_name,
-                "profile": profile, "models": models, "preset_config": req.preset,
-                "data_sets": {"calibration": set_hash("calibration"), "parity": set_hash("parity")}}
+    manifest = {"target": info["target"], "voxc_version": VOXC_VERSION, "preset": info["preset_name"],
+                "family": info["preset"].get("family"), "profile": info["profile"], "models": models,
+                "preset_config": info["preset"], "data_sets": info["data_sets"]}
     write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
-    return write_parity(folder, req.target, rows, chained)
+    return write_parity(folder, info["target"], rows, chained)
+
+
+def apply_selection(chains: dict, results: dict, chain_record: dict | None) -> None:
+    """The chain gate's final choice, written into (copies of) the policy records: a demoted rung
+    becomes a rejection with the chain's reason and its fallback the accepted precision."""
+    for d in (chain_record or {}).get("demotions", []):
+        r = results[chains[d["model"]]["select"][d["runtime"]]]
+        rec = dict(r.record)
+        rec["rejected"] = sorted(rec["rejected"] + [{"precision": d["precision"], "reason": d["reason"]}],
+                                 key=lambda x: rec["ladder"].index(x["precision"]))
+        rec["accepted"] = d["to"]
+        rec["chain_gate"] = d
+        r.record = rec
+
+
+def accepted_artifacts(chain: dict, results: dict) -> list[dict]:
+    """The artifact entries that ship: the policy's choice per host runtime, every device artifact."""
+    out = []
+    for a in chain["artifacts"]:
+        label = chain["select"].get(a["runtime"])
+        if label is None or results[label].record["accepted"] == a["precision"]:
+            out.append(a)
+    return out
+
+
+def target_stage(out: Path, params: dict, inputs: dict) -> dict:
+    """The target folder, assembled once: reference weights, the portable ONNX and the accepted
+    artifacts of every model (hard links into the cache), manifest.json, parity.json, parity.md."""
+    from voxc.core.atomic import link_or_copy
+    from voxc.compiler.graph import Result, read_record
+    chains = params["layout"]
+    results = {}
+    for label, path in inputs.items():
+        rec = read_record(path)
+        results[label] = Result(label, rec.get("key", ""), Path(path), rec, True, 0.0)
+    chain_label = params["tail"].get("chain")
+    chain_record = results[chain_label].record if chain_label else None
+    apply_selection(chains, results, chain_record)
+
+    def place(src: Path, rel: str) -> None:
+        dst = out / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():  # e.g. a Core ML .mlpackage
+            import shutil
+            shutil.copytree(src, dst, copy_function=link_or_copy)
+        else:
+            link_or_copy(src, dst)
+    for name, chain in chains.items():
+        place(results[chain["weights"]].path / "weights.safetensors", f"{name}/reference.safetensors")
+        place(results[chain["simplify"]].path / "model.onnx", f"{name}/{name}.onnx")
+        for a in accepted_artifacts(chain, results):
+            r = results[a["artifact"]]
+            for f in record_files(r.record):
+                place(r.path / f, artifact_path(name, a["runtime"], a["precision"], f))
+    passed = write_target(out, params, chains, results, chain_record["chain"] if chain_record else None)
+    return {"passed": passed}
 
 
 def write_parity(folder: Path, target: str, rows: list[dict], chain: dict | None = None) -> bool:
@@ -175,7 +213,7 @@ def parity_markdown(target: str, rows: list[dict], chain: dict | None = None) ->
         result = "FAIL" if not s["passed"] else "DEFERRED" if s["deferred"] else "PASS"
         lines.append(f"| {model} | {runtime} | {precision} | {roles[key]} | {points} | {result} | {worst} |")
     if chain:
-        from compiler.chain import chain_markdown
+        from voxc.compiler.chain import chain_markdown
         lines += chain_markdown(chain)
     failed = [r for r in gating if not r["passed"]]
     if failed:

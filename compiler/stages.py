@@ -17,19 +17,16 @@ from pathlib import Path
 import onnx
 import torch
 
-from compiler import onnx_info, parity
-from models.registry import init_module, model_spec
-from models.weights import load_into, save_safetensors
+from voxc.compiler import onnx_info, parity
+from voxc.models.family import init_module, model_spec
+from voxc.models.weights import load_into, load_module as load_reference, save_safetensors
 
 WEIGHTS = "weights.safetensors"
 ONNX = "model.onnx"
 
 
 def load_module(params: dict, weights_dir: Path) -> torch.nn.Module:
-    from safetensors.torch import load_file
-    module = init_module(params["model"], params["config"])
-    module.load_state_dict(load_file(str(weights_dir / WEIGHTS)))
-    return module.eval()
+    return load_reference(params["model"], params["config"], weights_dir / WEIGHTS)
 
 
 def weights(out: Path, params: dict, inputs: dict) -> dict:
@@ -113,12 +110,13 @@ def simplify(out: Path, params: dict, inputs: dict) -> dict:
 
 def feed_maker(params: dict, inputs: dict):
     """Real-data feeds for this graph; upstream graphs run as their FP32 reference modules."""
-    from calibration.feeds import FeedMaker
-    from targets.runner import TorchRunner
+    from voxc.calibration.feeds import FeedMaker
+    from voxc.targets.runner import TorchRunner
     up = {}
     for name, cfg in params.get("upstream", {}).items():
         up[name] = TorchRunner(load_module({"model": name, "config": cfg}, inputs[f"up.{name}"]), model_spec(name, cfg))
-    return FeedMaker(params["model"], model_spec(params["model"], params["config"]), params["full_config"], up)
+    specs = {name: model_spec(name, cfg) for name, cfg in params.get("upstream", {}).items()}
+    return FeedMaker(params["model"], model_spec(params["model"], params["config"]), params["full_config"], up, specs)
 
 
 VALIDATION_ITEMS = 4
@@ -127,8 +125,8 @@ VALIDATION_ITEMS = 4
 def artifact(out: Path, params: dict, inputs: dict) -> dict:
     """One precision of one graph. A rung that is not the ladder's fallback may fail to build: that
     is recorded (and the policy rejects it) instead of failing the build."""
-    from calibration.feeds import calibration_feeds
-    from targets import backend
+    from voxc.calibration.feeds import calibration_feeds
+    from voxc.targets import backend
     spec = model_spec(params["model"], params["config"])
     options = dict(params.get("options", {}))
     calibration = None
@@ -157,16 +155,16 @@ def artifact(out: Path, params: dict, inputs: dict) -> dict:
 
 
 def _artifact_record(folder: Path) -> dict:
-    import json
-    return json.loads((folder / "stage.json").read_text())
+    from voxc.compiler.graph import read_record
+    return read_record(folder)
 
 
 def parity_check(out: Path, params: dict, inputs: dict) -> dict:
-    from calibration.feeds import sweep_feeds
-    from targets import backend
-    if getattr(backend(params["runtime"]), "PARITY", "host") == "device":
-        from compiler import deferred
-        return deferred.parity_stage(out, params, inputs)
+    from voxc.calibration.feeds import sweep_feeds
+    from voxc.targets import backend
+    if backend(params["runtime"]).parity == "device":
+        from voxc.compiler import deferred
+        return deferred.parity_stage(out, params, inputs, load_module(params, inputs["weights"]))
     spec = model_spec(params["model"], params["config"])
     rec = _artifact_record(inputs["artifact"])
     data = {"parity_set": params["parity_set"]}
@@ -177,7 +175,7 @@ def parity_check(out: Path, params: dict, inputs: dict) -> dict:
         return {"passed": False, "rows": rows}
     module = load_module(params, inputs["weights"])
     maker = feed_maker(params, inputs)
-    runner = backend(params["runtime"]).runner(inputs["artifact"] / rec["file"])
+    runner = backend(params["runtime"]).open(inputs["artifact"] / rec["file"], rec)
     rows = parity.check(spec, module, runner, params["precision"], params["runtime"],
                         [tuple(p) for p in params["sweep"]], feeds=lambda b, n: sweep_feeds(maker, b, n), data=data)
     return {"passed": all(r["passed"] for r in rows), "rows": rows}
@@ -187,19 +185,19 @@ def select(out: Path, params: dict, inputs: dict) -> dict:
     """The precision policy for one model on one runtime: gates + interleaved timing at the opt shape."""
     import json
     import os
-    from calibration.feeds import sweep_feeds
-    from compiler import policy
-    from targets import backend
+    from voxc.calibration.feeds import sweep_feeds
+    from voxc.compiler import policy
+    from voxc.targets import backend
     spec = model_spec(params["model"], params["config"])
     ladder = params["ladder"]
     gates, runners = {}, {}
     for p in ladder:
-        rows = json.loads((inputs[f"parity.{p}"] / "stage.json").read_text())["rows"]
+        rows = _artifact_record(inputs[f"parity.{p}"])["rows"]
         gates[p] = policy.gate_reason(rows)
         rec = _artifact_record(inputs[f"artifact.{p}"])
         if rec.get("file"):          # rungs that failed a gate are timed too: the manifest reports their speed
-            runners[p] = backend(params["runtime"]).runner(inputs[f"artifact.{p}"] / rec["file"],
-                                                           threads=params.get("threads") or None)
+            runners[p] = backend(params["runtime"]).open(inputs[f"artifact.{p}"] / rec["file"], rec,
+                                                         threads=params.get("threads") or None)
     timings = {}
     if len(ladder) > 1 and len(runners) > 1:
         d = spec.dims[spec.sweep_dim]
@@ -212,12 +210,6 @@ def select(out: Path, params: dict, inputs: dict) -> dict:
             "threads": params.get("threads") or os.cpu_count()}
 
 
-STAGE_VERSIONS = {"weights": 1, "export": 1, "check": 1, "simplify": 1, "artifact": 4, "parity": 3, "select": 4}
 EXPORT_TOOLS = ("torch", "onnxscript", "onnx")
-
-
-def stage_fn(name: str):
-    return {"weights": weights, "export": export, "check": check, "simplify": simplify,
-            "artifact": artifact, "parity": parity_check, "select": select}[name]
 
 

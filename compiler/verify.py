@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from compiler import deferred, parity, report
-from models.errors import VoxcError
-from models.registry import model_spec
-from targets import backend
+from voxc.compiler import deferred, parity, report
+from voxc.core.atomic import write_atomic
+from voxc.core.hashing import sha256_path
+from voxc.core.errors import VoxcError
+from voxc.models.family import model_spec
+from voxc.targets import backend
 
 
 def load_manifest(folder: Path) -> dict:
@@ -22,14 +24,15 @@ def load_manifest(folder: Path) -> dict:
 
 
 def verify_target(artifacts: Path, target: str) -> bool:
-    from calibration.feeds import UPSTREAM, FeedMaker, sweep_feeds
-    from calibration.sets import set_hash
-    from targets.runner import TorchRunner
+    from voxc.calibration.feeds import FeedMaker, sweep_feeds, upstream_graphs
+    from voxc.calibration.sets import set_hash
+    from voxc.targets.runner import TorchRunner
     folder = artifacts / target
     manifest = load_manifest(folder)
     rows: list[dict] = []
     previous = json.loads((folder / "parity.json").read_text())["results"] if (folder / "parity.json").is_file() else []
     parity_set = set_hash("parity")
+    host = {b for b in manifest["profile"]["backends"] if backend(b).parity == "host"}
     for name, info in manifest["models"].items():
         for f in info["artifacts"] + [info["reference"]]:
             p = folder / f["path"]
@@ -39,34 +42,32 @@ def verify_target(artifacts: Path, target: str) -> bool:
         cfg = info["config"]
         spec = model_spec(name, cfg)
         module = _reference(folder / name, cfg, name)
-        missing = [u for u in UPSTREAM[name] if u not in manifest["models"]]
+        upstream = upstream_graphs(name, manifest["preset_config"])
+        missing = [u for u in upstream if u not in manifest["models"]]
         if missing:
             raise VoxcError(f"{name}: parity needs the upstream graphs {', '.join(missing)} in the same build")
         up = {u: TorchRunner(_reference(folder / u, manifest["models"][u]["config"], u),
-                             model_spec(u, manifest["models"][u]["config"])) for u in UPSTREAM[name]}
+                             model_spec(u, manifest["models"][u]["config"])) for u in upstream}
         maker = FeedMaker(name, spec, manifest["preset_config"], up)
         model_rows = []
         for a in info["artifacts"]:
             if a["runtime"] == "portable" or a.get("role") == "weights":
                 continue
-            if getattr(backend(a["runtime"]), "PARITY", "host") == "device":  # keep its deferred/merged rows
+            if backend(a["runtime"]).parity == "device":  # keep its deferred/merged rows
                 model_rows += [r for r in previous if r["model"] == name and r["precision"] == a["precision"]
-                               and (r["runtime"] != "onnxruntime" or r.get("checked") or r.get("site"))]
+                               and (r["runtime"] not in host or r.get("checked") or r.get("site"))]
                 continue
-            runner = backend(a["runtime"]).runner(folder / a["path"])
+            runner = backend(a["runtime"]).open(folder / a["path"])
             model_rows += parity.check(spec, module, runner, a["precision"], a["runtime"],
                                        feeds=lambda b, n: sweep_feeds(maker, b, n), data={"parity_set": parity_set})
         info["parity"] = deferred.status(model_rows)
         rows += model_rows
-    report.write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
+    write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
     passed = report.write_parity(folder, target, rows)
     print(report.parity_markdown(target, rows).split("\n## All checks")[0])
     return passed
 
 
 def _reference(model_dir: Path, cfg: dict, name: str):
-    from safetensors.torch import load_file
-    from models.registry import init_module
-    module = init_module(name, cfg)
-    module.load_state_dict(load_file(str(model_dir / "reference.safetensors")))
-    return module.eval()
+    from voxc.models.weights import load_module
+    return load_module(name, cfg, model_dir / "reference.safetensors")

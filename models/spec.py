@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from models.errors import VoxcError
+from voxc.core.errors import VoxcError
 
 OUTPUT_KINDS = ("waveform", "mel", "embedding", "durations", "hidden")
 

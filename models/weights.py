@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models.errors import VoxcError
+from voxc.core.errors import VoxcError
 
 _WRAPPERS = ("state_dict", "model", "generator", "module")
 
@@ -87,3 +87,13 @@ def load_into(module: nn.Module, path: str | Path, model: str) -> None:
 def save_safetensors(module: nn.Module, path: str | Path) -> None:
     from safetensors.torch import save_file
     save_file({k: v.contiguous() for k, v in module.state_dict().items()}, str(path))
+
+
+def load_module(name: str, cfg: dict, path: str | Path) -> nn.Module:
+    """A graph's module rebuilt from its config and its saved safetensors (a build's reference)."""
+    from safetensors.torch import load_file
+
+    from voxc.models.family import init_module
+    module = init_module(name, cfg)
+    module.load_state_dict(load_file(str(path)))
+    return module.eval()

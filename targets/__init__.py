@@ -1,23 +1,23 @@
-"""targets/: where artifacts run -- one module per backend plus TOML target profiles.
+"""targets/: where artifacts run -- one backend class per runtime (targets/base.py) plus TOML target profiles.
 
-A backend module offers build(source, out_dir, precision, spec, calibration, options, torch_module)
--> record dict (source: the checked, simplified ONNX; torch_module: a callable returning the
-PyTorch module, for backends that convert from PyTorch), runner(path) -> Runner, and
-fingerprint() -> dict. Runners take and return dict[str, np.ndarray]
-keyed by the spec's names, so parity and benchmarks are written once for every backend.
+The registry below is the one place that maps a backend name to its class; compiler/ asks it for a
+Backend and calls only the contract.
 """
 from __future__ import annotations
 
+import functools
 import importlib
-from types import ModuleType
 
-from models.errors import VoxcError
+from voxc.core.errors import VoxcError
 
-BACKENDS = {"onnxruntime": "targets.onnxruntime", "openvino": "targets.openvino", "coreml": "targets.coreml",
-            "tensorrt": "targets.tensorrt"}
+BACKENDS = {"onnxruntime": "voxc.targets.onnxruntime:OnnxRuntime", "openvino": "voxc.targets.openvino:OpenVino",
+            "coreml": "voxc.targets.coreml:CoreML", "tensorrt": "voxc.targets.tensorrt:TensorRT"}
 
 
-def backend(name: str) -> ModuleType:
+@functools.lru_cache(maxsize=None)
+def backend(name: str):
+    """The Backend instance for a runtime name."""
     if name not in BACKENDS:
         raise VoxcError(f"unknown backend '{name}': choose from {', '.join(BACKENDS)}")
-    return importlib.import_module(BACKENDS[name])
+    module, _, cls = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)()

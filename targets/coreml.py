@@ -13,19 +13,20 @@ only inside build), so the bundle can ship this file.
 from __future__ import annotations
 
 import collections
-import hashlib
 import importlib.metadata
 import json
+import platform
 import uuid
 from pathlib import Path
 
 import numpy as np
 
-from models.errors import VoxcError
-from targets import coreml_runner
+from voxc.core.errors import VoxcError
+from voxc.targets.base import Backend
+from voxc.core.hashing import sha256_chunks, sha256_file
+from voxc.targets import coreml_runner
 
 FILE = "model.mlpackage"
-PARITY = "device"
 DEFERRED_REASON = coreml_runner.DEFERRED_REASON
 PRECISIONS = ("fp16", "fp32")
 _DTYPES = {"float32": "FLOAT32", "int64": "INT32", "int32": "INT32", "float16": "FLOAT16"}
@@ -61,7 +62,7 @@ def _register_int_fix() -> None:
 
 def enumerated_sizes(spec, options: dict) -> list[dict[str, int]]:
     """Sizes of every dynamic dim for each enumerated shape: the parity sweep plus corpus bucket opts."""
-    from targets.lengths import buckets, corpus_lengths
+    from voxc.targets.lengths import buckets, corpus_lengths
     d = spec.dims[spec.sweep_dim]
     lengths = {n for _, n in spec.sweep()}
     lengths |= {opt for _, opt, _ in buckets(d, corpus_lengths(spec.sweep_dim), int(options.get("buckets", 4)))}
@@ -93,18 +94,8 @@ def _np_dtype(dtype: str):
 
 
 def _weights_sha256(module) -> str:
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode() + v.detach().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_chunks(k.encode() + v.detach().contiguous().numpy().tobytes()
+                         for k, v in sorted(module.state_dict().items()))
 
 
 def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None,
@@ -137,10 +128,10 @@ def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=No
         except Exception as exc:
             raise VoxcError(f"Core ML conversion of {spec.name} failed: {type(exc).__name__}: "
                             f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}") from None
-    from models.audio import HOP, SAMPLE_RATE
+    from voxc.core.audio import HOP, SAMPLE_RATE
     meta = {"voxc_version": _voxc_version(), "model": spec.name, "precision": precision,
             "sample_rate": str(SAMPLE_RATE), "hop": str(HOP), "dims": json.dumps(spec.to_json()["dims"], sort_keys=True),
-            "shape_mode": shape_mode, "source_onnx_sha256": _file_sha256(source) if source else "",
+            "shape_mode": shape_mode, "source_onnx_sha256": sha256_file(source) if source else "",
             "weights_sha256": _weights_sha256(module)}
     model.user_defined_metadata.update(meta)
     model.author = "voxc"
@@ -243,3 +234,34 @@ def runner(path: Path, inputs=None, outputs=None):
 
 def fingerprint() -> dict:
     return coreml_runner.fingerprint()
+
+
+class CoreML(Backend):
+    name, precisions, tools, parity = "coreml", PRECISIONS, ("coremltools", "torch"), "device"
+    shipped = ("voxc.targets.coreml_runner",)
+    device = "a Mac (python3 -m pip install numpy coremltools)"
+
+    def build(self, source, out_dir, precision, spec=None, calibration=None, options=None, torch_module=None):
+        return build(source, out_dir, precision, spec, calibration, options, torch_module)
+
+    def open(self, path, record=None, threads=None):
+        io = (record or {}).get("io", {})
+        return coreml_runner.runner(Path(path), io.get("inputs"), io.get("outputs"))
+
+    def unavailable(self):
+        return None if platform.system() == "Darwin" else f"{DEFERRED_REASON} (Core ML predictions need macOS)"
+
+    def fingerprint(self):
+        return fingerprint()
+
+    def host_checks(self, spec, module, art_dir, record, precision, points, options):
+        problems = check_package(spec, art_dir / record["file"], options)
+        base = {"model": spec.name, "precision": precision, "runtime": self.name, "length": 0, "batch": 0}
+        row = {**base, "output": "*", "metric": "package_matches_spec", "value": float(len(problems)),
+               "tolerance": 0.0, "passed": not problems, **({"error": "; ".join(problems)[:400]} if problems else {})}
+        return [row], DEFERRED_REASON
+
+    def bundle_entry(self, name, art_path, record, precision, source, put, put_tree):
+        return {"package": put_tree(art_path, f"models/{name}/{art_path.name}"),
+                "stand_in": {"onnx": source, "precision": "fp32"}, "shape_mode": record.get("shape_mode"),
+                "ops_total": record.get("ops_total")}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import VoxcError
+from voxc.core.errors import VoxcError
 
 DEFERRED_REASON = "Core ML runs only on macOS"
 

@@ -11,12 +11,12 @@ import functools
 
 import numpy as np
 
-from models.spec import Dim
+from voxc.models.spec import Dim
 
 
 @functools.lru_cache(maxsize=8)
 def _corpus(dim_name: str) -> tuple[int, ...]:
-    from calibration.sets import load_set
+    from voxc.calibration.sets import load_set
     if dim_name == "ref_frames":
         return tuple(u.frames for u in load_set("refs"))
     utts = load_set("calibration") + load_set("parity")

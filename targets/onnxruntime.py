@@ -19,8 +19,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from models.errors import VoxcError
-from targets.ort_runner import OrtRunner, fingerprint, runner, session_options  # noqa: F401 (the backend API)
+from voxc.core.errors import VoxcError
+from voxc.targets.base import Backend
+from voxc.targets.onnx_nodes import nodes_using
+from voxc.targets.ort_runner import OrtRunner, fingerprint, runner, session_options  # noqa: F401 (the backend API)
 
 FILE = "model.onnx"
 TOOLS = ("onnxruntime", "onnx")
@@ -47,25 +49,6 @@ def _optimize_offline(source: Path, dest: Path) -> None:
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     so.optimized_model_filepath = str(dest)
     ort.InferenceSession(str(source), so, providers=["CPUExecutionProvider"])
-
-
-def nodes_using(model: onnx.ModelProto, prefixes) -> list[str]:
-    """Names of nodes that read a parameter whose name starts with one of the prefixes
-    (e.g. 'conv_pre.' -> the vocoder's first convolution), following a Q/DQ or Cast in between."""
-    prefixes = tuple(prefixes)
-    if not prefixes:
-        return []
-    params = {i.name for i in model.graph.initializer if i.name.startswith(prefixes)}
-    produced = {o: n for n in model.graph.node for o in n.output}
-    out = []
-    for n in model.graph.node:
-        for i in n.input:
-            src = produced.get(i)
-            names = {i} | (set(src.input) if src is not None and src.op_type in ("Cast", "DequantizeLinear") else set())
-            if names & params:
-                out.append(n.name)
-                break
-    return out
 
 
 def _named(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -171,7 +154,7 @@ def _int8(source: Path, dest: Path, calibration, options: dict, spec=None) -> di
         validation = options.get("validation") or []
         search = None
         if spec is not None and validation and s["sensitivity_layers"] > 0:
-            from targets import sensitivity
+            from voxc.targets import sensitivity
             feeds = [{k: v for k, v in f.items() if k in names} for f in validation]
             reference = [runner(pre).infer(f) for f in feeds]
             budgets = sensitivity.int8_budgets(spec)
@@ -204,3 +187,16 @@ def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=No
     else:
         record.update(_int8(source, out_dir / FILE, calibration, options, spec))
     return record
+
+
+class OnnxRuntime(Backend):
+    name, precisions, tools = "onnxruntime", PRECISIONS, TOOLS
+
+    def build(self, source, out_dir, precision, spec=None, calibration=None, options=None, torch_module=None):
+        return build(source, out_dir, precision, spec, calibration, options, torch_module)
+
+    def open(self, path, record=None, threads=None):
+        return OrtRunner(Path(path), threads)
+
+    def fingerprint(self):
+        return fingerprint()

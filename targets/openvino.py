@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import VoxcError
+from voxc.core.errors import VoxcError
+from voxc.targets.base import Backend
 
 FILE = "model.xml"
 TOOLS = ("openvino", "nncf")
@@ -49,7 +50,7 @@ def _ignored_scope(source: Path, prefixes):
     """NNCF ignored scope for the nodes that read parameters with the given name prefixes."""
     import nncf
     import onnx
-    from targets.onnxruntime import nodes_using
+    from voxc.targets.onnx_nodes import nodes_using
     names = nodes_using(onnx.load(str(source)), prefixes)
     return (nncf.IgnoredScope(names=names, validate=False) if names else None), names
 
@@ -102,8 +103,8 @@ def _gate_score_fn(spec, module, validation):
     validation items, so higher is better and FP32 scores ~1 (NNCF divides by it). NNCF may pass any subset of the items
     in any order, so references are looked up by the item's content."""
     import hashlib
-    from targets import sensitivity
-    from targets.runner import TorchRunner
+    from voxc.targets import sensitivity
+    from voxc.targets.runner import TorchRunner
     ref = TorchRunner(module, spec)
     names = [t.name for t in spec.inputs]
     budgets = sensitivity.int8_budgets(spec)
@@ -158,3 +159,16 @@ def runner(path: Path, threads: int | None = None) -> OvRunner:
 def fingerprint() -> dict:
     return {"runtime": "openvino", "version": importlib.metadata.version("openvino"),
             "device": "CPU", "machine": platform.machine()}
+
+
+class OpenVino(Backend):
+    name, precisions, tools = "openvino", PRECISIONS, TOOLS
+
+    def build(self, source, out_dir, precision, spec=None, calibration=None, options=None, torch_module=None):
+        return build(source, out_dir, precision, spec, calibration, options, torch_module)
+
+    def open(self, path, record=None, threads=None):
+        return OvRunner(Path(path), threads)
+
+    def fingerprint(self):
+        return fingerprint()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from models.errors import VoxcError
+from voxc.core.errors import VoxcError
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 

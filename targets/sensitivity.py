@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from compiler import gates
+from voxc.core import gates
 
 DB_METRICS = ("snr_db", "snr_voiced_db")
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from models.errors import VoxcError
+from voxc.core.errors import VoxcError
 
 
 def spans(total: int, max_len: int, overlap: int) -> list[tuple[int, int]]:

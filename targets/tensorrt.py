@@ -16,11 +16,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from models.errors import VoxcError
-from targets import trt_engine
+from voxc.core.errors import VoxcError
+from voxc.targets.base import Backend
+from voxc.targets import trt_engine
 
 FILE = "model.onnx"
-PARITY = "device"
 PRECISIONS = ("fp32", "fp16", "int8")
 RECIPE_KEYS = ("workspace_mb", "dla_core", "regime", "max_profiles", "split_ratio", "opt_batch")
 STANDARD_DOMAINS = ("", "ai.onnx")
@@ -41,14 +41,14 @@ def nonstandard_ops(path: Path) -> list[str]:
 
 def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None,
           torch_module=None) -> dict:
-    from targets import trt_profiles
+    from voxc.targets import trt_profiles
     options = options or {}
     if precision not in PRECISIONS:
         raise VoxcError(f"TensorRT precision '{precision}' is not supported: use {', '.join(PRECISIONS)}")
     if precision == "fp32":
         shutil.copyfile(source, out_dir / FILE)
     else:  # reduced precision is produced and parity-checked on the host with ONNX Runtime first
-        from targets import onnxruntime as ort_backend
+        from voxc.targets import onnxruntime as ort_backend
         with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
             rec = ort_backend.build(source, Path(tmp), precision, spec, calibration=calibration,
                                     options=options.get("onnxruntime", {}), torch_module=torch_module)
@@ -104,3 +104,48 @@ def fingerprint() -> dict:
     except importlib.metadata.PackageNotFoundError:
         fp["tensorrt_wheel"] = None
     return {"runtime": "tensorrt", **fp}
+
+
+class TensorRT(Backend):
+    name, precisions, tools, parity = "tensorrt", PRECISIONS, ("tensorrt", "onnx", "onnxruntime"), "device"
+    shipped = ("voxc.targets.trt_engine",)
+    device = "the Jetson (JetPack's python3 has TensorRT and numpy) or the GPU host"
+    verify_steps = "builds the engines (engines/), "
+    bundle_notes = """
+TensorRT: `--rebuild` rebuilds engines; an engine whose recorded fingerprint (TensorRT version, GPU,
+compute capability, L4T) differs from this device is refused before deserialization, naming the
+difference. Inputs longer than a profile's max must be split by the caller (lib/voxc/targets/split.py).
+"""
+
+    @property
+    def modules(self):
+        return ("voxc.targets.tensorrt", "voxc.targets.onnxruntime")   # its fp16/int8 ONNX come from ORT's builder
+
+    def build(self, source, out_dir, precision, spec=None, calibration=None, options=None, torch_module=None):
+        return build(source, out_dir, precision, spec, calibration, options, torch_module)
+
+    def open(self, path, record=None, threads=None):
+        record = record or {}
+        return runner(Path(path), record.get("profiles"), record.get("inputs"))
+
+    def unavailable(self):
+        return None if trt_available() else "TensorRT engines need TensorRT and an NVIDIA GPU on this host"
+
+    def fingerprint(self):
+        return fingerprint()
+
+    def host_checks(self, spec, module, art_dir, record, precision, points, options):
+        """The exact ONNX handed to TensorRT, gated with ONNX Runtime; the engine too when built here."""
+        from voxc.compiler import parity
+        from voxc.targets.ort_runner import OrtRunner
+        rows = [{**r, "checked": "onnx for tensorrt"} for r in
+                parity.check(spec, module, OrtRunner(art_dir / record["file"]), precision, "onnxruntime", points)]
+        if record.get("engine"):
+            engine = self.open(art_dir / record["engine"], {**record, "inputs": spec.to_json()["inputs"]})
+            return rows + parity.check(spec, module, engine, precision, self.name, points), None
+        return rows, deferred_reason(options)
+
+    def bundle_entry(self, name, art_path, record, precision, source, put, put_tree):
+        onnx = put(art_path, f"models/{name}/{art_path.name}")
+        return {"files": {"fp32": source, precision: onnx}, "profiles": record["profiles"], "recipe": record["recipe"],
+                "stand_in": {"onnx": onnx, "precision": precision}}

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import VoxcError
+from voxc.core.atomic import write_atomic
+from voxc.core.errors import VoxcError
 
 MUST_MATCH = ("tensorrt", "gpu", "compute_capability", "l4t")
 
@@ -201,7 +202,7 @@ def build_engine(onnx_path: Path, recipe: dict, profiles: list[dict], workspace_
     if serialized is None:
         raise VoxcError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
     if timing_cache:
-        _write_atomic(timing_cache, bytes(cache.serialize()))
+        write_atomic(timing_cache, bytes(cache.serialize()))
     return bytes(serialized)
 
 
@@ -224,17 +225,11 @@ def _cache_calibrator(trt, path: Path):
     return CacheCalibrator()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def save_engine(path: Path, engine: bytes, fingerprint: dict, meta: dict) -> None:
     """Engine bytes and their fingerprint sidecar (<engine>.json), each written atomically."""
-    _write_atomic(path.with_name(path.name + ".json"),
+    write_atomic(path.with_name(path.name + ".json"),
                   json.dumps({"fingerprint": fingerprint, **meta}, indent=1, sort_keys=True).encode())
-    _write_atomic(path, engine)
+    write_atomic(path, engine)
 
 
 def read_sidecar(path: Path) -> dict:

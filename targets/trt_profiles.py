@@ -9,9 +9,9 @@ tightest profile for concrete sizes and refuses sizes no profile covers: the cal
 """
 from __future__ import annotations
 
-from models.spec import ModelSpec, resolve_dim
-from targets.lengths import buckets, corpus_lengths
-from targets.trt_engine import select_profile as select  # noqa: F401 -- the runner's choice, re-exported
+from voxc.models.spec import ModelSpec, resolve_dim
+from voxc.targets.lengths import buckets, corpus_lengths
+from voxc.targets.trt_engine import select_profile as select  # noqa: F401 -- the runner's choice, re-exported
 
 DEFAULTS = {"max_profiles": 3, "split_ratio": 8.0, "opt_batch": 1}
 

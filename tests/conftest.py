@@ -12,8 +12,8 @@ os.environ.setdefault("VOXC_THREADS", "1")
 @pytest.fixture(scope="session")
 def tiny_build(tmp_path_factory) -> Path:
     """artifacts folder holding a complete tiny `cpu` build (built once per session)."""
-    from compiler.build import BuildRequest, build
-    from models.presets import preset
+    from voxc.compiler.build import BuildRequest, build
+    from voxc.models.voxc.presets import preset
     artifacts = tmp_path_factory.mktemp("artifacts")
     assert build(BuildRequest(target="cpu", preset=preset("tiny"), preset_name="tiny", artifacts=artifacts, jobs=2))
     return artifacts
@@ -21,5 +21,5 @@ def tiny_build(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_cfg() -> dict:
-    from models.presets import preset
+    from voxc.models.voxc.presets import preset
     return preset("tiny")

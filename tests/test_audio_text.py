@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from models import audio
-from models import text as T
+from voxc.core import audio
+from voxc.models import text as T
 
 SR = audio.SAMPLE_RATE
 
@@ -197,7 +197,7 @@ needs_data = pytest.mark.skipif(not _HAVE_DATA, reason="calibration/data not gen
 
 @needs_data
 def test_sets_load_and_are_consistent():
-    from calibration import corpus
+    from voxc.calibration import corpus
 
     for name in sets.SET_NAMES:
         utts = sets.load_set(name)

@@ -8,10 +8,10 @@ import numpy as np
 import onnx
 import pytest
 
-from compiler.build import BuildRequest, build
-from compiler.graph import sha256_file
-from models.registry import MODEL_NAMES, model_spec
-from targets.onnxruntime import runner
+from voxc.compiler.build import BuildRequest, build
+from voxc.core.hashing import sha256_file
+from voxc.models.family import MODEL_NAMES, model_spec
+from voxc.targets.onnxruntime import runner
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from compiler.cli import main
-from compiler.graph import sha256_file
+from voxc.compiler.cli import main
+from voxc.core.hashing import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,7 +48,7 @@ def test_bad_build_arguments(tmp_path, args, message):
 
 def test_mismatched_checkpoint_fails_without_output(tmp_path, tiny_cfg):
     import torch
-    from models.registry import init_module
+    from voxc.models.family import init_module
     torch.save(init_module("speaker_encoder", tiny_cfg).state_dict(), tmp_path / "spk.pt")
     result = run_cli("build", "--artifacts", str(tmp_path / "a"), "--preset", "tiny", "--models", "vocoder",
                      "--checkpoint", f"vocoder={tmp_path / 'spk.pt'}", "--jobs", "1")

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.cli import main
-from compiler.graph import sha256_file
-from models.registry import MODEL_NAMES, model_spec
-from targets import coreml, split
-from targets.onnxruntime import runner as ort_runner
+from voxc.compiler.cli import main
+from voxc.core.hashing import sha256_file
+from voxc.models.family import MODEL_NAMES, model_spec
+from voxc.targets import coreml, split
+from voxc.targets.onnxruntime import runner as ort_runner
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +26,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="session")
 def device_builds(tiny_build, tmp_path_factory):
     """apple and jetson built into the cpu build's artifacts folder (exports come from its cache)."""
-    from compiler.build import BuildRequest, build
-    from models.presets import preset
+    from voxc.compiler.build import BuildRequest, build
+    from voxc.models.voxc.presets import preset
     logs = {}
     for target in ("apple", "jetson"):
         import contextlib

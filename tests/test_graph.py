@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler.graph import BuildGraph, InlineExecutor, LocalPoolExecutor, Stage
-from models.errors import VoxcError
+from voxc.compiler.graph import BuildGraph, InlineExecutor, LocalPoolExecutor, Stage
+from voxc.core.errors import VoxcError
 
 
 def write_text(out: Path, params: dict, inputs: dict) -> dict:

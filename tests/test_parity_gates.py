@@ -9,9 +9,9 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from compiler import parity
-from models.registry import init_module, model_spec
-from targets.onnxruntime import runner
+from voxc.compiler import parity
+from voxc.models.family import init_module, model_spec
+from voxc.targets.onnxruntime import runner
 
 pytestmark = pytest.mark.slow
 

@@ -9,16 +9,17 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from calibration.feeds import FeedMaker, calibration_feeds, speech_cut, sweep_feeds
-from calibration.sets import load_set, set_hash
-from compiler import metrics, parity, policy
-from compiler.chain import Chain, chain_parity
-from compiler.cli import main
-from models.errors import VoxcError
-from models.registry import init_module, model_spec
-from targets import onnxruntime as ortb
-from targets import openvino as ovb
-from targets.runner import TorchRunner
+from voxc.calibration.feeds import FeedMaker, calibration_feeds, speech_cut, sweep_feeds
+from voxc.calibration.sets import load_set, set_hash
+from voxc.core import metrics
+from voxc.compiler import parity, policy
+from voxc.compiler.chain import Chain, chain_parity
+from voxc.compiler.cli import main
+from voxc.core.errors import VoxcError
+from voxc.models.family import init_module, model_spec
+from voxc.targets import onnxruntime as ortb
+from voxc.targets import openvino as ovb
+from voxc.targets.runner import TorchRunner
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,7 @@ def _ref(tiny_build, name, cfg):
 
 
 def _maker(tiny_build, name, cfg):
-    from calibration.feeds import UPSTREAM
+    from voxc.calibration.feeds import UPSTREAM
     up = {u: TorchRunner(_ref(tiny_build, u, cfg), model_spec(u, cfg)) for u in UPSTREAM[name]}
     return FeedMaker(name, model_spec(name, cfg), cfg, up)
 
@@ -240,8 +241,8 @@ def test_manifest_records_decisions_and_rejected_gates_do_not_fail_the_build(tin
 
 
 def test_a_failing_fallback_fails_the_build(tiny_build, tiny_cfg, monkeypatch, capsys):
-    from compiler.build import BuildRequest, build
-    from models import spec as spec_mod
+    from voxc.compiler.build import BuildRequest, build
+    from voxc.models import spec as spec_mod
     strict = {**spec_mod.BUDGETS["fp32"], "waveform": {**spec_mod.BUDGETS["fp32"]["waveform"], "snr_db": 500.0}}
     monkeypatch.setitem(spec_mod.BUDGETS, "fp32", strict)
     req = BuildRequest(target="onnxruntime", preset=tiny_cfg, artifacts=tiny_build, jobs=1, models=("vocoder",),
@@ -298,8 +299,8 @@ def test_chain_gate_demotes_a_stage_whose_swap_moves_the_audio_past_its_budget(t
     """An int8 decoder that passes its own mel gates but, swapped alone into the chain, moves the audio
     past the int8 budget falls back; waveform SNR alone (phase) does not demote an upstream stage."""
     from types import SimpleNamespace
-    from compiler.build import apply_demotions, chain_demotions
-    from models.registry import model_config
+    from voxc.compiler.build import apply_demotions, chain_demotions
+    from voxc.models.family import model_config
     chains = {n: {"select": {"onnxruntime": f"{n}/onnxruntime/select"}, "config": model_config(n, tiny_cfg)}
               for n in ("acoustic_decoder", "emotion_encoder", "vocoder")}
     results = {f"{n}/onnxruntime/select": SimpleNamespace(record={

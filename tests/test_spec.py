@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.errors import VoxcError
-from models.presets import PRESETS, preset
-from models.registry import MODEL_NAMES, init_module, model_spec
+from voxc.core.errors import VoxcError
+from voxc.models.voxc.presets import PRESETS, preset
+from voxc.models.family import MODEL_NAMES, init_module, model_spec
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -55,7 +55,7 @@ def test_base_preset_is_emotivoice_scale():
 
 
 def test_length_regulator_expands_exactly():
-    from models.acoustic import LengthRegulator
+    from voxc.models.voxc.acoustic import LengthRegulator
     hidden = torch.arange(3, dtype=torch.float32).reshape(1, 3, 1)
     durations = torch.tensor([[2, 1, 3]])
     mask = torch.tensor([[1, 1, 1, 1, 1, 1, 0.0]])  # the host pads frame 7 (beyond the total of 6)

@@ -8,11 +8,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from models.errors import VoxcError
-from models.registry import model_spec
-from models.spec import Dim
-from targets import tensorrt, trt_engine, trt_profiles
-from targets.lengths import buckets, corpus_lengths
+from voxc.core.errors import VoxcError
+from voxc.models.family import model_spec
+from voxc.models.spec import Dim
+from voxc.targets import tensorrt, trt_engine, trt_profiles
+from voxc.targets.lengths import buckets, corpus_lengths
 
 FILES = {"fp32": "m.onnx", "fp16": "m.fp16.onnx", "int8": "m.int8.onnx"}
 

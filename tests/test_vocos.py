@@ -8,15 +8,15 @@ import onnx
 import pytest
 import torch
 
-from calibration.feeds import FeedMaker, calibration_feeds, sweep_feeds
-from calibration.sets import load_set
-from compiler.cli import main
-from models import audio
-from models.presets import preset
-from models.registry import init_module, model_spec
-from targets import onnxruntime as ortb
-from targets import sensitivity
-from targets.runner import TorchRunner
+from voxc.calibration.feeds import FeedMaker, calibration_feeds, sweep_feeds
+from voxc.calibration.sets import load_set
+from voxc.compiler.cli import main
+from voxc.core import audio
+from voxc.models.voxc.presets import preset
+from voxc.models.family import init_module, model_spec
+from voxc.targets import onnxruntime as ortb
+from voxc.targets import sensitivity
+from voxc.targets.runner import TorchRunner
 
 
 def _vocos_cfg() -> dict:
@@ -47,7 +47,7 @@ def test_in_graph_istft_inverts_the_analysis_stft_of_real_speech():
 def test_four_step_inverse_dft_equals_windowed_irfft():
     """The vocoder's four-step inverse DFT is window * irfft, Nyquist bin included (a wrong twiddle,
     index order or Nyquist sign would be off by the signal's own size), at batch > 1."""
-    from models.vocos import InverseDFT
+    from voxc.models.voxc.vocos import InverseDFT
     idft = InverseDFT(audio.N_FFT)
     x = torch.from_numpy(np.random.default_rng(3).normal(size=(2, 5, audio.N_FFT + 2)).astype(np.float32))
     f = audio.N_FFT // 2 + 1
@@ -120,7 +120,7 @@ def test_sensitivity_excess_reads_each_metric_in_its_direction(row, passes):
 
 @pytest.mark.slow
 def test_int8_sensitivity_pass_is_recorded_and_kept_layers_stay_float(tiny_build, tiny_cfg, tmp_path):
-    from calibration.feeds import UPSTREAM
+    from voxc.calibration.feeds import UPSTREAM
     from safetensors.torch import load_file
     name = "acoustic_decoder"
     refs = {}

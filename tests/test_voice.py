@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from models import audio
-from models.presets import preset
-from models.registry import init_module
-from models.weights import save_safetensors
-from voice import losses, quality, train
-from voice.data import Split
+from voxc.core import audio
+from voxc.models.voxc.presets import preset
+from voxc.models.family import init_module
+from voxc.models.weights import save_safetensors
+from voxc.voice import losses, quality, train
+from voxc.voice.data import Split
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -184,7 +184,7 @@ def test_oracle_spectra_round_trip_and_rank_on_real_speech():
     oracles rank as they must: the recording's own magnitude makes Griffin-Lim far better than the
     mel's smooth one, and its own phase does too. A broken oracle (e.g. a transposed spectrum or a
     framing shifted by a hop) lands above plain Griffin-Lim."""
-    from calibration.sets import load_set
+    from voxc.calibration.sets import load_set
     wave = load_set("parity")[0].wave
     frames = wave.size // audio.HOP
     wave = wave[:frames * audio.HOP]
@@ -204,7 +204,7 @@ def test_oracle_spectra_round_trip_and_rank_on_real_speech():
 
 def _tiny_voice_files(tmp_path) -> tuple[dict, Path]:
     from safetensors.torch import save_file
-    from voice.weights import TRAINED_MODELS
+    from voxc.voice.weights import TRAINED_MODELS
     cfg = preset("tiny")
     ckpts = {}
     for name in TRAINED_MODELS:
@@ -216,7 +216,7 @@ def _tiny_voice_files(tmp_path) -> tuple[dict, Path]:
 
 
 def test_synth_waveform_length_matches_durations(tmp_path):
-    from voice.synth import Voice
+    from voxc.voice.synth import Voice
     ckpts, centroids = _tiny_voice_files(tmp_path)
     voice = Voice(ckpts, preset_name="tiny", centroids=centroids)
     ref = np.random.default_rng(0).normal(0, 0.1, 16000).astype(np.float32)
@@ -230,8 +230,9 @@ COMMITTED = ROOT / "voice" / "weights"
 
 @pytest.mark.skipif(not (COMMITTED / "vocoder.safetensors").is_file(), reason="no committed voice")
 def test_committed_voice_loads_and_speaks(tmp_path):
-    from voice.synth import Voice, read_wav, write_wav
-    from voice.weights import TRAINED_MODELS, sha256
+    from voxc.voice.synth import Voice, read_wav, write_wav
+    from voxc.voice.weights import TRAINED_MODELS
+    from voxc.core.hashing import sha256_file as sha256
     card = json.loads((COMMITTED / "training.json").read_text())
     total = 0
     for f in COMMITTED.glob("*.safetensors"):
@@ -240,7 +241,7 @@ def test_committed_voice_loads_and_speaks(tmp_path):
     assert total <= 30 * 2**20
     voice = Voice()                                        # the light preset from voice/weights
     assert set(TRAINED_MODELS) <= set(voice.modules)
-    from calibration.sets import load_set
+    from voxc.calibration.sets import load_set
     ref = load_set("parity")[0].wave                       # committed set, no corpus or Festival needed
     write_wav(tmp_path / "ref.wav", ref)
     wave, info = voice.synthesize("The cat sat on the mat.", read_wav(tmp_path / "ref.wav"), "neutral")
@@ -249,8 +250,8 @@ def test_committed_voice_loads_and_speaks(tmp_path):
 
 
 def test_light_build_defaults_to_the_trained_voice(monkeypatch):
-    from compiler.cli import _request, parser
-    from voice.weights import weight_path
+    from voxc.compiler.cli import _request, parser
+    from voxc.voice.weights import weight_path
     if not weight_path("vocoder").is_file():
         pytest.skip("no committed voice")
     req = _request(parser().parse_args(["build", "--preset", "light"]))

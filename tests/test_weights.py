@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from models.errors import VoxcError
-from models.registry import init_module
-from models.weights import fold_weight_norm, load_into, read_checkpoint
+from voxc.core.errors import VoxcError
+from voxc.models.family import init_module
+from voxc.models.weights import fold_weight_norm, load_into, read_checkpoint
 
 
 def _conv_pair():

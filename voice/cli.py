@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def cmd_train(args) -> int:
-    from voice import train
+    from voxc.voice import train
     if args.install:
         print(json.dumps(train.install(args.preset, Path(args.out), loops=args.models or None), indent=1))
         return 0
@@ -17,7 +17,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from voice.quality import report
+    from voxc.voice.quality import report
     result = report(args.corpus, args.out, _ckpts(args.checkpoint), args.vocoder_utts, args.acoustic_utts,
                     asr_python=args.asr_python)
     print(json.dumps({k: result[k] for k in ("vocoder", "acoustic", "speaker_encoder", "emotion_encoder",
@@ -27,20 +27,20 @@ def cmd_report(args) -> int:
 
 
 def cmd_synth(args) -> int:
-    from voice.synth import synth
+    from voxc.voice.synth import synth
     info = synth(args.text, args.speaker_ref, args.output, args.style, args.style_ref, _ckpts(args.checkpoint))
     print(f"voxc: wrote {info['out']} ({info['seconds']} s, {len(info['phonemes'])} phonemes, {info['frames']} frames)")
     return 0
 
 
 def _ckpts(items):
-    from compiler.cli import _checkpoints
+    from voxc.compiler.cli import _checkpoints
     return {k: str(v) for k, v in _checkpoints(items).items()}
 
 
 def register(sub) -> None:
-    from voice.data import DEFAULT_CORPUS
-    from voice.train import STYLES, TRAIN_DIR, TRAINABLE
+    from voxc.voice.data import DEFAULT_CORPUS, STYLES
+    from voxc.voice.train import TRAIN_DIR, TRAINABLE
 
     t = sub.add_parser("train", help="train the reference voice on the corpus (CPU, resumable, seeded)")
     t.add_argument("models", nargs="*", help=f"subset of {', '.join(TRAINABLE)} (default: all, in order)")

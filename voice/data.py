@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import VoxcError
+from voxc.core.errors import VoxcError
+
+STYLES = ("neutral", "fast_high", "slow_low")  # corpus style ids 0, 1, 2
 
 DEFAULT_CORPUS = Path("artifacts/corpus")
 

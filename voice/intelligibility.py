@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.text import normalize
+from voxc.models.text import normalize
 
 _ASR_SCRIPT = r"""
 import json, sys
@@ -64,7 +64,7 @@ def evaluate(voice, split, out_dir: Path, asr_python: str = sys.executable, spea
              max_sentences: int = 12) -> dict:
     """Synthesise neutral held-out sentences for each speaker (speaker reference: another held-out
     utterance of that speaker) and score synthesis and real recordings with the same ASR."""
-    from voice.synth import write_wav
+    from voxc.voice.synth import write_wav
     out_dir.mkdir(parents=True, exist_ok=True)
     neutral = split.styles.index("neutral")
     jobs = []   # (kind, speaker, text, path)

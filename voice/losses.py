@@ -6,7 +6,7 @@ import functools
 
 import torch
 
-from models import audio
+from voxc.core import audio
 
 # (n_fft, hop, win) per resolution, the Parallel WaveGAN set.
 MRSTFT_RESOLUTIONS = ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240))

@@ -15,51 +15,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models import audio
+from voxc.core import audio
 
 
-# ---------------------------------------------------------------- metrics
-
-def eer(embeddings: np.ndarray, labels: np.ndarray) -> float:
-    """Equal error rate of cosine scoring over all unordered pairs (same label = target trial)."""
-    e = np.asarray(embeddings, dtype=np.float64)
-    e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-    labels = np.asarray(labels)
-    iu = np.triu_indices(len(e), k=1)
-    scores = (e @ e.T)[iu]
-    same = (labels[:, None] == labels[None, :])[iu]
-    return eer_from_scores(scores[same], scores[~same])
-
-
-def eer_from_scores(target: np.ndarray, impostor: np.ndarray) -> float:
-    """The error rate where false acceptance (impostor >= t) equals false rejection (target < t),
-    linearly interpolated between the two thresholds around the crossing."""
-    target, impostor = np.sort(np.asarray(target, float)), np.sort(np.asarray(impostor, float))
-    if len(target) == 0 or len(impostor) == 0:
-        raise ValueError("EER needs both target and impostor trials")
-    thresholds = np.unique(np.concatenate([target, impostor, [np.inf]]))
-    frr = np.searchsorted(target, thresholds, side="left") / len(target)           # target < t
-    far = 1.0 - np.searchsorted(impostor, thresholds, side="left") / len(impostor)  # impostor >= t
-    d = far - frr                                            # decreasing from >= 0 to <= 0
-    k = int(np.argmax(d <= 0))
-    if k == 0 or d[k] == 0:
-        return float((far[k] + frr[k]) / 2)
-    t = d[k - 1] / (d[k - 1] - d[k])
-    return float(far[k - 1] + t * (far[k] - far[k - 1]) + frr[k - 1] + t * (frr[k] - frr[k - 1])) / 2
-
-
-@torch.no_grad()
-def embed_utterances(module: torch.nn.Module, mels: list[np.ndarray]) -> np.ndarray:
-    """Run an encoder (mel [1, 80, T] -> [1, D]) on each full utterance; [N, D] numpy."""
-    module.eval()
-    return np.concatenate([module(torch.from_numpy(np.ascontiguousarray(m))[None]).numpy() for m in mels])
-
-
-@torch.no_grad()
-def style_accuracy(module: torch.nn.Module, mels: list[np.ndarray], styles: np.ndarray) -> float:
-    e = torch.from_numpy(embed_utterances(module, mels))
-    pred = module.classifier(e).argmax(-1).numpy()
-    return float(np.mean(pred == np.asarray(styles)))
+from voxc.voice.embeddings import eer, eer_from_scores, embed_utterances, style_accuracy  # noqa: F401
 
 
 # ---------------------------------------------------------------- Griffin-Lim baseline
@@ -130,7 +89,7 @@ def logmel_l1(wave_hat: np.ndarray, mel: np.ndarray) -> float:
 
 
 def mrstft_distance(wave_hat: np.ndarray, wave: np.ndarray) -> float:
-    from voice.losses import mrstft
+    from voxc.voice.losses import mrstft
     return float(mrstft(torch.from_numpy(np.asarray(wave_hat, np.float64))[None],
                         torch.from_numpy(np.asarray(wave, np.float64))[None]))
 
@@ -173,7 +132,7 @@ def vocoder_metrics(voice, split, indices, gl_iterations: int = 32) -> dict:
 def acoustic_metrics(voice, split, indices) -> dict:
     """Mel L1 with ground-truth durations (predicted pitch/energy, and teacher-forced for reference),
     duration error of the predictor. The speaker reference is another utterance of the same speaker."""
-    from voice.train import acoustic_batch, acoustic_forward
+    from voxc.voice.acoustic_batches import acoustic_batch, acoustic_forward
     m = voice.modules
     spk_idx: dict[int, list[int]] = {}
     for i in range(len(split)):
@@ -236,8 +195,8 @@ def report(corpus="artifacts/corpus", out="artifacts/voice/quality.json", checkp
     import time
     from pathlib import Path
 
-    from voice.data import Split
-    from voice.synth import Voice
+    from voxc.voice.data import Split
+    from voxc.voice.synth import Voice
     torch.set_num_threads(threads)
     t0 = time.time()
     voice = Voice(checkpoints)
@@ -255,7 +214,7 @@ def report(corpus="artifacts/corpus", out="artifacts/voice/quality.json", checkp
         "speaker_encoder": speaker_metrics(voice, split),
         "emotion_encoder": emotion_metrics(voice, split),
     }
-    from voice import intelligibility
+    from voxc.voice import intelligibility
     import sys
     asr_python = asr_python or sys.executable
     if intelligibility.asr_available(asr_python):

@@ -1,9 +1,10 @@
 """`voxc synth`: text -> waveform with the PyTorch reference of the trained voice.
 
-text -> models.text.text_to_ids -> speaker_encoder(reference mel) and a style embedding
-(the style's centroid, or emotion_encoder(style reference mel)) -> acoustic_encoder -> the host
-sums the predicted durations and builds frame_mask -> length_regulator -> acoustic_decoder ->
-vocoder. This is the same chain of graphs that `voxc build` exports, run eagerly.
+The family pipeline (models/pipeline.py) over PyTorch runners: text -> phoneme ids ->
+speaker_encoder(reference mel) and a style embedding (the style's centroid, given to the pipeline
+so the emotion encoder does not run, or emotion_encoder(style reference mel)) -> acoustic_encoder
+-> the host sums the durations and builds frame_mask -> length_regulator -> acoustic_decoder ->
+vocoder: the same dataflow `voxc build` checks its artifacts with, run eagerly.
 """
 from __future__ import annotations
 
@@ -12,15 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import audio
-from models.errors import VoxcError
-from models.presets import preset
-from models.registry import init_module
-from models.text import text_to_ids
-from models.weights import load_into, read_checkpoint
-from voice.weights import TRAINED_MODELS, VOICE_PRESET, style_centroids_path, weight_path
-
-GRAPHS = ("speaker_encoder", "emotion_encoder", "acoustic_encoder", "length_regulator", "acoustic_decoder", "vocoder")
+from voxc.core import audio
+from voxc.core.errors import VoxcError
+from voxc.models.family import init_module, model_spec
+from voxc.models.pipeline import Pipeline
+from voxc.models.weights import load_into, read_checkpoint
+from voxc.targets.runner import TorchRunner
+from voxc.voice.data import STYLES
+from voxc.voice.weights import FAMILY, TRAINED_MODELS, VOICE_PRESET, style_centroids_path, weight_path
 
 
 def read_wav(path: str | Path) -> np.ndarray:
@@ -46,14 +46,14 @@ def write_wav(path: str | Path, wave: np.ndarray) -> None:
 
 
 class Voice:
-    """The six graphs of a preset with trained weights, in eval mode."""
+    """The family's graphs with trained weights, in eval mode, run through the family pipeline."""
 
     def __init__(self, checkpoints: dict[str, str | Path] | None = None, preset_name: str = VOICE_PRESET,
                  centroids: str | Path | None = None):
-        self.cfg = preset(preset_name)
+        self.cfg = FAMILY.preset(preset_name)
         checkpoints = dict(checkpoints or {})
         self.modules = {}
-        for name in GRAPHS:
+        for name in FAMILY.graph_names:
             module = init_module(name, self.cfg)
             if name in TRAINED_MODELS:
                 path = Path(checkpoints.get(name, weight_path(name)))
@@ -62,43 +62,39 @@ class Voice:
                                     "or pass a checkpoint")
                 load_into(module, path, name)
             self.modules[name] = module.eval()
+        self.pipeline = Pipeline(FAMILY, self.cfg, {n: TorchRunner(m, model_spec(n, self.cfg))
+                                                    for n, m in self.modules.items()})
         cpath = Path(centroids) if centroids else style_centroids_path()
         state = read_checkpoint(cpath)
         self.centroids = state["centroids"].float()
 
-    @torch.no_grad()
     def speaker_embedding(self, ref_wave: np.ndarray) -> torch.Tensor:
-        mel = torch.from_numpy(audio.log_mel(ref_wave))[None]
-        return self.modules["speaker_encoder"](mel)
+        run = self.pipeline.run({"reference_mel": audio.log_mel(ref_wave)}, ["speaker_embedding"])
+        return torch.from_numpy(run.values["speaker_embedding"])
 
-    @torch.no_grad()
-    def style_embedding(self, style: str | None = None, style_wave: np.ndarray | None = None) -> torch.Tensor:
+    def _style_inputs(self, style: str | None, style_wave: np.ndarray | None) -> dict:
         if style_wave is not None:
-            return self.modules["emotion_encoder"](torch.from_numpy(audio.log_mel(style_wave))[None])
-        from voice.train import STYLES
+            return {"style_mel": audio.log_mel(style_wave)}
         if style not in STYLES:
             raise VoxcError(f"unknown style '{style}': choose one of {', '.join(STYLES)}")
-        return self.centroids[STYLES.index(style)][None]
+        return {"emotion_embedding": self.centroids[STYLES.index(style)][None].numpy()}
 
-    @torch.no_grad()
-    def mel(self, text: str, speaker: torch.Tensor, style: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        ids = text_to_ids(text)
-        phonemes = torch.tensor([ids], dtype=torch.int64)
-        m = self.modules
-        hidden, log_d, durations, pitch, energy = m["acoustic_encoder"](phonemes, speaker, style)
-        total = int(durations.sum(1).max())                       # the host step between graphs
-        frame_mask = (torch.arange(total)[None, :] < durations.sum(1)[:, None]).float()
-        states = m["length_regulator"](hidden, durations, frame_mask)
-        mel = m["acoustic_decoder"](states)
-        return mel, {"phonemes": ids, "durations": durations[0].tolist(), "frames": total}
+    def style_embedding(self, style: str | None = None, style_wave: np.ndarray | None = None) -> torch.Tensor:
+        inputs = self._style_inputs(style, style_wave)
+        if "emotion_embedding" in inputs:
+            return torch.from_numpy(inputs["emotion_embedding"])
+        run = self.pipeline.run({"reference_mel": inputs["style_mel"], **inputs}, ["emotion_embedding"])
+        return torch.from_numpy(run.values["emotion_embedding"])
 
-    @torch.no_grad()
     def synthesize(self, text: str, ref_wave: np.ndarray, style: str = "neutral",
                    style_wave: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
-        mel, info = self.mel(text, self.speaker_embedding(ref_wave), self.style_embedding(style, style_wave))
-        wave = self.modules["vocoder"](mel)[0, 0].numpy()
-        info["samples"] = len(wave)
-        return wave, info
+        run = self.pipeline.run({"text": text, "reference_mel": audio.log_mel(ref_wave),
+                                 **self._style_inputs(style, style_wave)}, ["waveform", "frames"])
+        v = run.values
+        wave = v["waveform"][0, 0]
+        return wave, {"phonemes": v["phoneme_ids"].tolist(), "durations": v["durations"][0].tolist(),
+                      "frames": int(v["frames"]), "samples": len(wave),
+                      "timings_ms": {k: round(t, 2) for k, t in run.timings.items()}}
 
 
 def synth(text: str, speaker_ref: str | Path, out: str | Path, style: str = "neutral",

@@ -24,16 +24,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.errors import VoxcError
-from models.presets import preset
-from models.registry import init_module
-from models.weights import load_into, save_safetensors
-from voice import losses
-from voice.data import DEFAULT_CORPUS, Split
+from voxc.core.errors import VoxcError
+from voxc.models.family import init_module
+from voxc.models.weights import load_into, save_safetensors
+from voxc.voice import losses
+from voxc.voice.acoustic_batches import (acoustic_batch, acoustic_forward, acoustic_losses,  # noqa: F401
+                                          energy_feature, pitch_feature)
+from voxc.voice.data import DEFAULT_CORPUS, STYLES, Split  # noqa: F401
+from voxc.voice.weights import FAMILY
 
 TRAIN_DIR = Path("artifacts/train")
-TRAINABLE = ("speaker_encoder", "emotion_encoder", "acoustic", "vocoder")
-STYLES = ("neutral", "fast_high", "slow_low")  # corpus style ids 0, 1, 2
+TRAINABLE = tuple(FAMILY.training)   # training loops, in order
 
 # Defaults for the light preset on one CPU thread (step counts are caps; --minutes is the budget).
 DEFAULTS = {
@@ -81,11 +82,11 @@ class Loop:
             _log(self.out_dir, f"resumed {name} at step {self.step} ({self.elapsed / 60:.1f} min)")
 
     def save(self) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        torch.save({"modules": {k: m.state_dict() for k, m in self.modules.items()}, "opt": self.opt.state_dict(),
-                    "step": self.step, "elapsed": self.elapsed, "history": json.dumps(self.history),
-                    "hp": json.dumps(self.hp)}, tmp)
-        os.replace(tmp, self.state_path)
+        from voxc.core.atomic import atomic_path
+        with atomic_path(self.state_path) as tmp:
+            torch.save({"modules": {k: m.state_dict() for k, m in self.modules.items()},
+                        "opt": self.opt.state_dict(), "step": self.step, "elapsed": self.elapsed,
+                        "history": json.dumps(self.history), "hp": json.dumps(self.hp)}, tmp)
 
     def run(self, step_fn, ckpt_every: int = 200, log_every: int = 50, eval_fn=None) -> None:
         total, budget = self.hp["steps"], self.hp["minutes"] * 60.0
@@ -242,7 +243,7 @@ def train_speaker_encoder(cfg: dict, corpus: Path, out_dir: Path, hp: dict, seed
         return loss, {"ge2e": loss.item()}
 
     def evaluate():
-        from voice.quality import eer, embed_utterances
+        from voxc.voice.embeddings import eer, embed_utterances
         e = embed_utterances(enc, [val.mel(i) for i in range(len(val))])
         return {"val_eer": round(eer(e, val.arrays["speaker_id"]), 4)}
 
@@ -268,7 +269,7 @@ def train_emotion_encoder(cfg: dict, corpus: Path, out_dir: Path, hp: dict, seed
         return loss, {"ce": loss.item(), "acc": (logits.argmax(-1) == y).float().mean().item()}
 
     def evaluate():
-        from voice.quality import style_accuracy
+        from voxc.voice.embeddings import style_accuracy
         return {"val_acc": round(style_accuracy(enc, [val.mel(i) for i in range(len(val))],
                                                 val.arrays["style_id"]), 4)}
 
@@ -279,19 +280,9 @@ def train_emotion_encoder(cfg: dict, corpus: Path, out_dir: Path, hp: dict, seed
 
 # ---------------------------------------------------------------- acoustic model
 
-def pitch_feature(f0_hz):
-    """Per-phone pitch as the acoustic encoder sees it: log1p(F0 / 100), 0 for unvoiced phones."""
-    return np.log1p(np.asarray(f0_hz, np.float32) / 100.0)
-
-
-def energy_feature(energy):
-    """Per-phone energy as the acoustic encoder sees it: log1p(energy)."""
-    return np.log1p(np.asarray(energy, np.float32))
-
-
 def _load_trained(name: str, cfg: dict, out: Path) -> nn.Module:
     """A trained encoder: this run's artifacts/train/<preset>/<name>/, else the committed voice weights."""
-    from voice.weights import weight_path
+    from voxc.voice.weights import weight_path
     module = init_module(name, cfg)
     path = out / name / f"{name}.safetensors"
     load_into(module, path if path.is_file() else weight_path(name), name)
@@ -300,59 +291,11 @@ def _load_trained(name: str, cfg: dict, out: Path) -> nn.Module:
 
 def conditioning(cfg: dict, split: Split, out: Path) -> dict:
     """Speaker d-vectors and style embeddings of every utterance of a split (full-length mels)."""
-    from voice.quality import embed_utterances
+    from voxc.voice.embeddings import embed_utterances
     mels = [split.mel(i) for i in range(len(split))]
     spk = embed_utterances(_load_trained("speaker_encoder", cfg, out), mels)
     emo = embed_utterances(_load_trained("emotion_encoder", cfg, out), mels)
     return {"speaker": spk.astype(np.float32), "emotion": emo.astype(np.float32)}
-
-
-def acoustic_batch(split: Split, idx, spk_emb: np.ndarray, emo_emb: np.ndarray) -> dict:
-    """Padded tensors for utterances idx with the given conditioning rows."""
-    ph = [split.phones(int(i)) for i in idx]
-    n_p = max(len(p["phoneme_ids"]) for p in ph)
-    n_f = max(split.frames(int(i)) for i in idx)
-    b = len(idx)
-    out = {"phonemes": np.zeros((b, n_p), np.int64), "durations": np.zeros((b, n_p), np.int64),
-           "pitch": np.zeros((b, n_p), np.float32), "energy": np.zeros((b, n_p), np.float32),
-           "phone_mask": np.zeros((b, n_p), np.float32), "mel": np.zeros((b, 80, n_f), np.float32),
-           "frame_mask": np.zeros((b, n_f), np.float32)}
-    for j, (i, p) in enumerate(zip(idx, ph)):
-        n, f = len(p["phoneme_ids"]), split.frames(int(i))
-        out["phonemes"][j, :n] = p["phoneme_ids"]
-        out["durations"][j, :n] = p["durations"]
-        out["pitch"][j, :n] = pitch_feature(p["pitch"])
-        out["energy"][j, :n] = energy_feature(p["energy"])
-        out["phone_mask"][j, :n] = 1
-        out["mel"][j, :, :f] = split.mel(int(i))
-        out["mel"][j, :, f:] = np.log(1e-5)
-        out["frame_mask"][j, :f] = 1
-    t = {k: torch.from_numpy(v) for k, v in out.items()}
-    t["speaker"] = torch.from_numpy(np.ascontiguousarray(spk_emb))
-    t["emotion"] = torch.from_numpy(np.ascontiguousarray(emo_emb))
-    return t
-
-
-def acoustic_forward(enc: nn.Module, reg: nn.Module, dec: nn.Module, b: dict, teacher: bool = True) -> dict:
-    """Encoder (teacher-forced pitch/energy), length regulator with ground-truth durations, decoder."""
-    hidden, log_d, _, pitch, energy = enc(b["phonemes"], b["speaker"], b["emotion"],
-                                          pitch_target=b["pitch"] if teacher else None,
-                                          energy_target=b["energy"] if teacher else None)
-    states = reg(hidden, b["durations"], b["frame_mask"])
-    coarse = dec.to_mel(dec.decoder(states)).transpose(1, 2)
-    mel = coarse + dec.postnet(coarse)
-    return {"log_d": log_d, "pitch": pitch, "energy": energy, "coarse": coarse, "mel": mel}
-
-
-def acoustic_losses(o: dict, b: dict) -> dict:
-    pm, fm = b["phone_mask"], b["frame_mask"][:, None, :]
-    def pmse(x, y):
-        return (((x - y) ** 2) * pm).sum() / pm.sum()
-    def fl1(x):
-        return ((x - b["mel"]).abs() * fm).sum() / (fm.sum() * x.shape[1])
-    return {"mel": fl1(o["mel"]), "coarse": fl1(o["coarse"]),
-            "duration": pmse(o["log_d"], torch.log(b["durations"].float() + 1.0)),
-            "pitch": pmse(o["pitch"], b["pitch"]), "energy": pmse(o["energy"], b["energy"])}
 
 
 def style_centroids(split: Split, emo: np.ndarray) -> np.ndarray:
@@ -418,7 +361,7 @@ TRAINERS = {"acoustic": train_acoustic, "vocoder": train_vocoder, "speaker_encod
 def train(models: list[str], preset_name: str = "light", corpus: str | Path = DEFAULT_CORPUS,
           out_dir: str | Path = TRAIN_DIR, seed: int | None = None, threads: int = 1,
           overrides: dict | None = None) -> None:
-    cfg = preset(preset_name)
+    cfg = FAMILY.preset(preset_name)
     seed = cfg["seed"] if seed is None else seed
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -439,16 +382,16 @@ def install(preset_name: str = "light", out_dir: str | Path = TRAIN_DIR, weights
 
     from safetensors.torch import save_file
 
-    from voice import weights as W
-    from voice.weights import TRAINED_MODELS, sha256
+    from voxc.voice import weights as W
+    from voxc.voice.weights import TRAINED_MODELS
+    from voxc.core.hashing import sha256_file as sha256
     WEIGHTS_DIR = Path(weights_dir) if weights_dir else W.WEIGHTS_DIR
     def weight_path(m):
         return WEIGHTS_DIR / W.weight_path(m).name
     def style_centroids_path():
         return WEIGHTS_DIR / W.style_centroids_path().name
     run = Path(out_dir) / preset_name
-    sources = {"speaker_encoder": "speaker_encoder", "emotion_encoder": "emotion_encoder",
-               "acoustic_encoder": "acoustic", "acoustic_decoder": "acoustic", "vocoder": "vocoder"}
+    sources = {g: loop for loop, graphs in FAMILY.training.items() for g in graphs}
     chosen = sorted(set(sources.values()) if loops is None else set(loops))
     unknown = set(chosen) - set(sources.values())
     if unknown:

@@ -11,7 +11,8 @@ import functools
 
 import numpy as np
 
-from models import audio
+from voxc.core import audio
+from voxc.core.directions import LOWER_IS_BETTER
 
 # (n_fft, hop) pairs of the multi-resolution STFT distance (Parallel WaveGAN's loss resolutions,
 # scaled to 16 kHz).
@@ -106,7 +107,6 @@ def mel_metrics(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
 
 
 def _worst(rows: list[dict[str, float]]) -> dict[str, float]:
-    from compiler.metrics import LOWER_IS_BETTER
     if not rows:
         return {}
     return {k: (max if k in LOWER_IS_BETTER else min)(r[k] for r in rows) for k in rows[0]}

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.layers import TransformerStack, VariancePredictor
-from models.spec import ModelSpec, TensorSpec, dims_from_preset
+from voxc.models.layers import TransformerStack, VariancePredictor
+from voxc.models.spec import ModelSpec, TensorSpec, dims_from_preset
 
 
 class AcousticEncoder(nn.Module):
@@ -46,6 +46,10 @@ class AcousticEncoder(nn.Module):
         hidden = x + self.pitch_embed(p[:, None, :]).transpose(1, 2) + self.energy_embed(e[:, None, :]).transpose(1, 2)
         durations = torch.clamp(torch.round(torch.exp(log_durations) - 1.0), min=1.0).to(torch.int64)
         return hidden, log_durations, durations, pitch, energy
+
+
+def build_regulator(cfg: dict) -> "LengthRegulator":
+    return LengthRegulator()
 
 
 class LengthRegulator(nn.Module):

@@ -1,20 +1,15 @@
 """Parity metrics per output kind, and which direction each one passes in.
 
 Elementwise metrics apply to every float output; waveforms add SNR and the audio metrics of
-compiler/audio_metrics (voiced SNR, multi-resolution STFT, log-mel L1, MCD); mels add log-mel L1
+core/audio_metrics (voiced SNR, multi-resolution STFT, log-mel L1, MCD); mels add log-mel L1
 and MCD; integer durations use the exact-match rate and the relative drift of the total frame count.
 """
 from __future__ import annotations
 
 import numpy as np
 
-LOWER_IS_BETTER = {"max_abs", "rel_l2", "frame_drift", "mcd_db", "logmel_l1", "mrstft"}
-
-
-def passes(metric: str, value: float, tolerance: float) -> bool:
-    if value is None or not np.isfinite(value):
-        return False
-    return value <= tolerance if metric in LOWER_IS_BETTER else value >= tolerance
+from voxc.core import audio_metrics
+from voxc.core.directions import LOWER_IS_BETTER, passes  # noqa: F401 (re-exported)
 
 
 def elementwise(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
@@ -44,7 +39,6 @@ def compare(kind: str, ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
     """All metrics for one output of the given kind (shapes already known to match)."""
     if kind == "durations":
         return durations(ref, out)
-    from compiler import audio_metrics
     values = elementwise(ref, out)
     if kind == "waveform":
         values["snr_db"] = snr_db(ref, out)

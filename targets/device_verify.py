@@ -27,16 +27,10 @@ sys.path.insert(0, str(HERE / "lib"))
 
 import numpy as np  # noqa: E402
 
-from compiler import gates  # noqa: E402  (shipped copies)
-from models.errors import VoxcError  # noqa: E402
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+from voxc.core import gates  # noqa: E402  (shipped copies)
+from voxc.core.atomic import write_atomic  # noqa: E402
+from voxc.core.errors import VoxcError  # noqa: E402
+from voxc.core.hashing import sha256_bytes, sha256_file  # noqa: E402
 
 
 def load_manifest() -> tuple[dict, str]:
@@ -44,7 +38,7 @@ def load_manifest() -> tuple[dict, str]:
     if not path.is_file():
         raise VoxcError(f"{path} is missing: this is not a complete voxc bundle")
     raw = path.read_bytes()
-    return json.loads(raw), hashlib.sha256(raw).hexdigest()
+    return json.loads(raw), sha256_bytes(raw)
 
 
 def check_files(manifest: dict) -> None:
@@ -53,15 +47,9 @@ def check_files(manifest: dict) -> None:
         p = HERE / rel
         if not p.is_file():
             raise VoxcError(f"{rel} is missing from the bundle; copy voxc-{manifest['target']}-bundle.tar.gz again")
-        if sha256(p) != info["sha256"]:
+        if sha256_file(p) != info["sha256"]:
             raise VoxcError(f"{rel} does not match its sha256 in manifest.json: the bundle was altered or damaged; "
                             f"copy voxc-{manifest['target']}-bundle.tar.gz again or rebuild it on the host")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def device_fingerprint(runner: str) -> dict:
@@ -69,17 +57,17 @@ def device_fingerprint(runner: str) -> dict:
     base = {"runner": runner, "host": platform.node(), "system": platform.system(), "machine": platform.machine(),
             "python": platform.python_version(), "numpy": np.__version__}
     if runner == "tensorrt":
-        from targets import trt_engine
+        from voxc.targets import trt_engine
         return {**base, **trt_engine.device_fingerprint()}
     if runner == "coreml":
-        from targets import coreml_runner
+        from voxc.targets import coreml_runner
         return {**base, **coreml_runner.fingerprint()}
     import onnxruntime
     return {**base, "onnxruntime": onnxruntime.__version__}
 
 
 def tensorrt_runner(manifest: dict, art: dict, model: dict, fp: dict, rebuild: bool, log):
-    from targets import trt_engine
+    from voxc.targets import trt_engine
     if not fp.get("tensorrt"):
         raise VoxcError(f"TensorRT is not importable here ({fp.get('tensorrt_error', 'unknown')}); "
                         "use JetPack's python3, or --runner onnxruntime for the stand-in check")
@@ -108,7 +96,7 @@ def tensorrt_runner(manifest: dict, art: dict, model: dict, fp: dict, rebuild: b
 def make_runner(kind: str, manifest: dict, art: dict, model: dict, fp: dict, rebuild: bool, log):
     """(runner, precision label, runtime label, regime) for one artifact of one model."""
     if kind == "onnxruntime":
-        from targets import ort_runner as ort_backend
+        from voxc.targets import ort_runner as ort_backend
         stand = art["stand_in"]
         return ort_backend.runner(HERE / stand["onnx"]), stand["precision"], "onnxruntime-standin", None
     if kind != art["runtime"]:
@@ -116,7 +104,7 @@ def make_runner(kind: str, manifest: dict, art: dict, model: dict, fp: dict, reb
     if kind == "tensorrt":
         r, reg = tensorrt_runner(manifest, art, model, fp, rebuild, log)
         return r, art["precision"], "tensorrt", reg
-    from targets import coreml_runner
+    from voxc.targets import coreml_runner
     return coreml_runner.runner(HERE / art["package"], model["inputs"], model["outputs"]), art["precision"], "coreml", None
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.audio import LOG_FLOOR, mel_basis
-from models.presets import VOCODERS
+from voxc.core.audio import LOG_FLOOR, mel_basis
+from voxc.models.voxc.presets import VOCODERS
 
 
 class ConvNeXtBlock(nn.Module):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 
-from models.errors import VoxcError
+from voxc.core.errors import VoxcError
 
 VOCODERS = {
     # HiFi-GAN generator configurations (Kong et al. 2020); hop = product of upsample rates = 256.
@@ -80,4 +80,4 @@ def preset(name: str) -> dict:
     """A deep copy of the named preset; unknown names are a VoxcError listing the valid ones."""
     if name not in PRESETS:
         raise VoxcError(f"unknown preset '{name}': choose one of {', '.join(PRESETS)}")
-    return copy.deepcopy(PRESETS[name])
+    return {"family": "voxc", **copy.deepcopy(PRESETS[name])}

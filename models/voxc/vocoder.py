@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.presets import VOCODERS, vocoder_hop
-from models.speaker_encoder import reference_mel
-from models.spec import ModelSpec, TensorSpec, dims_from_preset
+from voxc.models.voxc.presets import VOCODERS, vocoder_hop
+from voxc.models.voxc.speaker_encoder import reference_mel
+from voxc.models.spec import ModelSpec, TensorSpec, dims_from_preset
 
 LRELU_SLOPE = 0.1
 
@@ -79,7 +79,7 @@ class Generator(nn.Module):
 def build(cfg: dict) -> nn.Module:
     """The vocoder module of a preset: HiFi-GAN or Vocos by the configuration's family."""
     if VOCODERS[cfg["vocoder"]].get("family") == "vocos":
-        from models.vocos import Vocos
+        from voxc.models.voxc.vocos import Vocos
         return Vocos(cfg)
     return Generator(cfg)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler import metrics
+from voxc.core import metrics
 
 
 def judge(outputs: list[tuple[str, str]], want: dict[str, list[int]], ref: dict[str, np.ndarray],

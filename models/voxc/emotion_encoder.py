@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.speaker_encoder import reference_mel
-from models.spec import ModelSpec, TensorSpec, dims_from_preset
+from voxc.models.voxc.speaker_encoder import reference_mel
+from voxc.models.spec import ModelSpec, TensorSpec, dims_from_preset
 
 
 class EmotionEncoder(nn.Module):

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.spec import ModelSpec, TensorSpec, dims_from_preset
+from voxc.models.spec import ModelSpec, TensorSpec, dims_from_preset
 
 
 class SpeakerEncoder(nn.Module):

@@ -1,0 +1,39 @@
+"""Atomic writes: the content goes to a temporary sibling and is renamed over the target last, so a
+reader never sees a half-written file. The one write helper of the tree (and of device bundles)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yields a temporary path next to `path`; on success it replaces `path`, on error it is removed."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    with atomic_path(path) as tmp:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data)
+
+
+def link_or_copy(src, dst):
+    """Hard-link src to dst (same filesystem), else copy it; returns dst (a copytree copy_function)."""
+    import shutil
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+    return dst

@@ -1,0 +1,183 @@
+"""Model families as data: what a family declares, and the registry of families.
+
+A family (models/<family>/__init__.py, `FAMILY = Family(...)`) names, once:
+- its graphs: module builder and ModelSpec function (as "module:attr", imported only when used, so
+  the dataflow can be read without PyTorch), and the preset keys and dims each graph depends on;
+- its dataflow: an ordered list of steps -- GraphStep (a graph, with its inputs and outputs bound to
+  named values) and HostStep (a small named numpy function between graphs); models/pipeline.py runs it;
+- its training loops (which graphs each loop trains), its presets, and the committed trained voice;
+- how each graph's calibration/parity feeds come from one data item (a Feed: the pipeline inputs
+  for an item cut to a length; the pipeline then runs the upstream graphs to make the graph's inputs).
+
+Nothing outside models/<family>/ names a graph of a family: everything else reads this declaration.
+A preset carries its family's name (`cfg["family"]`), so init_module/model_spec/model_config find it.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from voxc.core.errors import VoxcError
+
+# A new family is a folder under models/ and one line here.
+FAMILIES = {"voxc": "voxc.models.voxc"}
+
+
+def _resolve(ref):
+    """'package.module:attr' -> the attribute (imported now); callables pass through."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str
+    build: str | Callable          # cfg -> nn.Module
+    spec: str | Callable           # cfg -> ModelSpec
+    keys: tuple[str, ...]          # preset keys the graph depends on
+    dims: tuple[str, ...]          # named dims whose ranges it uses
+
+
+@dataclass(frozen=True)
+class GraphStep:
+    """Run a graph: each spec input reads the value named inputs.get(name, name); each output is
+    stored under outputs.get(name, name). Only the inputs the graph's spec declares are read."""
+    graph: str
+    inputs: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.graph
+
+
+@dataclass(frozen=True)
+class HostStep:
+    """fn(values, cfg) -> dict of new values; reads are required, optional reads may be absent."""
+    name: str
+    fn: Callable
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Feed:
+    """Pipeline inputs for one data item cut to `length` along the graph's sweep dim.
+    make(item, length, cfg) -> values named `provides`; aligned: the item needs phone alignments."""
+    make: Callable
+    provides: tuple[str, ...]
+    aligned: bool = False
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """What chained parity compares: the family's final output (its kind selects the metrics), the
+    inputs that force the timing so outputs line up, and the free-running timing values judged apart."""
+    output: str
+    kind: str
+    forced: tuple[str, ...] = ()
+    durations: str | None = None          # predicted durations (exact-match rate)
+    frames: str | None = None             # total frame count (drift)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    package: str
+    graphs: tuple[Graph, ...]
+    steps: tuple
+    feeds: dict
+    presets: dict
+    default_preset: str
+    item_inputs: Callable                  # (item, forced: bool) -> pipeline inputs for a whole item
+    item_length: Callable                  # (item, dim) -> the item's natural length along a dim
+    item_fits: Callable                    # (item, cfg) -> whether a whole item fits the preset's ranges
+    host_config: tuple[str, ...] = ("dims",)   # preset keys the host steps read
+    chain: ChainCheck | None = None
+    training: dict = field(default_factory=dict)     # loop name -> graphs it trains
+    voice: dict | None = None              # {"preset", "package", "folder", "extras"}: committed trained weights
+
+    @property
+    def graph_names(self) -> tuple[str, ...]:
+        return tuple(g.name for g in self.graphs)
+
+    def graph(self, name: str) -> Graph:
+        for g in self.graphs:
+            if g.name == name:
+                return g
+        raise VoxcError(f"unknown model '{name}' in family {self.name}: choose from {', '.join(self.graph_names)}")
+
+    def preset(self, name: str | None = None) -> dict:
+        name = name or self.default_preset
+        if name not in self.presets:
+            raise VoxcError(f"unknown preset '{name}' for family {self.name}: choose one of {', '.join(self.presets)}")
+        return {"family": self.name, **copy.deepcopy(self.presets[name])}
+
+    def step_of(self, graph: str) -> GraphStep:
+        return next(s for s in self.steps if isinstance(s, GraphStep) and s.graph == graph)
+
+    def trained_graphs(self) -> tuple[str, ...]:
+        """Graphs some training loop trains, in chain order."""
+        trained = {g for gs in self.training.values() for g in gs}
+        return tuple(n for n in self.graph_names if n in trained)
+
+    def committed_weights(self, preset_name: str, cfg: dict, models, exclude=()) -> dict[str, Path]:
+        """For the trained voice's preset with an unmodified configuration: each trained graph's
+        committed weights (graphs with a user checkpoint excluded). Other presets or changes: none."""
+        folder = self.voice_folder()
+        if folder is None or preset_name != self.voice["preset"]:
+            return {}
+        ref = self.preset(preset_name)
+        out = {}
+        for m in models:
+            path = folder / f"{m}.safetensors"
+            if m in self.trained_graphs() and m not in exclude and path.is_file() \
+                    and model_config(m, cfg) == model_config(m, ref):
+                out[m] = path
+        return out
+
+    def voice_folder(self) -> Path | None:
+        if not self.voice:
+            return None
+        from importlib.resources import files
+        return Path(str(files(self.voice["package"]))) / self.voice["folder"]
+
+
+@functools.lru_cache(maxsize=None)
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise VoxcError(f"unknown model family '{name}': choose from {', '.join(FAMILIES)}")
+    return importlib.import_module(FAMILIES[name]).FAMILY
+
+
+def family_of(cfg: dict) -> Family:
+    return family(cfg.get("family", "voxc"))
+
+
+def model_config(name: str, cfg: dict) -> dict:
+    """The part of a preset that one graph depends on (its build-key parameters)."""
+    g = family_of(cfg).graph(name)
+    sub = {k: cfg[k] for k in g.keys}
+    sub["dims"] = {d: cfg["dims"][d] for d in g.dims}
+    sub["seed"] = cfg["seed"]
+    sub["family"] = cfg.get("family", "voxc")
+    return sub
+
+
+def model_spec(name: str, cfg: dict):
+    return _resolve(family_of(cfg).graph(name).spec)(cfg)
+
+
+def init_module(name: str, cfg: dict):
+    """A deterministically initialised module in eval mode (seed mixed with the graph name)."""
+    import torch
+    torch.manual_seed(cfg["seed"] + zlib.crc32(name.encode()) % 100_000)
+    return _resolve(family_of(cfg).graph(name).build)(cfg).eval()

@@ -1,0 +1,103 @@
+"""One pipeline: runs a family's dataflow over any set of runners, one utterance at a time.
+
+Runners are anything with infer(dict[str, np.ndarray]) -> dict[str, np.ndarray] keyed by the
+graph's spec names: PyTorch modules (targets.runner.TorchRunner) or any backend's artifact runner.
+Calibration and parity feeds, chained parity, benchmarks, `voxc synth` and the runtime all run
+through here, so the host glue between graphs (summing durations, frame masks, the style branch)
+exists once, in the family's declaration.
+
+`run(values, want)` runs only the steps needed to produce `want` from what is given: a value
+passed in (a cached embedding, forced durations, a graph's input taken from data) stops the
+pipeline from computing it. numpy only; specs give each graph's input names.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from voxc.core.errors import VoxcError
+from voxc.models.family import Family, GraphStep, HostStep, model_spec
+
+
+@dataclass
+class Run:
+    values: dict
+    timings: dict            # step name -> milliseconds, in execution order
+
+
+class Pipeline:
+    def __init__(self, family: Family, cfg: dict, runners: dict, specs: dict | None = None):
+        self.family, self.cfg, self.runners = family, cfg, runners
+        self._specs = dict(specs or {})
+
+    def spec(self, graph: str):
+        if graph not in self._specs:
+            self._specs[graph] = model_spec(graph, self.cfg)
+        return self._specs[graph]
+
+    def _known(self, graph: str) -> bool:
+        """Whether a graph's spec is given or can be made from cfg (a build stage's cfg holds only the
+        host keys; it passes the specs of the graphs it runs)."""
+        try:
+            self.spec(graph)
+            return True
+        except KeyError:
+            return False
+
+    def reads(self, step) -> list[str]:
+        if isinstance(step, HostStep):
+            return list(step.reads)
+        return [step.inputs.get(t.name, t.name) for t in self.spec(step.graph).inputs]
+
+    def writes(self, step) -> list[str]:
+        if isinstance(step, HostStep):
+            return list(step.writes)
+        if not self._known(step.graph):
+            return []
+        return [step.outputs.get(t.name, t.name) for t in self.spec(step.graph).outputs]
+
+    def producer(self, name: str) -> str | None:
+        """The graph whose output `name` is (None for host values)."""
+        return next((s.graph for s in self.family.steps if isinstance(s, GraphStep) and name in self.writes(s)), None)
+
+    def plan(self, given, want) -> list:
+        """The steps (in dataflow order) that produce `want` from the names in `given`."""
+        needed, chosen = set(want) - set(given), []
+        for step in reversed(self.family.steps):
+            if needed & set(self.writes(step)):
+                chosen.append(step)
+                needed -= set(self.writes(step))
+                needed |= {r for r in self.reads(step) if r not in given}
+        if needed:
+            raise VoxcError(f"{self.family.name} pipeline: cannot compute {', '.join(sorted(set(want) - set(given)))} "
+                            f"without {', '.join(sorted(needed))}")
+        return chosen[::-1]
+
+    def graphs_for(self, given, want) -> list[str]:
+        """The graphs that run to produce `want` from `given` (e.g. the upstream graphs of a feed)."""
+        return [s.graph for s in self.plan(given, want) if isinstance(s, GraphStep)]
+
+    def run(self, values: dict, want) -> Run:
+        values = dict(values)
+        timings: dict[str, float] = {}
+        for step in self.plan(values, want):
+            t0 = time.perf_counter()
+            if isinstance(step, HostStep):
+                got = step.fn({k: values[k] for k in step.reads + step.optional if k in values}, self.cfg)
+            else:
+                runner = self.runners.get(step.graph)
+                if runner is None:
+                    raise VoxcError(f"{self.family.name} pipeline: no runner for graph {step.graph}")
+                spec = self.spec(step.graph)
+                out = runner.infer({t.name: values[step.inputs.get(t.name, t.name)] for t in spec.inputs})
+                got = {step.outputs.get(t.name, t.name): out[t.name] for t in spec.outputs}
+            values.update(got)
+            timings[step.name] = (time.perf_counter() - t0) * 1e3
+        return Run(values, timings)
+
+    def inputs_of(self, graph: str, values: dict) -> dict:
+        """A graph's input feeds (spec names) computed from `values` by its upstream steps."""
+        step = self.family.step_of(graph)
+        names = {t.name: step.inputs.get(t.name, t.name) for t in self.spec(graph).inputs}
+        got = self.run(values, list(names.values())).values
+        return {k: got[v] for k, v in names.items()}

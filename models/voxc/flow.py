@@ -1,0 +1,101 @@
+"""The voxc family's host steps and feed recipes (numpy only): the glue between its graphs.
+
+text -> phoneme ids; a reference mel -> speaker_encoder and emotion_encoder (or a style id ->
+the emotion table); acoustic_encoder -> the host sums the durations and builds frame_mask ->
+length_regulator -> acoustic_decoder -> vocoder. Declared as data in models/voxc/__init__.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from voxc.models.cutting import cut_to_frames, fit, speech_cut
+
+
+def _clip_ref(mel: np.ndarray, cfg: dict) -> np.ndarray:
+    lo, hi = cfg["dims"]["ref_frames"][0], cfg["dims"]["ref_frames"][3]
+    return fit(mel, int(np.clip(mel.shape[-1], lo, hi)))[None]
+
+
+def reference(v: dict, cfg: dict) -> dict:
+    """A reference log-mel [80, T] cut or tiled into the encoders' range, with a batch axis; the
+    style reference is a second recording when given, else the speaker's."""
+    ref = _clip_ref(v["reference_mel"], cfg)
+    style = _clip_ref(v["style_mel"], cfg) if "style_mel" in v else ref
+    return {"ref_mel": ref, "style_ref_mel": style}
+
+
+def style_label(v: dict, cfg: dict) -> dict:
+    """Style id -> the emotion table's input (emotion_mode = table)."""
+    return {"emotion_id": np.array([int(v["style_id"]) % cfg["n_styles"]], np.int64)}
+
+
+def phoneme_batch(v: dict, cfg: dict) -> dict:
+    return {"phonemes": np.asarray(v["phoneme_ids"], np.int64)[None]}
+
+
+def frame_mask(totals: np.ndarray, frames: int) -> np.ndarray:
+    """[batch, frames] 1.0 where a frame is inside its item's total duration: the frame axis enters
+    the length regulator as an input dimension, never as a value computed in-graph."""
+    return (np.arange(frames)[None, :] < np.asarray(totals).reshape(-1, 1)).astype(np.float32)
+
+
+def frame_timing(v: dict, cfg: dict) -> dict:
+    """The host step between the acoustic encoder and the length regulator: forced durations when
+    given (so outputs line up with a reference), else the predicted ones; their sum is the frame
+    count (never below the spec's minimum; never cut at its maximum: a longer utterance must be
+    split by the caller, not truncated)."""
+    dur = np.asarray(v["forced_durations"] if "forced_durations" in v else v["predicted_durations"][0], np.int64)
+    total = int(dur.sum())
+    frames = max(total, cfg["dims"]["frames"][0])
+    return {"durations": dur[None], "frame_mask": frame_mask([total], frames), "frames": frames}
+
+
+# ---- feed recipes: one data item (calibration.sets.Utterance) at length n -------------------
+
+def reference_feed(u, n: int, cfg: dict) -> dict:
+    cut = speech_cut(u.mel, n)[None]
+    return {"ref_mel": cut, "style_ref_mel": cut, "style_id": u.style_id}
+
+
+def mel_feed(u, n: int, cfg: dict) -> dict:
+    return {"mel": speech_cut(u.mel, n)[None]}
+
+
+def _conditioning(u) -> dict:
+    return {"reference_mel": u.mel, "style_id": u.style_id}
+
+
+def phoneme_feed(u, n: int, cfg: dict) -> dict:
+    return {"phonemes": fit(u.phoneme_ids, n)[None], **_conditioning(u)}
+
+
+def regulator_feed(u, n: int, cfg: dict) -> dict:
+    return {"phonemes": fit(u.phoneme_ids, n)[None], "forced_durations": fit(u.durations, n), **_conditioning(u)}
+
+
+def frames_feed(u, n: int, cfg: dict) -> dict:
+    ids, dur = cut_to_frames(u.phoneme_ids, u.durations, u.mel, n, cfg["dims"]["phonemes"][0])
+    return {"phonemes": ids[None], "forced_durations": dur, **_conditioning(u)}
+
+
+def item_inputs(u, forced: bool = False) -> dict:
+    """A whole utterance as pipeline inputs (forced: its aligned durations fix the timing)."""
+    out = {"phoneme_ids": u.phoneme_ids, **_conditioning(u)}
+    if forced:
+        out["forced_durations"] = u.durations
+    return out
+
+
+def item_fits(u, cfg: dict) -> bool:
+    """Whether a whole utterance fits the preset's ranges (phonemes, and frames of its durations)."""
+    return u.phoneme_ids.size <= cfg["dims"]["phonemes"][3] and int(u.durations.sum()) <= cfg["dims"]["frames"][3]
+
+
+def text_ids(v: dict, cfg: dict) -> dict:
+    """The text front end (English: normalisation, CMUdict + letter-to-sound) -> phoneme ids."""
+    from voxc.models.text import text_to_ids
+    return {"phoneme_ids": np.asarray(text_to_ids(v["text"]), np.int64)}
+
+
+def item_length(u, dim: str) -> int:
+    return {"phonemes": u.phoneme_ids.size, "batch": 1}.get(dim, u.frames)

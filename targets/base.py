@@ -1,0 +1,56 @@
+"""The backend contract: one class per runtime, the only thing compiler/ knows about a backend.
+
+    name          the runtime's label in records, reports and the target folder
+    precisions    the precisions it can build
+    tools         PyPI names whose versions go into its stages' cache keys
+    parity        "host" (gated here) or "device" (gated by the device bundle; host checks + golden files)
+    build(source, out_dir, precision, spec, calibration, options, torch_module) -> record dict
+                  source: the checked, simplified ONNX; torch_module: a callable returning the PyTorch
+                  module (for backends that convert from PyTorch); the record names the files written
+    open(path, record=None, threads=None) -> Runner    the same signature for every backend
+    unavailable() why this host cannot run its artifacts (None when it can)
+    fingerprint() the runtime and host it runs on
+    host_checks(...)   device backends: what the host can check before the device does
+    bundle_entry(...)  device backends: what it ships per artifact in a device bundle
+    shipped       modules the bundle's verifier needs beside the common ones (numpy-only)
+Runners take and return dict[str, np.ndarray] keyed by the spec's names.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class Backend:
+    name: str = ""
+    precisions: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()
+    parity: str = "host"
+    shipped: tuple[str, ...] = ()
+    device: str = ""                      # where device parity runs, in words (bundle README)
+    verify_steps: str = ""                # what the bundle's verify.py does first on the device
+    bundle_notes: str = ""                # a paragraph for the bundle README
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        """Modules whose source closure keys this backend's stages."""
+        return (type(self).__module__,)
+
+    def build(self, source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None,
+              torch_module=None) -> dict:
+        raise NotImplementedError
+
+    def open(self, path: Path, record: dict | None = None, threads: int | None = None):
+        raise NotImplementedError
+
+    def unavailable(self) -> str | None:
+        return None
+
+    def fingerprint(self) -> dict:
+        return {"runtime": self.name}
+
+    def host_checks(self, spec, module, art_dir: Path, record: dict, precision: str, points, options: dict):
+        """(rows checked here, reason the rest waits for the device)."""
+        raise NotImplementedError(f"{self.name} has host parity")
+
+    def bundle_entry(self, name: str, art_path: Path, record: dict, precision: str, source: str, put, put_tree) -> dict:
+        raise NotImplementedError(f"{self.name} ships no device bundle")

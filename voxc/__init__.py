@@ -1,0 +1,1 @@
+"""voxc: compile an expressive TTS stack into verified per-target artifacts."""
