@@ -13,14 +13,14 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from voxc.compiler.cli import main
+from voxc.cli import main
 from voxc.core.hashing import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "compiler.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "voxc.cli", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 

@@ -14,13 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voxc.compiler.cli import main
+from voxc.cli import main
 from voxc.core.hashing import sha256_file
-from voxc.models.family import MODEL_NAMES, model_spec
+from voxc.models.family import family, model_spec
 from voxc.targets import coreml, split
 from voxc.targets.onnxruntime import runner as ort_runner
 
 pytestmark = pytest.mark.slow
+
+MODEL_NAMES = family("voxc").graph_names
 
 
 @pytest.fixture(scope="session")
@@ -94,8 +96,8 @@ def test_host_build_defers_device_parity_and_writes_a_bundle(device_builds, targ
         assert sha256_file(folder / "bundle" / rel) == info["sha256"]
     listed = {str(p.relative_to(folder / "bundle")) for p in (folder / "bundle").rglob("*") if p.is_file()}
     assert listed == set(bm["files"]) | {"manifest.json"}
-    assert "lib/compiler/metrics.py" in bm["files"] and "lib/compiler/gates.py" in bm["files"]
-    assert (folder / "bundle" / "lib/compiler/metrics.py").read_bytes() == Path("compiler/metrics.py").read_bytes()
+    assert "lib/voxc/core/metrics.py" in bm["files"] and "lib/voxc/core/gates.py" in bm["files"]
+    assert (folder / "bundle" / "lib/voxc/core/metrics.py").read_bytes() == Path("core/metrics.py").read_bytes()
     for name, model in bm["models"].items():
         with np.load(folder / "bundle" / model["golden"]) as z:
             assert len(z.files) == len(model["points"]) * (len(model["inputs"]) + len(model["outputs"]))

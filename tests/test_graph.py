@@ -23,9 +23,9 @@ def explode(out: Path, params: dict, inputs: dict) -> dict:
 
 def _graph(cache: Path, a_text="a", b_text="b") -> BuildGraph:
     g = BuildGraph(cache)
-    a = g.add(Stage("a", "write", 1, write_text, {"text": a_text}))
-    b = g.add(Stage("b", "write", 1, write_text, {"text": b_text}))
-    g.add(Stage("ab", "write", 1, write_text, {"text": "+"}, {"a": a, "b": b}))
+    a = g.add(Stage("a", "write", write_text, {"text": a_text}))
+    b = g.add(Stage("b", "write", write_text, {"text": b_text}))
+    g.add(Stage("ab", "write", write_text, {"text": "+"}, {"a": a, "b": b}))
     return g
 
 
@@ -40,23 +40,27 @@ def test_second_run_is_all_cached_and_change_rebuilds_only_dependents(tmp_path):
     assert (changed["ab"].path / "out.txt").read_text() == "+aB"
 
 
-def test_key_changes_with_stage_version_and_input_files(tmp_path):
+def test_key_changes_with_stage_code_and_input_files(tmp_path, monkeypatch):
+    from voxc.core import sources
     src = tmp_path / "weights.bin"
     src.write_bytes(b"1")
 
-    def key(version):
+    def key(code=()):
         g = BuildGraph(tmp_path / "cache")
-        s = g.add(Stage("s", "write", version, write_text, {"text": "x"}, {"w": src}))
+        s = g.add(Stage("s", "write", write_text, {"text": "x"}, {"w": src}, code=code))
         return g.key(s, {})
-    k1 = key(1)
-    assert key(2) != k1
+    k1, k_ort = key(), key(("voxc.targets.onnxruntime",))
+    assert k_ort != k1                                        # the code a stage runs is in its key
+    real = sources.read_source
+    monkeypatch.setattr(sources, "read_source", lambda p: real(p) + (b"# edited" if p.name == "onnxruntime.py" else b""))
+    assert key() == k1 and key(("voxc.targets.onnxruntime",)) != k_ort   # editing it changes only its users
     src.write_bytes(b"2")
-    assert key(1) != k1
+    assert key() != k1
 
 
 def test_failed_stage_leaves_nothing_a_later_build_would_trust(tmp_path):
     g = BuildGraph(tmp_path)
-    g.add(Stage("bad", "explode", 1, explode))
+    g.add(Stage("bad", "explode", explode))
     with pytest.raises(VoxcError, match="stage bad failed: RuntimeError: boom"):
         g.run(InlineExecutor())
     assert list(tmp_path.iterdir()) == []

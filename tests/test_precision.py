@@ -9,14 +9,16 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from voxc.calibration.feeds import FeedMaker, calibration_feeds, speech_cut, sweep_feeds
+from voxc.calibration.feeds import FeedMaker, calibration_feeds, sweep_feeds
+from voxc.models.cutting import speech_cut
 from voxc.calibration.sets import load_set, set_hash
 from voxc.core import metrics
 from voxc.compiler import parity, policy
-from voxc.compiler.chain import Chain, chain_parity
-from voxc.compiler.cli import main
+from voxc.compiler.chain import chain_parity
+from voxc.models.pipeline import Pipeline
+from voxc.cli import main
 from voxc.core.errors import VoxcError
-from voxc.models.family import init_module, model_spec
+from voxc.models.family import family, init_module, model_spec
 from voxc.targets import onnxruntime as ortb
 from voxc.targets import openvino as ovb
 from voxc.targets.runner import TorchRunner
@@ -32,8 +34,8 @@ def _ref(tiny_build, name, cfg):
 
 
 def _maker(tiny_build, name, cfg):
-    from voxc.calibration.feeds import UPSTREAM
-    up = {u: TorchRunner(_ref(tiny_build, u, cfg), model_spec(u, cfg)) for u in UPSTREAM[name]}
+    from voxc.calibration.feeds import upstream_graphs
+    up = {u: TorchRunner(_ref(tiny_build, u, cfg), model_spec(u, cfg)) for u in upstream_graphs(name, cfg)}
     return FeedMaker(name, model_spec(name, cfg), cfg, up)
 
 
@@ -275,7 +277,8 @@ def test_chained_parity_attributes_drift_to_the_damaged_stage(tiny_build, tiny_c
     rows = {r["config"]: r for r in doc["rows"]}
     assert not rows["all artifacts"]["within_budget"] and not rows["only acoustic_decoder"]["within_budget"]
     assert all(rows[f"only {n}"]["within_budget"] for n in names if n != "acoustic_decoder")
-    chain = Chain(arts, tiny_cfg).speak("Hello there.", load_set("refs")[0].mel)
+    chain = Pipeline(family("voxc"), tiny_cfg, arts).run(
+        {"text": "Hello there.", "reference_mel": load_set("refs")[0].mel}, ["waveform", "frames"]).values
     assert chain["waveform"].shape[-1] == 256 * chain["frames"]
     assert json.loads((tiny_build / "cpu" / "parity.json").read_text())["chain"]["runtimes"]["openvino"]["rows"]
 
@@ -299,7 +302,14 @@ def test_chain_gate_demotes_a_stage_whose_swap_moves_the_audio_past_its_budget(t
     """An int8 decoder that passes its own mel gates but, swapped alone into the chain, moves the audio
     past the int8 budget falls back; waveform SNR alone (phase) does not demote an upstream stage."""
     from types import SimpleNamespace
-    from voxc.compiler.build import apply_demotions, chain_demotions
+    from voxc.compiler.chain import demotions
+    from voxc.compiler.report import apply_selection
+
+    def chain_demotions(chain, chains, results):
+        return demotions(chain, chains, {k: v.record for k, v in results.items()}, tiny_cfg)
+
+    def apply_demotions(demoted, chains, results):
+        apply_selection(chains, results, {"demotions": demoted})
     from voxc.models.family import model_config
     chains = {n: {"select": {"onnxruntime": f"{n}/onnxruntime/select"}, "config": model_config(n, tiny_cfg)}
               for n in ("acoustic_decoder", "emotion_encoder", "vocoder")}

@@ -5,7 +5,9 @@ import torch
 
 from voxc.core.errors import VoxcError
 from voxc.models.voxc.presets import PRESETS, preset
-from voxc.models.family import MODEL_NAMES, init_module, model_spec
+from voxc.models.family import family, init_module, model_spec
+
+MODEL_NAMES = family("voxc").graph_names
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

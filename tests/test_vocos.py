@@ -10,7 +10,7 @@ import torch
 
 from voxc.calibration.feeds import FeedMaker, calibration_feeds, sweep_feeds
 from voxc.calibration.sets import load_set
-from voxc.compiler.cli import main
+from voxc.cli import main
 from voxc.core import audio
 from voxc.models.voxc.presets import preset
 from voxc.models.family import init_module, model_spec
@@ -120,11 +120,11 @@ def test_sensitivity_excess_reads_each_metric_in_its_direction(row, passes):
 
 @pytest.mark.slow
 def test_int8_sensitivity_pass_is_recorded_and_kept_layers_stay_float(tiny_build, tiny_cfg, tmp_path):
-    from voxc.calibration.feeds import UPSTREAM
+    from voxc.calibration.feeds import upstream_graphs
     from safetensors.torch import load_file
     name = "acoustic_decoder"
     refs = {}
-    for n in UPSTREAM[name]:
+    for n in upstream_graphs(name, tiny_cfg):
         m = init_module(n, tiny_cfg)
         m.load_state_dict(load_file(str(tiny_build / "cpu" / n / "reference.safetensors")))
         refs[n] = TorchRunner(m.eval(), model_spec(n, tiny_cfg))

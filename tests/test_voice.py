@@ -250,7 +250,8 @@ def test_committed_voice_loads_and_speaks(tmp_path):
 
 
 def test_light_build_defaults_to_the_trained_voice(monkeypatch):
-    from voxc.compiler.cli import _request, parser
+    from voxc.compiler.cli import _request
+    from voxc.cli import parser
     from voxc.voice.weights import weight_path
     if not weight_path("vocoder").is_file():
         pytest.skip("no committed voice")
