@@ -30,6 +30,7 @@ from voxc.core.hashing import sha256_file
 from voxc.core.sources import closure, module_file
 from voxc.models.family import model_spec
 from voxc.targets import backend
+from voxc.targets.base import STAND_IN
 
 COMMON = ("voxc.core.gates", "voxc.targets.split", "voxc.targets.ort_runner")
 ENTRY = "voxc.targets.device_verify"
@@ -196,6 +197,6 @@ Copy parity.json back to the build host and fold it into the target's report:
 
     voxc report --target {target} --merge parity.json
 
-`python3 verify.py --runner onnxruntime` runs the same gates with the stand-in runtime (it proves
+`python3 verify.py --runner {STAND_IN}` runs the same gates with the stand-in runtime (it proves
 the bundle is intact; it does not replace the {runtime} result).
 {be.bundle_notes}"""

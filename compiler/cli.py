@@ -6,23 +6,13 @@ import json
 import os
 from pathlib import Path
 
+from voxc.args import checkpoints, csv
 from voxc.core.errors import VoxcError
 
 EXIT_USER, EXIT_PARITY = 2, 1
 
 
-def _csv(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def _checkpoints(items: list[str]) -> dict[str, Path]:
-    out = {}
-    for item in items or []:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise VoxcError(f"--checkpoint expects NAME=PATH, got '{item}'")
-        out[name] = Path(path)
-    return out
+_csv, _checkpoints = csv, checkpoints
 
 
 def _precisions(items: list[str]) -> dict[str, tuple[str, ...]]:
@@ -32,7 +22,7 @@ def _precisions(items: list[str]) -> dict[str, tuple[str, ...]]:
         for part in item.split(";"):
             name, sep, ladder = part.partition("=")
             if not sep or not name or not _csv(ladder):
-                raise VoxcError(f"--precisions expects MODEL=PRECISION[,PRECISION...], e.g. vocoder=int8,fp32; "
+                raise VoxcError(f"--precisions expects MODEL=PRECISION[,PRECISION...], e.g. MODEL=int8,fp32; "
                                 f"got '{part}'")
             out[name.strip()] = _csv(ladder)
     return out
@@ -63,15 +53,15 @@ def _request(args):
     for m in models:
         fam.graph(m)
     cfg = _overrides(fam.preset(preset_name), args.set)
-    checkpoints = _checkpoints(args.checkpoint)
+    user_checkpoints = _checkpoints(args.checkpoint)
     # the family's trained voice preset builds its committed weights unless --seeded or the user's own checkpoint
-    voice = {} if args.seeded else fam.committed_weights(preset_name, cfg, models, exclude=checkpoints)
+    voice = {} if args.seeded else fam.committed_weights(preset_name, cfg, models, exclude=user_checkpoints)
     return BuildRequest(target=args.target, preset=cfg, preset_name=preset_name, models=models,
-                        checkpoints={**voice, **checkpoints}, artifacts=Path(args.artifacts),
+                        checkpoints={**voice, **user_checkpoints}, artifacts=Path(args.artifacts),
                         exporter=args.exporter, jobs=args.jobs,
                         precisions=_precisions(args.precisions), margin=args.margin,
                         weight_sources={**{m: "trained voice" for m in voice},
-                                        **{m: "user checkpoint" for m in checkpoints}})
+                                        **{m: "user checkpoint" for m in user_checkpoints}})
 
 
 def cmd_build(args) -> int:
@@ -127,7 +117,7 @@ def register(sub) -> None:
     b.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
     b.add_argument("--jobs", type=int, default=2, help="worker processes (1 runs stages inline)")
     b.add_argument("--precisions", action="append", metavar="MODEL=P1,P2",
-                   help="override a model's precision ladder, most preferred first (e.g. vocoder=int8,fp32)")
+                   help="override a model's precision ladder, most preferred first (e.g. MODEL=int8,fp32)")
     b.add_argument("--margin", type=float, help="speed margin a lower precision must win by (default 0.10)")
     b.add_argument("--seeded", action="store_true",
                    help="seeded random weights instead of the trained voice (voice/weights) for the light preset")

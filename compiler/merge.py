@@ -16,6 +16,7 @@ from voxc.core.hashing import sha256_file
 from voxc.compiler.verify import load_manifest
 from voxc.core.atomic import write_atomic
 from voxc.core.errors import VoxcError
+from voxc.targets import backend
 
 ROW_KEYS = ("model", "precision", "runtime", "length", "batch", "output", "metric", "value", "tolerance", "passed")
 
@@ -55,8 +56,8 @@ def merge(artifacts: Path, target: str, device_path: Path) -> str:
                         f"bundle {bundle['id'][:12]}; copy artifacts/{target}/{bundle['tarball']} to the device and "
                         "run verify.py again")
     rows = json.loads((folder / "parity.json").read_text())["results"]
-    site = {"site": "device", "device": {k: device.get("device", {}).get(k) for k in
-                                         ("host", "gpu", "compute_capability", "tensorrt", "l4t", "macos", "machine")
+    identity = backend(bundle["runtime"]).identity
+    site = {"site": "device", "device": {k: device.get("device", {}).get(k) for k in identity
                                          if device.get("device", {}).get(k)}}
     incoming = [{**r, **site} for r in device["results"]]
     covered = {_key(r) for r in incoming}

@@ -73,8 +73,8 @@ def closure(names) -> list[str]:
 def package_modules(package: str) -> list[str]:
     """Every module of a package folder (e.g. a model family: its declaration and its graphs)."""
     init = module_file(package)
-    if init is None:
-        return []
+    if init is None or init.name != "__init__.py":
+        return [package] if init is not None else []
     return [package] + sorted(f"{package}.{p.stem}" for p in init.parent.glob("*.py") if p.name != "__init__.py")
 
 

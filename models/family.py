@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 import importlib
 import zlib
 from dataclasses import dataclass, field
@@ -24,8 +25,14 @@ from typing import Callable
 
 from voxc.core.errors import VoxcError
 
-# A new family is a folder under models/ and one line here.
+# A new family is a folder under models/ and one line here. Families kept outside the tree register
+# through the environment (VOXC_FAMILIES="name=importable.module,..."), which build workers inherit.
 FAMILIES = {"voxc": "voxc.models.voxc"}
+
+
+def registry() -> dict[str, str]:
+    extra = (item.partition("=") for item in os.environ.get("VOXC_FAMILIES", "").split(",") if "=" in item)
+    return {**FAMILIES, **{k.strip(): v.strip() for k, _, v in extra}}
 
 
 def _resolve(ref):
@@ -153,9 +160,10 @@ class Family:
 
 @functools.lru_cache(maxsize=None)
 def family(name: str) -> Family:
-    if name not in FAMILIES:
-        raise VoxcError(f"unknown model family '{name}': choose from {', '.join(FAMILIES)}")
-    return importlib.import_module(FAMILIES[name]).FAMILY
+    known = registry()
+    if name not in known:
+        raise VoxcError(f"unknown model family '{name}': choose from {', '.join(known)}")
+    return importlib.import_module(known[name]).FAMILY
 
 
 def family_of(cfg: dict) -> Family:

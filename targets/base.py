@@ -20,6 +20,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
+STAND_IN = "onnxruntime"    # the runtime that runs a device bundle's gates on any host (proves the bundle)
+
+
 class Backend:
     name: str = ""
     precisions: tuple[str, ...] = ()
@@ -29,6 +32,7 @@ class Backend:
     device: str = ""                      # where device parity runs, in words (bundle README)
     verify_steps: str = ""                # what the bundle's verify.py does first on the device
     bundle_notes: str = ""                # a paragraph for the bundle README
+    identity: tuple[str, ...] = ("host", "machine")   # device fingerprint fields a merged result records
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -48,8 +52,9 @@ class Backend:
     def fingerprint(self) -> dict:
         return {"runtime": self.name}
 
-    def host_checks(self, spec, module, art_dir: Path, record: dict, precision: str, points, options: dict):
-        """(rows checked here, reason the rest waits for the device)."""
+    def host_checks(self, spec, art_dir: Path, record: dict, precision: str, options: dict, check):
+        """(rows checked here, reason the rest waits for the device); check(runner, runtime_label) runs the
+        caller's parity gates over the sweep against the PyTorch reference."""
         raise NotImplementedError(f"{self.name} has host parity")
 
     def bundle_entry(self, name: str, art_path: Path, record: dict, precision: str, source: str, put, put_tree) -> dict:

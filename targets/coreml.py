@@ -240,6 +240,7 @@ class CoreML(Backend):
     name, precisions, tools, parity = "coreml", PRECISIONS, ("coremltools", "torch"), "device"
     shipped = ("voxc.targets.coreml_runner",)
     device = "a Mac (python3 -m pip install numpy coremltools)"
+    identity = ("host", "macos", "machine")
 
     def build(self, source, out_dir, precision, spec=None, calibration=None, options=None, torch_module=None):
         return build(source, out_dir, precision, spec, calibration, options, torch_module)
@@ -254,7 +255,7 @@ class CoreML(Backend):
     def fingerprint(self):
         return fingerprint()
 
-    def host_checks(self, spec, module, art_dir, record, precision, points, options):
+    def host_checks(self, spec, art_dir, record, precision, options, check):
         problems = check_package(spec, art_dir / record["file"], options)
         base = {"model": spec.name, "precision": precision, "runtime": self.name, "length": 0, "batch": 0}
         row = {**base, "output": "*", "metric": "package_matches_spec", "value": float(len(problems)),

@@ -111,6 +111,7 @@ class TensorRT(Backend):
     shipped = ("voxc.targets.trt_engine",)
     device = "the Jetson (JetPack's python3 has TensorRT and numpy) or the GPU host"
     verify_steps = "builds the engines (engines/), "
+    identity = ("host", "gpu", "compute_capability", "tensorrt", "l4t", "machine")
     bundle_notes = """
 TensorRT: `--rebuild` rebuilds engines; an engine whose recorded fingerprint (TensorRT version, GPU,
 compute capability, L4T) differs from this device is refused before deserialization, naming the
@@ -134,15 +135,13 @@ difference. Inputs longer than a profile's max must be split by the caller (lib/
     def fingerprint(self):
         return fingerprint()
 
-    def host_checks(self, spec, module, art_dir, record, precision, points, options):
+    def host_checks(self, spec, art_dir, record, precision, options, check):
         """The exact ONNX handed to TensorRT, gated with ONNX Runtime; the engine too when built here."""
-        from voxc.compiler import parity
         from voxc.targets.ort_runner import OrtRunner
-        rows = [{**r, "checked": "onnx for tensorrt"} for r in
-                parity.check(spec, module, OrtRunner(art_dir / record["file"]), precision, "onnxruntime", points)]
+        rows = [{**r, "checked": "onnx for tensorrt"} for r in check(OrtRunner(art_dir / record["file"]), "onnxruntime")]
         if record.get("engine"):
             engine = self.open(art_dir / record["engine"], {**record, "inputs": spec.to_json()["inputs"]})
-            return rows + parity.check(spec, module, engine, precision, self.name, points), None
+            return rows + check(engine, self.name), None
         return rows, deferred_reason(options)
 
     def bundle_entry(self, name, art_path, record, precision, source, put, put_tree):

@@ -34,8 +34,8 @@ def cmd_synth(args) -> int:
 
 
 def _ckpts(items):
-    from voxc.compiler.cli import _checkpoints
-    return {k: str(v) for k, v in _checkpoints(items).items()}
+    from voxc.args import checkpoints
+    return {k: str(v) for k, v in checkpoints(items).items()}
 
 
 def register(sub) -> None:
