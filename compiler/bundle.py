@@ -147,12 +147,15 @@ def write(out: Path, folder: Path, params: dict, chains: dict, results: dict, ru
         (tmp / rel).write_text(text)
         files[rel] = {"sha256": sha256_file(tmp / rel), "bytes": (tmp / rel).stat().st_size}
     put_text("gates.json", json.dumps(budgets, indent=1, sort_keys=True))
+    shipped = [bundle_path(m) for m in shipped_modules(runtime)]
     for m in shipped_modules(runtime):
-        rel = f"lib/{bundle_path(m)}"
-        if module_file(m).stat().st_size:
-            put(module_file(m), rel)
-        else:
-            put_text(rel, "")
+        if not bundle_path(m).endswith("__init__.py"):
+            put(module_file(m), f"lib/{bundle_path(m)}")
+    for package in sorted({str(Path(p).parent) for p in shipped} | {"voxc"}):   # bare package markers
+        for i in range(1, len(Path(package).parts) + 1):
+            rel = f"lib/{Path(*Path(package).parts[:i])}/__init__.py"
+            if rel not in files:
+                put_text(rel, "")
     put_text("verify.py", module_file(ENTRY).read_text())
     put_text("README.md", _readme(target, be))
     manifest = {"format": 1, "target": target, "runtime": runtime, "voxc_version": report.VOXC_VERSION,

@@ -87,9 +87,9 @@ def chain_markdown(chains: dict) -> list[str]:
     """parity.md section: one table per runtime, rows 'all artifacts' then each stage swapped alone."""
     lines = ["", "## Chained parity (text -> waveform, against the all-PyTorch chain)", "",
              "The chain gate judges each `only <stage>` row by that stage's own precision budget -- for stages "
-             "upstream of the vocoder its spectral metrics (mrstft, logmel_l1, mcd_db) and durations, since a "
-             "phase-predicting vocoder turns any mel change into a different waveform -- and a stage over it "
-             "falls back to its fallback precision. The budget column applies the loosest precision's whole "
+             "upstream of the graph that makes the output its spectral metrics (mrstft, logmel_l1, mcd_db) and "
+             "durations, since a phase-predicting output graph turns any upstream change into a different "
+             "waveform -- and a stage over it falls back to its fallback precision. The budget column applies the loosest precision's whole "
              "waveform budget to every row and is for reading only.", ""]
     for d in chains.get("demotions", []):
         lines.append(f"- chain gate: {d['model']} on {d['runtime']}: {d['reason']}; fell back to {d['to']}")

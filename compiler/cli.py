@@ -45,28 +45,22 @@ def _overrides(cfg: dict, items: list[str]) -> dict:
 
 
 def _request(args):
-    from voxc.compiler.build import BuildRequest
+    from voxc.api import build_request
+    return build_request(args.target, args.family, args.preset, artifacts=args.artifacts,
+                         models=_csv(args.models) if args.models else (), checkpoints=_checkpoints(args.checkpoint),
+                         overrides=_overrides(_family_preset(args), args.set), seeded=args.seeded, jobs=args.jobs,
+                         exporter=args.exporter, precisions=_precisions(args.precisions), margin=args.margin)
+
+
+def _family_preset(args) -> dict:
     from voxc.models.family import family
     fam = family(args.family)
-    preset_name = args.preset or fam.default_preset
-    models = _csv(args.models) if args.models else fam.graph_names
-    for m in models:
-        fam.graph(m)
-    cfg = _overrides(fam.preset(preset_name), args.set)
-    user_checkpoints = _checkpoints(args.checkpoint)
-    # the family's trained voice preset builds its committed weights unless --seeded or the user's own checkpoint
-    voice = {} if args.seeded else fam.committed_weights(preset_name, cfg, models, exclude=user_checkpoints)
-    return BuildRequest(target=args.target, preset=cfg, preset_name=preset_name, models=models,
-                        checkpoints={**voice, **user_checkpoints}, artifacts=Path(args.artifacts),
-                        exporter=args.exporter, jobs=args.jobs,
-                        precisions=_precisions(args.precisions), margin=args.margin,
-                        weight_sources={**{m: "trained voice" for m in voice},
-                                        **{m: "user checkpoint" for m in user_checkpoints}})
+    return fam.preset(args.preset or fam.default_preset)
 
 
 def cmd_build(args) -> int:
-    from voxc.compiler.build import build
-    return 0 if build(_request(args)) else EXIT_PARITY
+    from voxc.api import build
+    return 0 if build(request=_request(args)).passed else EXIT_PARITY
 
 
 def cmd_parity(args) -> int:

@@ -31,11 +31,6 @@ def read_source(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def _is_package(name: str) -> bool:
-    f = module_file(name)
-    return f is not None and f.name == "__init__.py"
-
-
 @functools.lru_cache(maxsize=None)
 def direct_imports(name: str) -> tuple[str, ...]:
     """voxc modules a module imports anywhere in its text (absolute imports only)."""
@@ -56,7 +51,7 @@ def direct_imports(name: str) -> tuple[str, ...]:
 
 
 def closure(names) -> list[str]:
-    """The modules named and every voxc module they import, transitively (parent packages included)."""
+    """The modules named and every voxc module they import, transitively."""
     seen: set[str] = set()
     todo = list(names)
     while todo:
@@ -65,8 +60,6 @@ def closure(names) -> list[str]:
             continue
         seen.add(name)
         todo += direct_imports(name)
-        parts = name.split(".")
-        todo += [".".join(parts[:i]) for i in range(1, len(parts)) if _is_package(".".join(parts[:i]))]
     return sorted(seen)
 
 

@@ -171,3 +171,13 @@ class ModelSpec:
 def dims_from_preset(cfg: dict, names: list[str]) -> dict[str, Dim]:
     """Dim ranges for the named symbols, read from a preset's "dims" table."""
     return {n: Dim(n, *cfg["dims"][n]) for n in names}
+
+
+def spec_from_json(name: str, j: dict) -> ModelSpec:
+    """A ModelSpec's IO and dims read back from a manifest (what running a built artifact needs;
+    no example inputs)."""
+    io = lambda ts: tuple(TensorSpec(t["name"], t["dtype"], tuple(t["dims"]), t.get("kind", "")) for t in ts)
+    dims = {k: Dim(k, v["min"], v["opt"], v["export"], v["max"]) for k, v in j.get("dims", {}).items()}
+    return ModelSpec(name=name, inputs=io(j["inputs"]), outputs=io(j["outputs"]), dims=dims,
+                     sweep_dim=next(iter(d for d in dims if d != "batch"), "batch"),
+                     make_inputs=lambda b, n, rng: {})

@@ -1,0 +1,117 @@
+"""The Python API: build a target, open a built target and run its pipeline, read its reports.
+
+The `voxc` command line is a thin layer over these functions.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from voxc.core.errors import VoxcError
+
+
+def families() -> list[str]:
+    """Names of the model families voxc can build (models/<family>/, plus VOXC_FAMILIES)."""
+    from voxc.models.family import registry
+    return sorted(registry())
+
+
+def build_request(target: str = "cpu", family: str = "voxc", preset: str | None = None, *,
+                  artifacts: str | Path = "artifacts", models=(), checkpoints: dict | None = None,
+                  overrides: dict | None = None, seeded: bool = False, jobs: int = 2, exporter: str = "dynamo",
+                  precisions: dict | None = None, margin: float | None = None):
+    """A BuildRequest as `voxc build` makes it: the family's default preset is its trained voice,
+    whose committed weights are used unless `seeded` or a checkpoint replaces them."""
+    from voxc.compiler.build import BuildRequest
+    from voxc.models.family import family as get_family
+    fam = get_family(family)
+    preset_name = preset or fam.default_preset
+    models = tuple(models) or fam.graph_names
+    for m in models:
+        fam.graph(m)
+    cfg = fam.preset(preset_name)
+    cfg.update(overrides or {})
+    user = {k: Path(v) for k, v in (checkpoints or {}).items()}
+    voice = {} if seeded else fam.committed_weights(preset_name, cfg, models, exclude=user)
+    return BuildRequest(target=target, preset=cfg, preset_name=preset_name, models=models,
+                        checkpoints={**voice, **user}, artifacts=Path(artifacts), exporter=exporter, jobs=jobs,
+                        precisions=dict(precisions or {}), margin=margin,
+                        weight_sources={**{m: "trained voice" for m in voice}, **{m: "user checkpoint" for m in user}})
+
+
+def build(target: str = "cpu", family: str = "voxc", preset: str | None = None, **options) -> "Target":
+    """Build (or re-use from the cache) a target; returns the built target (check `.passed`)."""
+    from voxc.compiler.build import build as run_build
+    req = options.pop("request", None) or build_request(target, family, preset, **options)
+    run_build(req)
+    return open_target(req.artifacts / req.target)
+
+
+@dataclass
+class Target:
+    """A built target folder: its manifest, its parity report and (after `voxc bench`) its benchmark."""
+    folder: Path
+    manifest: dict
+    parity: dict
+    bench: dict | None = field(default=None)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.parity.get("passed"))
+
+    @property
+    def status(self) -> str:
+        return self.parity.get("status", "fail")
+
+    @property
+    def config(self) -> dict:
+        return self.manifest["preset_config"]
+
+    def accepted(self) -> dict[str, dict[str, str]]:
+        """model -> runtime -> the precision that ships."""
+        return {name: {rt: p["accepted"] for rt, p in info.get("precision", {}).items()}
+                for name, info in self.manifest["models"].items()}
+
+    def runners(self, runtime: str | None = None, threads: int | None = None) -> dict:
+        """One runner per graph over the accepted artifacts of a runtime this host can run."""
+        from voxc.targets import backend
+        out = {}
+        for name, info in self.manifest["models"].items():
+            arts = [a for a in info["artifacts"] if a["runtime"] not in ("portable",) and a.get("role") != "weights"
+                    and (runtime is None or a["runtime"] == runtime) and not backend(a["runtime"]).unavailable()]
+            if not arts:
+                raise VoxcError(f"{self.folder}: no artifact of {name} runs on this host"
+                                f"{f' with {runtime}' if runtime else ''}")
+            a = arts[0]
+            out[name] = backend(a["runtime"]).open(self.folder / a["path"], threads=threads)
+        return out
+
+    def pipeline(self, runtime: str | None = None, threads: int | None = None):
+        """The family's dataflow over this target's artifacts (models/pipeline.py)."""
+        from voxc.models.family import family_of
+        from voxc.models.pipeline import Pipeline
+        from voxc.models.spec import spec_from_json
+        specs = {n: spec_from_json(n, info) for n, info in self.manifest["models"].items()}
+        return Pipeline(family_of(self.config), self.config, self.runners(runtime, threads), specs)
+
+
+def open_target(folder: str | Path) -> Target:
+    """A built target folder; every listed file must still match its recorded sha256."""
+    from voxc.core.hashing import sha256_path
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        parity = json.loads((folder / "parity.json").read_text())
+    except FileNotFoundError:
+        raise VoxcError(f"no build found at {folder}; run `voxc build --target {folder.name}` first") from None
+    except json.JSONDecodeError as exc:
+        raise VoxcError(f"{folder}: manifest.json or parity.json is not valid JSON ({exc.msg}); rebuild the target") from None
+    for info in manifest["models"].values():
+        for f in info["artifacts"] + [info["reference"]]:
+            p = folder / f["path"]
+            if not p.exists() or sha256_path(p) != f["sha256"]:
+                raise VoxcError(f"{p} is missing or altered since the build (sha256 mismatch); rebuild with "
+                                f"`voxc build --target {manifest['target']}`")
+    bench = json.loads((folder / "bench.json").read_text()) if (folder / "bench.json").is_file() else None
+    return Target(folder, manifest, parity, bench)
