@@ -16,7 +16,8 @@ __all__ = ["build", "build_request", "families", "open", "Target"]
 
 
 def __getattr__(name: str):
-    from voxc import api
+    import importlib
+    api = importlib.import_module("voxc.api")
     if name == "open":
         return api.open_target
     if name in __all__:
