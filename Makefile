@@ -28,7 +28,7 @@ test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q $(ARGS)
 
 corpus: $(VENV)/.installed
-	$(VENV)/bin/python -m calibration.corpus --out artifacts/corpus
+	$(VENV)/bin/python -m voxc.calibration.corpus --out artifacts/corpus
 
 clean:
 	rm -rf artifacts/cache artifacts/$(TARGET)

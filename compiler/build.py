@@ -188,20 +188,24 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
              for label in [c["weights"], c["export"], c["check"], c["simplify"], *c["select"].values()]
              + [x for a in c["artifacts"] for x in (a["artifact"], a["parity"])]}
     host_runtimes = [r for r in profile["backends"] if backend(r).parity == "host"]
-    tail: dict = {}
+    tail: dict = {"chains": []}
     if fam.chain is not None and set(fam.graph_names) <= set(chains):
-        ch = _stage(g, "target/chain", chain_mod.chain_stage,
-                    {"layout": chains, "preset": req.preset, "runtimes": host_runtimes, "parity_set": parity_set},
-                    every, ("torch",) + tuple(t for r in host_runtimes for t in backend(r).tools),
-                    family_code + tuple(m for r in host_runtimes for m in backend(r).modules))
-        tail["chain"] = ch.label
+        tail["chained"] = True
+        for runtime in host_runtimes:     # one per runtime: targets sharing a runtime share its chain
+            layout = {n: {"config": c["config"], "weights": c["weights"], "select": {runtime: c["select"][runtime]},
+                          "artifacts": [a for a in c["artifacts"] if a["runtime"] == runtime]} for n, c in chains.items()}
+            used = {label: g.stages[label] for c in layout.values()
+                    for label in [c["weights"], c["select"][runtime], *(a["artifact"] for a in c["artifacts"])]}
+            ch = _stage(g, f"target/{runtime}/chain", chain_mod.chain_stage,
+                        {"layout": layout, "preset": req.preset, "runtimes": [runtime], "parity_set": parity_set},
+                        used, ("torch",) + backend(runtime).tools, family_code + backend(runtime).modules)
+            tail["chains"].append(ch.label)
     info = {"target": req.target, "preset_name": req.preset_name, "preset": req.preset, "profile": profile,
             "data_sets": {"calibration": calibration_set, "parity": parity_set},
             "tools": sorted(set(EXPORT_TOOLS + ("onnxsim", "onnxslim")
                                 + tuple(t for r in profile["backends"] for t in backend(r).tools)))}
     t = _stage(g, "target/assemble", report.target_stage, {"layout": chains, "tail": tail, **info},
-               {**every, **({tail["chain"]: g.stages[tail["chain"]]} if "chain" in tail else {})}, (),
-               family_code)
+               {**every, **{label: g.stages[label] for label in tail["chains"]}}, (), family_code)
     tail["assemble"] = t.label
     device = [r for r in profile["backends"] if backend(r).parity == "device"]
     if len(device) > 1:
@@ -262,7 +266,7 @@ def build(req: BuildRequest) -> bool:
     finally:
         executor.shutdown()
     tail = layout["tail"]
-    for d in results[tail["chain"]].record.get("demotions", []) if "chain" in tail else []:
+    for d in [d for label in tail["chains"] for d in results[label].record.get("demotions", [])]:
         print(f"voxc: {d['model']} on {d['runtime']}: {d['reason']}; falls back to {d['to']}", flush=True)
     folder = place(req.artifacts, req.target, [results[tail[k]].path for k in ("assemble", "bundle") if k in tail])
     doc = json.loads((folder / "parity.json").read_text())

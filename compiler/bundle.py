@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import shutil
 import tarfile
-import uuid
 from pathlib import Path
 
 from voxc.compiler import report

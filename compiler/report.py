@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
-import uuid
 from pathlib import Path
 
 from voxc.compiler import deferred, parity
 from voxc.compiler.graph import tool_versions
 from voxc.core.atomic import write_atomic
-from voxc.core.hashing import sha256_file, sha256_path
+from voxc.core.hashing import sha256_path
 from voxc.models.family import model_spec
 
 VOXC_VERSION = importlib.metadata.version("voxc")
@@ -109,12 +107,18 @@ def write_target(folder: Path, info: dict, chains: dict, results: dict, chained:
             "parity": deferred.status(model_rows),
             "weights": _weight_source(chain.get("weights_info", {}), results[chain["weights"]].record),
         }
-    passed = deferred.host_passed(rows)
     manifest = {"target": info["target"], "voxc_version": VOXC_VERSION, "preset": info["preset_name"],
                 "family": info["preset"].get("family"), "profile": info["profile"], "models": models,
                 "preset_config": info["preset"], "data_sets": info["data_sets"]}
     write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
     return write_parity(folder, info["target"], rows, chained)
+
+
+def merged_chains(records: list[dict]) -> dict:
+    """One chained-parity record from the per-runtime chain stages (in the profile's runtime order)."""
+    runtimes = {rt: c for r in records for rt, c in r["chain"]["runtimes"].items()}
+    demotions = [d for r in records for d in r["demotions"]]
+    return {"chain": {"runtimes": runtimes, **({"demotions": demotions} if demotions else {})}, "demotions": demotions}
 
 
 def apply_selection(chains: dict, results: dict, chain_record: dict | None) -> None:
@@ -150,8 +154,8 @@ def target_stage(out: Path, params: dict, inputs: dict) -> dict:
     for label, path in inputs.items():
         rec = read_record(path)
         results[label] = Result(label, rec.get("key", ""), Path(path), rec, True, 0.0)
-    chain_label = params["tail"].get("chain")
-    chain_record = results[chain_label].record if chain_label else None
+    chain_record = merged_chains([results[label].record for label in params["tail"]["chains"]]) \
+        if params["tail"].get("chained") else None
     apply_selection(chains, results, chain_record)
 
     def place(src: Path, rel: str) -> None:

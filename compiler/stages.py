@@ -183,7 +183,6 @@ def parity_check(out: Path, params: dict, inputs: dict) -> dict:
 
 def select(out: Path, params: dict, inputs: dict) -> dict:
     """The precision policy for one model on one runtime: gates + interleaved timing at the opt shape."""
-    import json
     import os
     from voxc.calibration.feeds import sweep_feeds
     from voxc.compiler import policy

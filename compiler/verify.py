@@ -36,7 +36,7 @@ def verify_target(artifacts: Path, target: str) -> bool:
     for name, info in manifest["models"].items():
         for f in info["artifacts"] + [info["reference"]]:
             p = folder / f["path"]
-            if not p.exists() or report.file_hash(p) != f["sha256"]:
+            if not p.exists() or sha256_path(p) != f["sha256"]:
                 raise VoxcError(f"{p} is missing or altered since the build (sha256 mismatch); "
                                 f"rebuild with `voxc build --target {target}`")
         cfg = info["config"]

@@ -14,12 +14,9 @@ Exit status: 0 all gates pass, 1 a gate failed, 2 the bundle or the device is wr
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent

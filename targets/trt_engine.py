@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import platform
-import uuid
 from pathlib import Path
 
 import numpy as np
