@@ -235,12 +235,15 @@ def place(artifacts: Path, target: str, sources: list[Path]) -> Path:
     tmp.mkdir(parents=True)
     try:
         for src in sources:
-            for f in sorted(p for p in src.rglob("*") if p.is_file() and p.name != graph.META):
+            for f in sorted(src.rglob("*")):
                 dst = tmp / f.relative_to(src)
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                if dst.exists():
-                    dst.unlink()
-                link_or_copy(f, dst)
+                if f.is_dir():               # empty folders too: a Core ML package lists its own
+                    dst.mkdir(parents=True, exist_ok=True)
+                elif f.name != graph.META:
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    if dst.exists():
+                        dst.unlink()
+                    link_or_copy(f, dst)
         old = artifacts / f".old-{target}-{uuid.uuid4().hex[:8]}"
         if final.exists():
             os.rename(final, old)

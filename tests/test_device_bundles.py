@@ -240,3 +240,16 @@ def test_chunked_vocoding_matches_one_pass(tiny_build, tiny_cfg):
     snr = 10 * np.log10(np.sum(whole.astype(np.float64) ** 2) / np.sum((joined - whole).astype(np.float64) ** 2))
     assert snr > 30, snr
     assert split.spans(300, 96, 16)[-1][1] == 300 and split.spans(50, 96, 16) == [(0, 50)]
+
+
+@pytest.mark.parametrize("target, runtime", [("apple", "coreml"), ("jetson", "tensorrt")])
+def test_bench_on_a_device_target_says_what_this_host_cannot_run(device_builds, target, runtime, capsys):
+    from voxc.targets import backend
+    artifacts, _ = device_builds
+    why = backend(runtime).unavailable()
+    if why is None:
+        pytest.skip(f"{runtime} runs on this host")
+    assert main(["bench", "--target", target, "--artifacts", str(artifacts), "--quick", "--runs", "2"]) == 0
+    doc = json.loads((artifacts / target / "bench.json").read_text())
+    assert doc["skipped"] == {runtime: why} and f"voxc: bench skips {runtime}: {why}" in capsys.readouterr().out
+    assert {r["runtime"] for r in doc["results"]} <= {"torch", "onnxruntime"} and doc["results"]
