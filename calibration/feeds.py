@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from voxc.calibration.sets import Utterance, load_set
+from voxc.calibration.sets import Utterance
 from voxc.core.errors import VoxcError
 from voxc.models.family import family_of
 from voxc.models.pipeline import Pipeline
@@ -79,7 +79,7 @@ def usable(name: str, utts: list[Utterance], cfg: dict) -> list[Utterance]:
 
 def sweep_feeds(maker: FeedMaker, batch: int, length: int, set_name: str = PARITY_SET) -> dict[str, np.ndarray]:
     """Held-out real inputs for one sweep point (deterministic: utterances picked by length)."""
-    utts = usable(maker.name, load_set(set_name), maker.cfg)
+    utts = usable(maker.name, maker.family.items(set_name), maker.cfg)
     count = length if maker.spec.sweep_dim == "batch" else batch   # a label table sweeps the batch axis
     start = (7 * length + batch) % len(utts)
     return maker.batch([utts[(start + i) % len(utts)] for i in range(count)], length)
@@ -91,13 +91,13 @@ def calibration_feeds(maker: FeedMaker, count: int, set_name: str = CALIBRATION_
     (and to max_length, which bounds calibration time)."""
     spec = maker.spec
     d = spec.dims[spec.sweep_dim]
-    utts = usable(maker.name, load_set(set_name), maker.cfg)
+    utts = usable(maker.name, maker.family.items(set_name), maker.cfg)
     if not utts:
         raise VoxcError(f"calibration set '{set_name}' has no utterances usable for {maker.name}")
     step = max(1, len(utts) // max(count, 1))
     out = []
     for u in utts[::step][:count]:
-        natural = maker.family.item_length(u, spec.sweep_dim)
+        natural = maker.family.item_length(u, spec.sweep_dim, maker.cfg)
         hi = min(d.max, max_length or d.max)
         out.append(maker.batch([u], int(np.clip(natural, d.min, hi))))
     return out

@@ -206,7 +206,7 @@ def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, thread
     pipes = {"torch": Pipeline(fam, cfg, refs), "voxc": Pipeline(fam, cfg, arts)}
     # the reference (aligned) durations are forced so the clip has the utterance's real length whatever
     # the duration predictor says (an untrained one predicts 1 frame per phone)
-    inputs = fam.item_inputs(u, forced=True)
+    inputs = fam.item_inputs(u, cfg, forced=True)
     speak = {k: (lambda p=p: p.run(inputs, [fam.chain.output])) for k, p in pipes.items()}
 
     class _Call:

@@ -97,7 +97,6 @@ def _weight_info(req: BuildRequest, name: str) -> dict:
 def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
     """The build graph plus, per model, the labels of its stages (and the tail stages' labels)."""
     from voxc.calibration.feeds import upstream_graphs
-    from voxc.calibration.sets import set_hash
     from voxc.compiler import bundle, chain as chain_mod, report, stages
     fam = family_of(req.preset)
     for name, path in req.checkpoints.items():
@@ -108,7 +107,7 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
         fam.graph(name)
     g = BuildGraph(req.artifacts / "cache")
     family_code = tuple(package_modules(fam.package))
-    parity_set, calibration_set = set_hash("parity"), set_hash("calibration")
+    parity_set, calibration_set = fam.items_hash("parity"), fam.items_hash("calibration")
     policy = profile.get("policy", {})
     margin = float(req.margin if req.margin is not None else policy.get("margin", 0.10))
     runs = max(10, int(policy.get("runs", 10)))

@@ -19,19 +19,18 @@ AUDIO = ("snr_db", "snr_voiced_db", "mrstft", "logmel_l1", "mcd_db")
 
 def chain_utterances(cfg: dict, count: int):
     """Held-out aligned parity utterances that fit the preset's ranges (every graph's max length)."""
-    from voxc.calibration.sets import load_set
     fam = family_of(cfg)
-    utts = [u for u in load_set("parity") if u.aligned and fam.item_fits(u, cfg)]
+    utts = [u for u in fam.items("parity") if u.aligned and fam.item_fits(u, cfg)]
     step = max(1, len(utts) // max(count, 1))
     return utts[::step][:count]
 
 
-def _forced(fam, u) -> dict:
-    return fam.item_inputs(u, forced=True)
+def _forced(fam, u, cfg) -> dict:
+    return fam.item_inputs(u, cfg, forced=True)
 
 
 def _free_want(check) -> list[str]:
-    return [n for n in (check.durations, check.frames) if n]
+    return list(dict.fromkeys([n for n in (check.durations, check.frames) if n] + list(check.pin.values())))
 
 
 def _free_metrics(check, ref: dict, got: dict) -> dict:
@@ -62,15 +61,18 @@ def chain_parity(reference: dict, artifacts: dict, cfg: dict, budget: dict, coun
             configs[f"only {s}"] = {**reference, s: artifacts[s]}
     ref_pipe = Pipeline(fam, cfg, reference)
     utts = chain_utterances(cfg, count)
-    free = [fam.item_inputs(u) for u in utts]
-    refs = [(ref_pipe.run(_forced(fam, u), [check.output]).values, ref_pipe.run(f, _free_want(check)).values)
-            for u, f in zip(utts, free)]
+    free = [fam.item_inputs(u, cfg) for u in utts]
+    frees = [ref_pipe.run(f, _free_want(check)).values for f in free]
+    # forced timing: the item's own (aligned durations) plus values pinned from the reference's free run
+    forced_in = [{**_forced(fam, u, cfg), **{k: np.asarray(fr[v]).reshape(-1) for k, v in check.pin.items()}}
+                 for u, fr in zip(utts, frees)]
+    refs = [(ref_pipe.run(fi, [check.output]).values, fr) for fi, fr in zip(forced_in, frees)]
     rows = []
     for name, runners in configs.items():
         pipe = Pipeline(fam, cfg, {**reference, **runners})
         worst: dict[str, float] = {}
-        for u, f, (forced_ref, free_ref) in zip(utts, free, refs):
-            forced = pipe.run(_forced(fam, u), [check.output]).values
+        for fi, f, (forced_ref, free_ref) in zip(forced_in, free, refs):
+            forced = pipe.run(fi, [check.output]).values
             vals = {**output_metrics(check.kind, forced_ref[check.output], forced[check.output]),
                     **_free_metrics(check, free_ref, pipe.run(f, _free_want(check)).values)}
             for k, v in vals.items():

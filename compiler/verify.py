@@ -12,7 +12,7 @@ from voxc.compiler import deferred, parity, report
 from voxc.core.atomic import write_atomic
 from voxc.core.hashing import sha256_path
 from voxc.core.errors import VoxcError
-from voxc.models.family import model_spec
+from voxc.models.family import family_of, model_spec
 from voxc.targets import backend
 
 
@@ -25,13 +25,12 @@ def load_manifest(folder: Path) -> dict:
 
 def verify_target(artifacts: Path, target: str) -> bool:
     from voxc.calibration.feeds import FeedMaker, sweep_feeds, upstream_graphs
-    from voxc.calibration.sets import set_hash
     from voxc.targets.runner import TorchRunner
     folder = artifacts / target
     manifest = load_manifest(folder)
     rows: list[dict] = []
     previous = json.loads((folder / "parity.json").read_text())["results"] if (folder / "parity.json").is_file() else []
-    parity_set = set_hash("parity")
+    parity_set = family_of(manifest["preset_config"]).items_hash("parity")
     host = {b for b in manifest["profile"]["backends"] if backend(b).parity == "host"}
     for name, info in manifest["models"].items():
         for f in info["artifacts"] + [info["reference"]]:

@@ -27,7 +27,7 @@ from voxc.core.errors import VoxcError
 
 # A new family is a folder under models/ and one line here. Families kept outside the tree register
 # through the environment (VOXC_FAMILIES="name=importable.module,..."), which build workers inherit.
-FAMILIES = {"voxc": "voxc.models.voxc"}
+FAMILIES = {"voxc": "voxc.models.voxc", "emotivoice": "voxc.models.emotivoice"}
 
 
 def registry() -> dict[str, str]:
@@ -59,10 +59,11 @@ class GraphStep:
     graph: str
     inputs: dict = field(default_factory=dict)
     outputs: dict = field(default_factory=dict)
+    label: str = ""                # when one graph runs twice (e.g. one BERT for prompt and content)
 
     @property
     def name(self) -> str:
-        return self.graph
+        return self.label or self.graph
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class ChainCheck:
     forced: tuple[str, ...] = ()
     durations: str | None = None          # predicted durations (exact-match rate)
     frames: str | None = None             # total frame count (drift)
+    pin: dict = field(default_factory=dict)   # input name -> value of the reference's free run (forced timing)
 
 
 @dataclass(frozen=True)
@@ -104,11 +106,13 @@ class Family:
     feeds: dict
     presets: dict
     default_preset: str
-    item_inputs: Callable                  # (item, forced: bool) -> pipeline inputs for a whole item
-    item_length: Callable                  # (item, dim) -> the item's natural length along a dim
+    item_inputs: Callable                  # (item, cfg, forced: bool) -> pipeline inputs for a whole item
+    item_length: Callable                  # (item, dim, cfg) -> the item's natural length along a dim
     item_fits: Callable                    # (item, cfg) -> whether a whole item fits the preset's ranges
     host_config: tuple[str, ...] = ("dims",)   # preset keys the host steps read
     chain: ChainCheck | None = None
+    data: str = "voxc.calibration.sets:load_set"      # set name -> data items (calibration, parity)
+    data_hash: str = "voxc.calibration.sets:set_hash"  # set name -> content hash (in stage keys, manifest)
     training: dict = field(default_factory=dict)     # loop name -> graphs it trains
     voice: dict | None = None              # {"preset", "package", "folder", "extras"}: committed trained weights
 
@@ -130,6 +134,13 @@ class Family:
 
     def step_of(self, graph: str) -> GraphStep:
         return next(s for s in self.steps if isinstance(s, GraphStep) and s.graph == graph)
+
+    def items(self, set_name: str) -> list:
+        """The family's data items of a set (real utterances, or sentences for an imported family)."""
+        return _resolve(self.data)(set_name)
+
+    def items_hash(self, set_name: str) -> str:
+        return _resolve(self.data_hash)(set_name)
 
     def trained_graphs(self) -> tuple[str, ...]:
         """Graphs some training loop trains, in chain order."""

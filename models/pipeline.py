@@ -75,7 +75,7 @@ class Pipeline:
 
     def graphs_for(self, given, want) -> list[str]:
         """The graphs that run to produce `want` from `given` (e.g. the upstream graphs of a feed)."""
-        return [s.graph for s in self.plan(given, want) if isinstance(s, GraphStep)]
+        return list(dict.fromkeys(s.graph for s in self.plan(given, want) if isinstance(s, GraphStep)))
 
     def run(self, values: dict, want) -> Run:
         values = dict(values)

@@ -198,3 +198,12 @@ class PromptEncoder(nn.Module):
     def forward(self, input_ids):
         mask = torch.ones_like(input_ids)
         return self.bert(input_ids=input_ids, attention_mask=mask, token_type_ids=torch.zeros_like(input_ids)).pooler_output
+
+
+def build_upsampler(cfg: dict) -> GaussianUpsampler:
+    return GaussianUpsampler()
+
+
+def build_vocoder(cfg: dict):
+    from voxc.models.hifigan import Generator
+    return Generator(cfg["vocoder"], cfg["n_mels"])

@@ -78,7 +78,7 @@ def frames_feed(u, n: int, cfg: dict) -> dict:
     return {"phonemes": ids[None], "forced_durations": dur, **_conditioning(u)}
 
 
-def item_inputs(u, forced: bool = False) -> dict:
+def item_inputs(u, cfg: dict, forced: bool = False) -> dict:
     """A whole utterance as pipeline inputs (forced: its aligned durations fix the timing)."""
     out = {"phoneme_ids": u.phoneme_ids, **_conditioning(u)}
     if forced:
@@ -97,5 +97,5 @@ def text_ids(v: dict, cfg: dict) -> dict:
     return {"phoneme_ids": np.asarray(text_to_ids(v["text"]), np.int64)}
 
 
-def item_length(u, dim: str) -> int:
+def item_length(u, dim: str, cfg: dict) -> int:
     return {"phonemes": u.phoneme_ids.size, "batch": 1}.get(dim, u.frames)
