@@ -60,9 +60,17 @@ def chain_parity(reference: dict, artifacts: dict, cfg: dict, budget: dict, coun
         if s in artifacts:
             configs[f"only {s}"] = {**reference, s: artifacts[s]}
     ref_pipe = Pipeline(fam, cfg, reference)
-    utts = chain_utterances(cfg, count)
-    free = [fam.item_inputs(u, cfg) for u in utts]
-    frees = [ref_pipe.run(f, _free_want(check)).values for f in free]
+    utts, free, frees = [], [], []
+    first = chain_utterances(cfg, count)
+    spare = [u for u in chain_utterances(cfg, 4 * count) if u not in first]
+    for u in first + spare:                            # items whose predicted length fits every graph's range
+        f = fam.item_inputs(u, cfg)
+        fr = ref_pipe.run(f, _free_want(check)).values
+        if check.frames and "frames" in cfg["dims"] and int(fr[check.frames]) > cfg["dims"]["frames"][3]:
+            continue
+        utts.append(u), free.append(f), frees.append(fr)
+        if len(utts) == count:
+            break
     # forced timing: the item's own (aligned durations) plus values pinned from the reference's free run
     forced_in = [{**_forced(fam, u, cfg), **{k: np.asarray(fr[v]).reshape(-1) for k, v in check.pin.items()}}
                  for u, fr in zip(utts, frees)]

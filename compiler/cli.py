@@ -49,7 +49,18 @@ def _request(args):
     return build_request(args.target, args.family, args.preset, artifacts=args.artifacts,
                          models=_csv(args.models) if args.models else (), checkpoints=_checkpoints(args.checkpoint),
                          overrides=_overrides(_family_preset(args), args.set), seeded=args.seeded, jobs=args.jobs,
-                         exporter=args.exporter, precisions=_precisions(args.precisions), margin=args.margin)
+                         exporter=args.exporter, precisions=_precisions(args.precisions), margin=args.margin,
+                         source=args.source, source_files=_pairs(args.source_file, "--from-file", "KIND=PATH"))
+
+
+def _pairs(items, flag: str, form: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k or not v:
+            raise VoxcError(f"{flag} expects {form}, got '{item}'")
+        out[k.strip()] = v.strip()
+    return out
 
 
 def _family_preset(args) -> dict:
@@ -113,6 +124,11 @@ def register(sub) -> None:
     b.add_argument("--precisions", action="append", metavar="MODEL=P1,P2",
                    help="override a model's precision ladder, most preferred first (e.g. MODEL=int8,fp32)")
     b.add_argument("--margin", type=float, help="speed margin a lower precision must win by (default 0.10)")
+    b.add_argument("--from", dest="source", metavar="DIR",
+                   help="import the family's own checkpoints from DIR (emotivoice: an EmotiVoice checkout)")
+    b.add_argument("--from-file", dest="source_file", action="append", metavar="KIND=PATH",
+                   help="one file of the import, e.g. generator=g_00140000 (emotivoice kinds: generator, "
+                        "style_encoder, bert, config, tokens, speakers)")
     b.add_argument("--seeded", action="store_true",
                    help="seeded random weights instead of the trained voice (voice/weights) for the light preset")
     b.set_defaults(func=cmd_build)

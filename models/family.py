@@ -113,6 +113,7 @@ class Family:
     chain: ChainCheck | None = None
     data: str = "voxc.calibration.sets:load_set"      # set name -> data items (calibration, parity)
     data_hash: str = "voxc.calibration.sets:set_hash"  # set name -> content hash (in stage keys, manifest)
+    importer: str | None = None            # (source dir, {file kind: path}, preset) -> (preset, {graph: state dict})
     training: dict = field(default_factory=dict)     # loop name -> graphs it trains
     voice: dict | None = None              # {"preset", "package", "folder", "extras"}: committed trained weights
 
@@ -134,6 +135,12 @@ class Family:
 
     def step_of(self, graph: str) -> GraphStep:
         return next(s for s in self.steps if isinstance(s, GraphStep) and s.graph == graph)
+
+    def import_voice(self, source, files: dict, base: dict) -> tuple[dict, dict]:
+        """A user's own checkpoints of this family -> (preset, state dict per graph)."""
+        if self.importer is None:
+            raise VoxcError(f"family {self.name} has no importer: build it from a preset (--preset) and --checkpoint")
+        return _resolve(self.importer)(source, files, base)
 
     def items(self, set_name: str) -> list:
         """The family's data items of a set (real utterances, or sentences for an imported family)."""

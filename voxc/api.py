@@ -20,9 +20,12 @@ def families() -> list[str]:
 def build_request(target: str = "cpu", family: str = "voxc", preset: str | None = None, *,
                   artifacts: str | Path = "artifacts", models=(), checkpoints: dict | None = None,
                   overrides: dict | None = None, seeded: bool = False, jobs: int = 2, exporter: str = "dynamo",
-                  precisions: dict | None = None, margin: float | None = None):
+                  precisions: dict | None = None, margin: float | None = None, source: str | Path | None = None,
+                  source_files: dict | None = None):
     """A BuildRequest as `voxc build` makes it: the family's default preset is its trained voice,
-    whose committed weights are used unless `seeded` or a checkpoint replaces them."""
+    whose committed weights are used unless `seeded` or a checkpoint replaces them. `source` (and
+    `source_files`) import a user's own checkpoints of the family (e.g. an EmotiVoice checkout): the
+    preset's sizes then come from those files, its length ranges from `preset`."""
     from voxc.compiler.build import BuildRequest
     from voxc.models.family import family as get_family
     fam = get_family(family)
@@ -33,11 +36,42 @@ def build_request(target: str = "cpu", family: str = "voxc", preset: str | None 
     cfg = fam.preset(preset_name)
     cfg.update(overrides or {})
     user = {k: Path(v) for k, v in (checkpoints or {}).items()}
-    voice = {} if seeded else fam.committed_weights(preset_name, cfg, models, exclude=user)
+    imported: dict[str, Path] = {}
+    if source is not None or source_files:
+        cfg, states = fam.import_voice(source or ".", dict(source_files or {}), cfg)
+        imported = _save_imported(Path(artifacts), fam.name, states, exclude=user)
+        preset_name = f"imported ({preset_name} ranges)"
+    voice = {} if seeded or imported else fam.committed_weights(preset_name, cfg, models, exclude=user)
     return BuildRequest(target=target, preset=cfg, preset_name=preset_name, models=models,
-                        checkpoints={**voice, **user}, artifacts=Path(artifacts), exporter=exporter, jobs=jobs,
-                        precisions=dict(precisions or {}), margin=margin,
-                        weight_sources={**{m: "trained voice" for m in voice}, **{m: "user checkpoint" for m in user}})
+                        checkpoints={**voice, **imported, **user}, artifacts=Path(artifacts), exporter=exporter,
+                        jobs=jobs, precisions=dict(precisions or {}), margin=margin,
+                        weight_sources={**{m: "trained voice" for m in voice},
+                                        **{m: f"{fam.name} checkpoint" for m in imported},
+                                        **{m: "user checkpoint" for m in user}})
+
+
+def _save_imported(artifacts: Path, family: str, states: dict, exclude=()) -> dict[str, Path]:
+    """Each graph's imported weights as safetensors under artifacts/imports/<content hash>/ (written
+    atomically; an import already there is reused)."""
+    from safetensors.torch import save
+
+    from voxc.core.atomic import write_atomic
+    from voxc.core.hashing import sha256_bytes
+    blobs = {g: save({k: v.contiguous() for k, v in sd.items()}) for g, sd in states.items() if g not in exclude}
+    key = sha256_bytes(b"".join(g.encode() + sha256_bytes(b).encode() for g, b in sorted(blobs.items())))[:16]
+    folder = artifacts / "imports" / f"{family}-{key}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VoxcError(f"cannot write the imported weights to {folder} ({exc.strerror}); pass --artifacts DIR "
+                        "to a writable folder") from None
+    out = {}
+    for g, blob in blobs.items():
+        path = folder / f"{g}.safetensors"
+        if not path.is_file() or path.stat().st_size != len(blob):
+            write_atomic(path, blob)
+        out[g] = path
+    return out
 
 
 def build(target: str = "cpu", family: str = "voxc", preset: str | None = None, **options) -> "Target":

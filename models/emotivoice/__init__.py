@@ -57,6 +57,7 @@ FAMILY = Family(
     host_config=("dims", "tokens", "bert_vocab", "speakers", "n_speakers"),
     chain=ChainCheck(output="waveform", kind="waveform", durations="predicted_durations", frames="frames",
                      pin={"forced_durations": "predicted_durations"}),
+    importer="voxc.models.emotivoice.checkpoint:import_voice",
     data="voxc.models.emotivoice.flow:load_set",
     data_hash="voxc.models.emotivoice.flow:set_hash",
 )

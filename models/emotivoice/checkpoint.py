@@ -209,3 +209,19 @@ def load_graph_state(module, state: dict, graph: str, source: str) -> None:
         raise VoxcError(f"{source} does not fit the EmotiVoice {graph}: {'; '.join(parts)}; check config.yaml "
                         "and that the files belong to one voice")
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+
+def import_voice(source, files: dict, base: dict) -> tuple[dict, dict]:
+    """The family's importer: an EmotiVoice checkout (and/or its files named one by one) -> (preset with
+    the base preset's length ranges, state dict per graph)."""
+    unknown = set(files) - {"generator", "style_encoder", "bert", "config", "tokens", "speakers"}
+    if unknown:
+        raise VoxcError(f"unknown EmotiVoice file kind(s) {', '.join(sorted(unknown))}: use generator, style_encoder, "
+                        "bert, config, tokens, speakers")
+    vf = VoiceFiles.from_checkout(source, **files)
+    cfg, states = preset_from(vf, base["dims"])
+    from voxc.models.family import init_module
+    for graph, state in states.items():             # refuse a misfit now, in one line, before any stage runs
+        source_file = vf.style_encoder if graph == "prompt_encoder" else vf.generator
+        load_graph_state(init_module(graph, cfg), state, graph, str(source_file))
+    return cfg, states

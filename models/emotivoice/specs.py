@@ -65,7 +65,7 @@ def decoder_spec(cfg: dict) -> ModelSpec:
     return ModelSpec(
         name="acoustic_decoder", description="frame states -> the 80-channel latent the vocoder reads",
         inputs=(TensorSpec("frame_states", "float32", ("batch", "frames", cfg["hidden"])),),
-        outputs=(TensorSpec("latent", "float32", ("batch", cfg["n_mels"], "frames"), "mel"),),
+        outputs=(TensorSpec("mel", "float32", ("batch", cfg["n_mels"], "frames"), "mel"),),
         dims=dims_from_preset(cfg, ["batch", "frames"]), sweep_dim="frames",
         make_inputs=lambda b, n, rng: {"frame_states": rng.normal(size=(b, n, cfg["hidden"])).astype(np.float32)})
 
@@ -73,7 +73,7 @@ def decoder_spec(cfg: dict) -> ModelSpec:
 def vocoder_spec(cfg: dict) -> ModelSpec:
     return ModelSpec(
         name="vocoder", description="HiFi-GAN V1: latent -> 16 kHz waveform",
-        inputs=(TensorSpec("latent", "float32", ("batch", cfg["n_mels"], "frames")),),
+        inputs=(TensorSpec("mel", "float32", ("batch", cfg["n_mels"], "frames")),),
         outputs=(TensorSpec("waveform", "float32", ("batch", 1, f"frames*{cfg['hop']}"), "waveform"),),
         dims=dims_from_preset(cfg, ["batch", "frames"]), sweep_dim="frames",
-        make_inputs=lambda b, n, rng: {"latent": rng.normal(0, 1, size=(b, cfg["n_mels"], n)).astype(np.float32)})
+        make_inputs=lambda b, n, rng: {"mel": rng.normal(0, 1, size=(b, cfg["n_mels"], n)).astype(np.float32)})
