@@ -72,6 +72,14 @@ def _load(path: Path, key: str, what: str) -> dict:
 
     import torch
     try:
+        with open(path, "rb") as f:
+            magic = f.read(2)
+    except OSError as exc:
+        raise VoxcError(f"cannot read {path} ({exc.strerror}); pass the EmotiVoice {what} file") from None
+    if magic != b"PK" and magic[:1] != b"\x80":          # neither torch's zip format nor a pickle
+        raise VoxcError(f"{path} cannot be read as a PyTorch checkpoint (not a torch.save file); pass the "
+                        f"EmotiVoice {what} file")
+    try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise VoxcError(f"{path} is not a plain EmotiVoice {what} checkpoint: it needs code to unpickle "
@@ -198,9 +206,11 @@ def split(state: dict, files: VoiceFiles) -> dict[str, dict]:
 def load_graph_state(module, state: dict, graph: str, source: str) -> None:
     """Strict load with one-line refusals naming missing/unexpected keys and mismatched shapes."""
     own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
+    old, new = RENAME.get(graph, ("", ""))
+    shown = lambda k: old + k[len(new):]                 # keys named as in the user's file
+    missing = [shown(k) for k in sorted(set(own) - set(state))]
+    extra = [shown(k) for k in sorted(set(state) - set(own))]
+    shapes = [f"{shown(k)} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
               if tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or extra or shapes:
         parts = ([f"missing {', '.join(missing[:4])}"] if missing else []) + \

@@ -196,8 +196,10 @@ class PromptEncoder(nn.Module):
         self.bert = BertModel(BertConfig(**cfg["bert"]), add_pooling_layer=True)
 
     def forward(self, input_ids):
-        mask = torch.ones_like(input_ids)
-        return self.bert(input_ids=input_ids, attention_mask=mask, token_type_ids=torch.zeros_like(input_ids)).pooler_output
+        # BertModel's own forward builds its masks with ops Core ML cannot convert (new_ones); one
+        # unpadded sequence needs no mask, so the embeddings, encoder and pooler are called directly
+        h = self.bert.embeddings(input_ids=input_ids, token_type_ids=torch.zeros_like(input_ids))
+        return self.bert.pooler(self.bert.encoder(h).last_hidden_state)
 
 
 def build_upsampler(cfg: dict) -> GaussianUpsampler:
