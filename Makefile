@@ -1,9 +1,13 @@
 # voxc: `make engines` builds the default target; `make test` runs the test suite.
+# make engines [TARGET=cpu|onnxruntime|openvino|apple|jetson|x86-cuda] [FAMILY=voxc|emotivoice]
+#              [PRESET=...] [FROM=DIR (import a voice, e.g. an EmotiVoice checkout)] [ARGS="..."]
 # Both create .venv on first use and install the pinned dependencies from pyproject.toml.
 PYTHON ?= python3
 VENV   := .venv
 TARGET ?= cpu
-PRESET ?= light
+FAMILY ?= voxc
+PRESET ?=
+FROM   ?=
 ARGS   ?=
 VOXC   := $(VENV)/bin/voxc
 
@@ -16,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 engines: $(VENV)/.installed
-	$(VOXC) build --target $(TARGET) --preset $(PRESET) $(ARGS)
+	$(VOXC) build --target $(TARGET) --family $(FAMILY) $(if $(PRESET),--preset $(PRESET)) $(if $(FROM),--from $(FROM)) $(ARGS)
 
 parity: $(VENV)/.installed
 	$(VOXC) parity --target $(TARGET)
