@@ -111,7 +111,8 @@ def _artifact_runners(folder: Path, info: dict, threads: int, skipped: dict) -> 
     return out
 
 
-def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | None = None) -> dict:
+def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | None = None,
+                 texts: tuple[str, ...] = ()) -> dict:
     folder = artifacts / target
     manifest = load_manifest(folder)
     threads = int(os.environ.get("VOXC_THREADS", "0") or 0) or (os.cpu_count() or 1)
@@ -160,7 +161,8 @@ def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | 
                        "cpus": os.cpu_count(), "fp32_peak_gflops": round(peak, 2)},
            "threads": threads, "runs": runs, "quick": quick, "preset": manifest["preset"],
            "results": results, "skipped": skipped,
-           "chain": _bench_chain(refs, folder, manifest, fastest, threads, runs, warmup)}
+           "chain": _bench_chain(refs, folder, manifest, fastest, threads, runs, warmup),
+           "texts": [_bench_chain(refs, folder, manifest, fastest, threads, runs, warmup, text=t) for t in texts]}
     for runtime, why in skipped.items():
         print(f"voxc: bench skips {runtime}: {why}", flush=True)
     write_atomic(folder / "bench.json", json.dumps(doc, indent=1))
@@ -189,9 +191,11 @@ def _audio_seconds(spec, n: int) -> float | None:
     return spec.output_shape(wave, {"batch": 1, spec.sweep_dim: n})[-1] / SAMPLE_RATE
 
 
-def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, threads: int, runs: int, warmup: int):
+def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, threads: int, runs: int, warmup: int,
+                 text: str | None = None):
     """The family's whole dataflow with PyTorch eager vs the fastest accepted artifact of each graph,
-    with per-step timings of the artifact pipeline."""
+    with per-step timings of the artifact pipeline: a held-out item with its timing forced, or `text`
+    spoken in that item's voice and style (front end included, free timing)."""
     cfg = manifest["preset_config"]
     fam = family_of(cfg)
     if fam.chain is None or set(fam.graph_names) - set(refs) or set(fam.graph_names) - set(fastest):
@@ -206,7 +210,7 @@ def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, thread
     pipes = {"torch": Pipeline(fam, cfg, refs), "voxc": Pipeline(fam, cfg, arts)}
     # the reference (aligned) durations are forced so the clip has the utterance's real length whatever
     # the duration predictor says (an untrained one predicts 1 frame per phone)
-    inputs = fam.item_inputs(u, cfg, forced=True)
+    inputs = fam.item_inputs(u, cfg, forced=True) if text is None else {**fam.item_inputs(u, cfg), "text": text}
     speak = {k: (lambda p=p: p.run(inputs, [fam.chain.output])) for k, p in pipes.items()}
 
     class _Call:
@@ -224,7 +228,7 @@ def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, thread
             "rtf_torch": round(t["torch"]["median_ms"] / 1e3 / (samples / SAMPLE_RATE), 4),
             "rtf_voxc": round(t["voxc"]["median_ms"] / 1e3 / (samples / SAMPLE_RATE), 4),
             "steps_ms": {k: round(v, 2) for k, v in last.timings.items()},
-            "accepted": fastest}
+            "accepted": fastest, **({"text": text} if text else {})}
 
 
 def bench_markdown(target: str, doc: dict) -> str:
@@ -239,6 +243,14 @@ def bench_markdown(target: str, doc: dict) -> str:
                   f"{c['audio_seconds']} s of audio: PyTorch eager {c['torch_eager_ms']} ms (RTF {c['rtf_torch']}), "
                   f"voxc {c['voxc_ms']} ms (RTF {c['rtf_voxc']}): **{c['ratio']}x**", "",
                   "accepted: " + ", ".join(f"{k} {v}" for k, v in c["accepted"].items()), ""]
+    for t in doc.get("texts") or []:
+        total = sum(t["steps_ms"].values()) or 1.0
+        lines += [f"### \"{t['text'][:60]}\"", "",
+                  f"{t['audio_seconds']} s of audio: PyTorch eager {t['torch_eager_ms']} ms (RTF {t['rtf_torch']}), "
+                  f"voxc {t['voxc_ms']} ms (RTF {t['rtf_voxc']}): **{t['ratio']}x**; steps: "
+                  + ", ".join(f"{k} {v} ms ({100 * v / total:.0f} %)" for k, v in t["steps_ms"].items()), ""]
+    if doc.get("skipped"):
+        lines += ["Not measured here: " + "; ".join(f"{k} ({v})" for k, v in doc["skipped"].items()), ""]
     lines += ["## Per graph", "", "| model | runtime | precision | shape | length | median ms | p90 ms | RTF | "
               "vs torch eager | size MB | peak RSS MB | GFLOP/s (of peak) |", "|---|" + "---|" * 11]
     for r in doc["results"]:

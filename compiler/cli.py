@@ -97,7 +97,9 @@ def cmd_report(args) -> int:
 
 def cmd_bench(args) -> int:
     from voxc.compiler.bench import bench_target
-    bench_target(Path(args.artifacts), args.target, quick=args.quick, runs=args.runs)
+    if args.runs is not None and args.runs < 1:
+        raise VoxcError(f"--runs must be at least 1, got {args.runs}")
+    bench_target(Path(args.artifacts), args.target, quick=args.quick, runs=args.runs, texts=tuple(args.text or ()))
     return 0
 
 
@@ -137,6 +139,7 @@ def register(sub) -> None:
     common(n)
     n.add_argument("--quick", action="store_true", help="few runs, short shapes (for tests)")
     n.add_argument("--runs", type=int, help="timed runs per measurement (default 20, --quick 3)")
+    n.add_argument("--text", action="append", help="also time text -> waveform for this text (repeatable)")
     n.set_defaults(func=cmd_bench)
 
     q = sub.add_parser("parity", help="re-check a built target's artifacts against PyTorch")

@@ -160,7 +160,7 @@ def test_imported_voice_builds_for_cpu_and_passes_every_gate(emotivoice_build):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["apple", "jetson"])
+@pytest.mark.parametrize("target", ["apple", "jetson", "x86-cuda"])
 def test_imported_voice_builds_device_bundles(emotivoice_build, target):
     art, _ = emotivoice_build
     assert main(["build", "--family", "emotivoice", "--preset", "released", "--target", target,
