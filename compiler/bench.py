@@ -112,7 +112,7 @@ def _artifact_runners(folder: Path, info: dict, threads: int, skipped: dict) -> 
 
 
 def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | None = None,
-                 texts: tuple[str, ...] = ()) -> dict:
+                 texts: tuple[str, ...] = (), inputs: dict | None = None) -> dict:
     folder = artifacts / target
     manifest = load_manifest(folder)
     threads = int(os.environ.get("VOXC_THREADS", "0") or 0) or (os.cpu_count() or 1)
@@ -162,7 +162,8 @@ def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | 
            "threads": threads, "runs": runs, "quick": quick, "preset": manifest["preset"],
            "results": results, "skipped": skipped,
            "chain": _bench_chain(refs, folder, manifest, fastest, threads, runs, warmup),
-           "texts": [_bench_chain(refs, folder, manifest, fastest, threads, runs, warmup, text=t) for t in texts]}
+           "texts": [_bench_chain(refs, folder, manifest, fastest, threads, runs, warmup, text=t, inputs=inputs)
+                     for t in texts]}
     for runtime, why in skipped.items():
         print(f"voxc: bench skips {runtime}: {why}", flush=True)
     write_atomic(folder / "bench.json", json.dumps(doc, indent=1))
@@ -192,7 +193,7 @@ def _audio_seconds(spec, n: int) -> float | None:
 
 
 def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, threads: int, runs: int, warmup: int,
-                 text: str | None = None):
+                 text: str | None = None, inputs: dict | None = None):
     """The family's whole dataflow with PyTorch eager vs the fastest accepted artifact of each graph,
     with per-step timings of the artifact pipeline: a held-out item with its timing forced, or `text`
     spoken in that item's voice and style (front end included, free timing)."""
@@ -210,7 +211,9 @@ def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, thread
     pipes = {"torch": Pipeline(fam, cfg, refs), "voxc": Pipeline(fam, cfg, arts)}
     # the reference (aligned) durations are forced so the clip has the utterance's real length whatever
     # the duration predictor says (an untrained one predicts 1 frame per phone)
-    inputs = fam.item_inputs(u, cfg, forced=True) if text is None else {**fam.item_inputs(u, cfg), "text": text}
+    overrides = inputs or {}
+    inputs = fam.item_inputs(u, cfg, forced=True) if text is None else {**fam.item_inputs(u, cfg), **overrides,
+                                                                         "text": text}
     speak = {k: (lambda p=p: p.run(inputs, [fam.chain.output])) for k, p in pipes.items()}
 
     class _Call:

@@ -99,7 +99,8 @@ def cmd_bench(args) -> int:
     from voxc.compiler.bench import bench_target
     if args.runs is not None and args.runs < 1:
         raise VoxcError(f"--runs must be at least 1, got {args.runs}")
-    bench_target(Path(args.artifacts), args.target, quick=args.quick, runs=args.runs, texts=tuple(args.text or ()))
+    bench_target(Path(args.artifacts), args.target, quick=args.quick, runs=args.runs, texts=tuple(args.text or ()),
+                 inputs=_pairs(args.input, "--input", "NAME=VALUE"))
     return 0
 
 
@@ -140,6 +141,8 @@ def register(sub) -> None:
     n.add_argument("--quick", action="store_true", help="few runs, short shapes (for tests)")
     n.add_argument("--runs", type=int, help="timed runs per measurement (default 20, --quick 3)")
     n.add_argument("--text", action="append", help="also time text -> waveform for this text (repeatable)")
+    n.add_argument("--input", action="append", metavar="NAME=VALUE",
+                   help="a pipeline input for the --text runs, e.g. prompt=开心 or speaker_name=5 (emotivoice)")
     n.set_defaults(func=cmd_bench)
 
     q = sub.add_parser("parity", help="re-check a built target's artifacts against PyTorch")
