@@ -9,6 +9,7 @@ artifacts/<T>/ links those outputs into a fresh folder and swaps it in. A warm r
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -17,10 +18,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voxc.compiler import graph
+from voxc.compiler import cache, graph
 from voxc.compiler.graph import BuildGraph, Stage
 from voxc.compiler.stages import EXPORT_TOOLS
-from voxc.core.atomic import link_or_copy
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_file
 from voxc.core.sources import package_modules
@@ -227,6 +227,35 @@ def _progress(total: int):
     return show
 
 
+@contextlib.contextmanager
+def build_lock(artifacts: Path):
+    """One build at a time per artifacts folder: a second build waits, then reuses the first's stages."""
+    import fcntl
+    try:
+        artifacts.mkdir(parents=True, exist_ok=True)
+        fd = os.open(artifacts / ".voxc-build.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as exc:
+        raise VoxcError(f"cannot write to the artifacts folder {artifacts} ({exc.strerror}); pass --artifacts DIR "
+                        "to a writable folder") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"voxc: another build is using {artifacts}; waiting for it to finish", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def sweep_target_temporaries(artifacts: Path) -> int:
+    n = 0
+    for p in list(artifacts.glob(".tmp-*")) + list(artifacts.glob(".old-*")):
+        shutil.rmtree(p, ignore_errors=True)
+        n += 1
+    return n
+
+
 def place(artifacts: Path, target: str, sources: list[Path]) -> Path:
     """artifacts/<target>/ <- the files of the target stages' outputs (later ones win), swapped in whole."""
     final = artifacts / target
@@ -238,11 +267,11 @@ def place(artifacts: Path, target: str, sources: list[Path]) -> Path:
                 dst = tmp / f.relative_to(src)
                 if f.is_dir():               # empty folders too: a Core ML package lists its own
                     dst.mkdir(parents=True, exist_ok=True)
-                elif f.name != graph.META:
+                elif f.name not in (graph.META, cache.SEEN):
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     if dst.exists():
                         dst.unlink()
-                    link_or_copy(f, dst)
+                    shutil.copyfile(f, dst)      # a copy: editing a shipped file can never reach the cache
         old = artifacts / f".old-{target}-{uuid.uuid4().hex[:8]}"
         if final.exists():
             os.rename(final, old)
@@ -262,15 +291,19 @@ def build(req: BuildRequest) -> bool:
     g, layout = plan(req, profile)
     print(f"voxc: building target '{req.target}' (family {family_of(req.preset).name}, preset {req.preset_name}, "
           f"{len(req.models)} models, {len(g.stages)} stages, {req.jobs} workers)", flush=True)
-    executor = graph.LocalPoolExecutor(req.jobs) if req.jobs > 1 else graph.InlineExecutor()
-    try:
-        results = g.run(executor, _progress(len(g.stages)))
-    finally:
-        executor.shutdown()
-    tail = layout["tail"]
-    for d in [d for label in tail["chains"] for d in results[label].record.get("demotions", [])]:
-        print(f"voxc: {d['model']} on {d['runtime']}: {d['reason']}; falls back to {d['to']}", flush=True)
-    folder = place(req.artifacts, req.target, [results[tail[k]].path for k in ("assemble", "bundle") if k in tail])
+    with build_lock(req.artifacts):
+        swept = cache.sweep_temporaries(req.artifacts / "cache") + sweep_target_temporaries(req.artifacts)
+        if swept:
+            print(f"voxc: removed {swept} temporary folder(s) an interrupted build left", flush=True)
+        executor = graph.LocalPoolExecutor(req.jobs) if req.jobs > 1 else graph.InlineExecutor()
+        try:
+            results = g.run(executor, _progress(len(g.stages)))
+        finally:
+            executor.shutdown()
+        tail = layout["tail"]
+        for d in [d for label in tail["chains"] for d in results[label].record.get("demotions", [])]:
+            print(f"voxc: {d['model']} on {d['runtime']}: {d['reason']}; falls back to {d['to']}", flush=True)
+        folder = place(req.artifacts, req.target, [results[tail[k]].path for k in ("assemble", "bundle") if k in tail])
     doc = json.loads((folder / "parity.json").read_text())
     pending = False
     if "bundle" in tail:

@@ -26,6 +26,7 @@ import multiprocessing
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import canonical, sha256_bytes, sha256_file, sha256_tree
 from voxc.core.sources import source_hash
+from voxc.compiler import cache as cache_mod
 
 META = "stage.json"
 
@@ -118,7 +119,20 @@ class LocalPoolExecutor:
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the build process dies (even by SIGKILL)."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+        if os.getppid() == 1:        # the parent died before the call
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass
+
+
 def _init_worker(workers: int) -> None:
+    _die_with_parent()
     threads = max(1, (os.cpu_count() or 1) // workers)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     quiet_torch_logs()
@@ -135,15 +149,19 @@ def quiet_torch_logs() -> None:
 def _run_stage(fn, cache: str, key: str, params: dict, inputs: dict) -> tuple[dict, float]:
     """Worker side: run into a temporary folder, then rename it into the cache atomically."""
     final = Path(cache) / key
-    if (final / META).is_file():
+    if (final / META).is_file() and cache_mod.problem(final) is None:   # another build finished it meanwhile
         return json.loads((final / META).read_text()), 0.0
     tmp = Path(cache) / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     t0 = time.perf_counter()
     try:
         record = fn(tmp, params, {k: Path(v) for k, v in inputs.items()}) or {}
-        record = {"key": key, **record, "output_sha256": sha256_tree(tmp, exclude=(META,))}
+        record = {"key": key, **record, "output_sha256": sha256_tree(tmp, exclude=(META, cache_mod.SEEN)),
+                  "files": cache_mod.file_table(tmp)}
+        cache_mod.remember(tmp, record["files"])
         (tmp / META).write_text(json.dumps(record, indent=1, sort_keys=True))
+        if final.exists():           # a corrupt entry left behind by a crash: never trusted, replaced
+            cache_mod.move_aside(Path(cache), key)
         try:
             os.rename(tmp, final)
         except OSError:  # another build finished the same key first: keep theirs
@@ -192,13 +210,18 @@ class BuildGraph:
                 stage = ready.pop(0)
                 pending.remove(stage)
                 key = self.key(stage, done)
-                meta = self.cache / key / META
-                if meta.is_file():
-                    done[stage.label] = Result(stage.label, key, self.cache / key, json.loads(meta.read_text()),
-                                               True, 0.0)
-                    progress(done[stage.label])
-                    ready += [s for s in pending if s not in ready and all(d.label in done for d in s.deps())]
-                    continue
+                entry = self.cache / key
+                if entry.exists():
+                    bad = cache_mod.problem(entry)
+                    if bad is None:
+                        done[stage.label] = Result(stage.label, key, entry, json.loads((entry / META).read_text()),
+                                                   True, 0.0)
+                        progress(done[stage.label])
+                        ready += [s for s in pending if s not in ready and all(d.label in done for d in s.deps())]
+                        continue
+                    aside = cache_mod.move_aside(self.cache, key)
+                    print(f"voxc: cache entry of {stage.label} is corrupt ({bad}); moved to {aside} and rebuilt",
+                          flush=True)
                 inputs = {k: str(done[v.label].path if isinstance(v, Stage) else v) for k, v in stage.inputs.items()}
                 fut = executor.submit(_run_stage, stage.fn, str(self.cache), key, stage.params, inputs)
                 running[fut] = (stage, key)

@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     except VoxcError as exc:
         print(f"voxc: error: {exc}", file=sys.stderr)
         return EXIT_USER
+    except BrokenPipeError:           # e.g. `voxc report | head`: the reader left; nothing to say
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("voxc: interrupted; no partial artifact was kept", file=sys.stderr)
         return 130
