@@ -1,0 +1,147 @@
+"""Nothing corrupt is ever shipped: cache entries are verified on every hit, shipped files are copies,
+builds into one artifacts folder take turns, and a killed build leaves no worker behind."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from voxc.compiler.graph import META, BuildGraph, InlineExecutor, Stage
+from voxc.core.hashing import sha256_file
+
+
+def write_text(out: Path, params: dict, inputs: dict) -> dict:
+    text = params["text"] + "".join((p / "out.txt").read_text() for p in inputs.values() if p.is_dir())
+    (out / "out.txt").write_text(text)
+    (out / "sub").mkdir()
+    (out / "sub" / "more.bin").write_bytes(text.encode() * 100)
+    return {"length": len(text)}
+
+
+def _graph(cache: Path) -> BuildGraph:
+    g = BuildGraph(cache)
+    a = g.add(Stage("a", "write", write_text, {"text": "a"}))
+    g.add(Stage("ab", "write", write_text, {"text": "+"}, {"a": a}))
+    return g
+
+
+def _flip(p: Path) -> None:
+    data = bytearray(p.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    p.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "meta-truncate", "meta-delete", "flip-keep-mtime"])
+def test_a_damaged_cache_entry_is_moved_aside_and_rebuilt(tmp_path, capsys, damage):
+    first = _graph(tmp_path).run(InlineExecutor())
+    entry = first["a"].path
+    target = entry / "sub" / "more.bin"
+    if damage == "truncate":
+        target.write_bytes(target.read_bytes()[:10])
+    elif damage == "flip":
+        _flip(target)
+    elif damage == "flip-keep-mtime":          # an in-place edit that restores the old mtime
+        st = target.stat()
+        _flip(target)
+        os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    elif damage == "delete":
+        target.unlink()
+    elif damage == "meta-truncate":
+        (entry / META).write_text((entry / META).read_text()[:20])
+    elif damage == "meta-delete":
+        (entry / META).unlink()
+    again = _graph(tmp_path).run(InlineExecutor())
+    out = capsys.readouterr().out
+    assert not again["a"].cached and "cache entry of a is corrupt" in out
+    assert (again["a"].path / "sub" / "more.bin").read_bytes() == b"a" * 100
+    assert again["ab"].cached and (again["ab"].path / "out.txt").read_text() == "+a"
+    assert list((tmp_path / ".corrupt").iterdir())
+    third = _graph(tmp_path).run(InlineExecutor())
+    assert all(r.cached for r in third.values())
+
+
+@pytest.fixture(scope="module")
+def own_build(tiny_build, tmp_path_factory):
+    """A copy of the session's tiny cpu cache: these tests rebuild and tamper without touching it."""
+    art = tmp_path_factory.mktemp("cache-tests")
+    shutil.copytree(tiny_build / "cache", art / "cache", symlinks=True)
+    return art
+
+
+def _build(art: Path, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "voxc.cli", "build", "--preset", "tiny", "--target", "cpu",
+                           "--artifacts", str(art), "--jobs", "1", *extra], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_a_tampered_shipped_file_never_reaches_the_cache(own_build):
+    assert _build(own_build).returncode == 0
+    shipped = own_build / "cpu" / "vocoder" / "vocoder.onnx"
+    manifest = json.loads((own_build / "cpu" / "manifest.json").read_text())
+    want = next(a["sha256"] for a in manifest["models"]["vocoder"]["artifacts"] if a["path"].endswith("vocoder.onnx"))
+    _flip(shipped)
+    res = _build(own_build)
+    assert res.returncode == 0 and "stages cached" in res.stdout and "corrupt" not in res.stdout
+    assert sha256_file(shipped) == want                       # the rebuild shipped the verified bytes again
+
+
+def test_concurrent_builds_into_one_folder_take_turns_and_agree(own_build):
+    cmd = [sys.executable, "-m", "voxc.cli", "build", "--preset", "tiny", "--target", "cpu",
+           "--artifacts", str(own_build), "--jobs", "1"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-500:] for o in outs]
+    assert sum("waiting for it to finish" in o[0] for o in outs) <= 1
+    json.loads((own_build / "cpu" / "manifest.json").read_text())
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                kids.append(int(d.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_killing_the_build_leaves_no_worker_and_the_next_build_recovers(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "voxc.cli", "build", "--preset", "tiny", "--target", "cpu",
+                             "--artifacts", str(tmp_path), "--jobs", "2", "--models", "vocoder"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    workers: list[int] = []
+    deadline = time.time() + 120
+    while time.time() < deadline and len(workers) < 2:
+        workers = [k for k in _children(proc.pid) if "spawn_main" in (Path("/proc") / str(k) / "cmdline").read_text()]
+        time.sleep(0.2)
+    assert workers, "the build started no workers"
+    time.sleep(3)                                           # let a stage write into the cache's temporaries
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "workers outlived the killed build"
+    res = subprocess.run([sys.executable, "-m", "voxc.cli", "build", "--preset", "tiny", "--target", "cpu",
+                          "--artifacts", str(tmp_path), "--jobs", "1", "--models", "vocoder"],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-500:]
+    assert not list((tmp_path / "cache").glob(".tmp-*"))
