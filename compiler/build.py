@@ -235,7 +235,7 @@ def build_lock(artifacts: Path):
         artifacts.mkdir(parents=True, exist_ok=True)
         fd = os.open(artifacts / ".voxc-build.lock", os.O_CREAT | os.O_RDWR, 0o644)
     except OSError as exc:
-        raise VoxcError(f"cannot write to the artifacts folder {artifacts} ({exc.strerror}); pass --artifacts DIR "
+        raise VoxcError(f"cannot write to the artifacts cache in {artifacts} ({exc.strerror}); pass --artifacts DIR "
                         "to a writable folder") from None
     try:
         try:
