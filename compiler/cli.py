@@ -41,11 +41,37 @@ def _overrides(cfg: dict, items: list[str]) -> dict:
             cfg[key] = type(old)(raw) if not isinstance(old, (list, dict)) else json.loads(raw)
         except ValueError:
             raise VoxcError(f"--set {key}: '{raw}' is not a valid {type(old).__name__}") from None
+        if isinstance(old, int) and key != "seed" and not 0 < cfg[key] <= 1 << 16:
+            raise VoxcError(f"--set {key}={raw}: a size must be between 1 and 65536")
     return cfg
+
+
+def _check_config(cfg: dict) -> None:
+    """Every graph's spec must come out of the configuration (unknown names, sizes that do not fit)."""
+    import torch
+
+    from voxc.models.family import family_of, init_module, model_spec
+    fam = family_of(cfg)
+    for g in fam.graph_names:
+        try:
+            model_spec(g, cfg)
+            with torch.device("meta"):          # construction only: no memory, no time
+                init_module(g, cfg)
+        except VoxcError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- any failure here is a configuration the family cannot build
+            raise VoxcError(f"the configuration does not fit {g} of family {fam.name} ({type(exc).__name__}: "
+                            f"{str(exc).strip()[:120]}); check the --set values") from None
 
 
 def _request(args):
     from voxc.api import build_request
+    if args.jobs < 1:
+        raise VoxcError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.margin is not None and not 0 <= args.margin <= 10:
+        raise VoxcError(f"--margin must be between 0 and 10 (a speed-up of 1 + margin), got {args.margin}")
+    if args.set:
+        _check_config(_overrides(_family_preset(args), args.set))
     return build_request(args.target, args.family, args.preset, artifacts=args.artifacts,
                          models=_csv(args.models) if args.models else (), checkpoints=_checkpoints(args.checkpoint),
                          overrides=_overrides(_family_preset(args), args.set), seeded=args.seeded, jobs=args.jobs,
@@ -88,9 +114,9 @@ def cmd_report(args) -> int:
         from voxc.compiler.merge import merge
         status = merge(Path(args.artifacts), args.target, Path(args.merge))
         print(f"voxc: merged {args.merge} into {folder / 'parity.json'}; target {args.target} parity {status.upper()}")
-    from voxc.compiler.verify import load_manifest
+    from voxc.compiler.verify import load_manifest, load_parity
     load_manifest(folder)
-    rows = json.loads((folder / "parity.json").read_text())["results"]
+    rows = load_parity(folder)
     print(report.parity_markdown(args.target, rows).split("\n## All checks")[0])
     return EXIT_PARITY if deferred.status(rows) == "fail" else 0
 

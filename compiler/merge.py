@@ -34,6 +34,8 @@ def load_device_result(path: Path) -> dict:
         raise VoxcError(f"{path} is not readable JSON ({type(exc).__name__}); pass the bundle's parity.json") from None
     if not isinstance(data, dict) or not {"target", "bundle", "runner", "results"} <= set(data):
         raise VoxcError(f"{path} is not a voxc device parity result (needs target, bundle, runner, results)")
+    if not isinstance(data["results"], list) or not data["results"] or not all(isinstance(r, dict) for r in data["results"]):
+        raise VoxcError(f"{path}: 'results' must be a non-empty list of result rows; it was not written by verify.py")
     for r in data["results"]:
         missing = [k for k in ROW_KEYS if k not in r]
         if missing or not isinstance(r["passed"], bool):

@@ -20,7 +20,33 @@ def load_manifest(folder: Path) -> dict:
     path = folder / "manifest.json"
     if not path.is_file():
         raise VoxcError(f"no build found at {folder}; run `voxc build --target {folder.name}` first")
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise VoxcError(f"{path} is not readable JSON ({type(exc).__name__}); rebuild with "
+                        f"`voxc build --target {folder.name}`") from None
+    if not isinstance(manifest, dict) or not {"target", "models", "preset_config", "profile"} <= set(manifest) \
+            or not isinstance(manifest["models"], dict):
+        raise VoxcError(f"{path} is not a voxc manifest (it lacks target, models, preset_config or profile); "
+                        f"rebuild with `voxc build --target {folder.name}`")
+    return manifest
+
+
+def load_parity(folder: Path) -> list[dict]:
+    """The result rows of a target's parity.json (one line if it is missing or malformed)."""
+    path = folder / "parity.json"
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise VoxcError(f"{path} is missing; run `voxc parity --target {folder.name}` to write it") from None
+    except (OSError, ValueError) as exc:
+        raise VoxcError(f"{path} is not readable JSON ({type(exc).__name__}); run `voxc parity --target "
+                        f"{folder.name}` to rewrite it") from None
+    rows = doc.get("results") if isinstance(doc, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and {"model", "runtime", "precision", "passed"} <= set(r)
+                                             for r in rows):
+        raise VoxcError(f"{path} is not a voxc parity report; run `voxc parity --target {folder.name}` to rewrite it")
+    return rows
 
 
 def verify_target(artifacts: Path, target: str) -> bool:
@@ -29,7 +55,10 @@ def verify_target(artifacts: Path, target: str) -> bool:
     folder = artifacts / target
     manifest = load_manifest(folder)
     rows: list[dict] = []
-    previous = json.loads((folder / "parity.json").read_text())["results"] if (folder / "parity.json").is_file() else []
+    try:
+        previous = load_parity(folder) if (folder / "parity.json").is_file() else []
+    except VoxcError:
+        previous = []                        # rewritten below from fresh checks
     parity_set = family_of(manifest["preset_config"]).items_hash("parity")
     host = {b for b in manifest["profile"]["backends"] if backend(b).parity == "host"}
     for name, info in manifest["models"].items():

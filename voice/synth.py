@@ -37,7 +37,27 @@ def read_wav(path: str | Path) -> np.ndarray:
         wave = resample_poly(wave, audio.SAMPLE_RATE // g, sr // g).astype(np.float32)
     if len(wave) < audio.HOP * 16:
         raise VoxcError(f"reference audio {path} is too short ({len(wave) / audio.SAMPLE_RATE:.2f} s); give >= 0.5 s")
+    if not np.isfinite(wave).all():
+        raise VoxcError(f"reference audio {path} contains NaN or infinite samples; give a real recording")
+    if float(np.abs(wave).max()) < 1e-4:
+        raise VoxcError(f"reference audio {path} is silent (peak below -80 dBFS); give a recording of the speaker")
     return wave
+
+
+def check_output(out: str | Path) -> Path:
+    """The output wav path, checked before any work: a .wav name in an existing, writable folder."""
+    import os
+    out = Path(out)
+    if out.suffix.lower() != ".wav":
+        raise VoxcError(f"-o {out}: the output must be a .wav file name")
+    if out.is_dir():
+        raise VoxcError(f"-o {out} is a folder; give a .wav file name")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise VoxcError(f"-o {out}: the folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise VoxcError(f"-o {out}: the folder {parent} is not writable")
+    return out
 
 
 def write_wav(path: str | Path, wave: np.ndarray) -> None:
@@ -99,9 +119,15 @@ class Voice:
 
 def synth(text: str, speaker_ref: str | Path, out: str | Path, style: str = "neutral",
           style_ref: str | Path | None = None, checkpoints: dict | None = None) -> dict:
+    out = check_output(out)
+    if not text.strip():
+        raise VoxcError("the text is empty; give something to say")
+    ref, style_wave = read_wav(speaker_ref), (read_wav(style_ref) if style_ref else None)
     voice = Voice(checkpoints)
-    wave, info = voice.synthesize(text, read_wav(speaker_ref), style,
-                                  read_wav(style_ref) if style_ref else None)
-    write_wav(out, wave)
+    wave, info = voice.synthesize(text, ref, style, style_wave)
+    from voxc.core.atomic import atomic_path
+    with atomic_path(out) as tmp:
+        import soundfile as sf
+        sf.write(str(tmp), np.clip(wave, -1, 1), audio.SAMPLE_RATE, subtype="PCM_16", format="WAV")
     info.update(seconds=round(len(wave) / audio.SAMPLE_RATE, 3), out=str(out))
     return info

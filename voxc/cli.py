@@ -1,6 +1,7 @@
 """The `voxc` command line: assembles every command group (compiler: build, parity, bench, report,
-inspect; voice: train, voice-report, synth) so that neither group imports the other. User mistakes end
-in one `voxc: error: ...` line and exit status 2; a failed parity gate exits 1."""
+inspect; voice: train, voice-report, synth) so that neither group imports the other. Exit status: 1 a
+parity gate failed; 2 a user's mistake (one `voxc: error: ...` line saying what and what to do); 3 an
+internal error (one line and the path of a log file holding the traceback)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,23 @@ import sys
 
 from voxc.core.errors import VoxcError
 
-EXIT_USER = 2
+EXIT_USER, EXIT_INTERNAL = 2, 3
+
+
+def _internal_error(exc: BaseException) -> int:
+    """A bug, not a user's mistake: one line naming it and a log file with the traceback."""
+    import tempfile
+    import traceback
+    try:
+        fd, path = tempfile.mkstemp(prefix="voxc-error-", suffix=".log")
+        with open(fd, "w") as f:
+            f.write("".join(traceback.format_exception(exc)))
+        where = f"; the traceback is in {path}"
+    except OSError:
+        where = ""
+    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    print(f"voxc: internal error: {type(exc).__name__}: {first}{where} (please report it)", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def parser() -> argparse.ArgumentParser:
@@ -35,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("voxc: interrupted; no partial artifact was kept", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 -- anything else is a bug: one line and a log, never a traceback
+        return _internal_error(exc)
 
 
 if __name__ == "__main__":
