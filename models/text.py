@@ -24,6 +24,8 @@ import functools
 import re
 import unicodedata
 
+from voxc.core.errors import VoxcError
+
 PHONES = [
     "aa", "ae", "ah", "ao", "aw", "ay", "b", "ch", "d", "dh", "eh", "er", "ey", "f", "g",
     "hh", "ih", "iy", "jh", "k", "l", "m", "n", "ng", "ow", "oy", "p", "r", "s", "sh", "t",
@@ -103,12 +105,16 @@ def _expand_number(tok: str) -> str:
     return words
 
 
+class UnspeakableText(VoxcError, ValueError):
+    """Text with letters the English front end has no pronunciation for (one line for the user)."""
+
+
 def normalize(text: str, errors: str = "strict") -> list[str]:
     """Text → list of lower-case words and punctuation tokens (numbers spelled out).
 
     Upper-case acronyms are marked with a leading ``^`` so ``text_to_ids`` can spell them."""
-    if errors not in ("strict", "skip"):
-        raise ValueError(f"errors must be 'strict' or 'skip', not {errors!r}")
+    if errors not in ("strict", "skip", "speakable"):
+        raise ValueError(f"errors must be 'strict', 'skip' or 'speakable', not {errors!r}")
     folded = unicodedata.normalize("NFKD", text)
     folded = "".join(c for c in folded if not unicodedata.combining(c))
     out: list[str] = []
@@ -139,10 +145,13 @@ def normalize(text: str, errors: str = "strict") -> list[str]:
             i += 1
         elif c in _SEPARATORS or c.isspace():
             i += 1
-        elif errors == "skip":
-            i += 1
+        elif errors == "skip" or (errors == "speakable" and unicodedata.category(c)[0] in "SCZP"):
+            i += 1                      # speakable: emoji, symbols and control characters are not spoken
         else:
-            raise ValueError(f"unsupported character {c!r} (U+{ord(c):04X}) at position {i} in text {text!r}")
+            raise UnspeakableText(f"unsupported character {c!r} (U+{ord(c):04X}, {unicodedata.name(c, 'unnamed')}) "
+                                  f"at position {i}: the English front end cannot speak it; remove it"
+                                  + (" (Chinese text: use the emotivoice family)" if "CJK" in unicodedata.name(c, "")
+                                     else ""))
     return out
 
 

@@ -81,6 +81,8 @@ CASES = [
     (["synth", "Hello.", "--speaker-ref", "{silent}", "-o", "{tmp}/out.wav"], "is silent"),
     (["synth", "Hello.", "--speaker-ref", "{nan}", "-o", "{tmp}/out.wav"], "contains NaN"),
     (["synth", "Hello.", "--speaker-ref", "{ref}", "--style-ref", "{silent}", "-o", "{tmp}/out.wav"], "is silent"),
+    (["synth", "你好", "--speaker-ref", "{ref}", "-o", "{tmp}/out.wav"], "use the emotivoice family"),
+    (["synth", "مرحبا world", "--speaker-ref", "{ref}", "-o", "{tmp}/out.wav"], "cannot speak it"),
 ]
 
 

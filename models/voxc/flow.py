@@ -94,7 +94,7 @@ def item_fits(u, cfg: dict) -> bool:
 def text_ids(v: dict, cfg: dict) -> dict:
     """The text front end (English: normalisation, CMUdict + letter-to-sound) -> phoneme ids."""
     from voxc.models.text import text_to_ids
-    return {"phoneme_ids": np.asarray(text_to_ids(v["text"]), np.int64)}
+    return {"phoneme_ids": np.asarray(text_to_ids(v["text"], errors="speakable"), np.int64)}
 
 
 def item_length(u, dim: str, cfg: dict) -> int:
