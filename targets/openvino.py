@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +42,25 @@ def _convert(source: Path):
     return ov.convert_model(str(source))
 
 
+_AUTO_NAME = re.compile(r"\b([A-Za-z][A-Za-z0-9]*)_(\d{3,})\b")
+
+
+def deterministic_names(xml: str) -> str:
+    """OpenVINO names the nodes it creates from a process-wide counter (Transpose_280846), so the same
+    model saved twice differs. Renumber those names by first appearance: identical models give
+    identical IR files, and the stages keyed on them stay cached across fresh builds."""
+    mapping: dict[str, str] = {}
+
+    def rename(m: re.Match) -> str:
+        return mapping.setdefault(m.group(0), f"{m.group(1)}_{len(mapping)}")
+    return _AUTO_NAME.sub(rename, xml)
+
+
 def _save(model, out_dir: Path, compress: bool) -> None:
     import openvino as ov
     ov.save_model(model, str(out_dir / FILE), compress_to_fp16=compress)
+    xml = out_dir / FILE
+    xml.write_text(deterministic_names(xml.read_text()))
 
 
 def _ignored_scope(source: Path, prefixes):

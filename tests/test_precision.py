@@ -331,3 +331,13 @@ def test_chain_gate_demotes_a_stage_whose_swap_moves_the_audio_past_its_budget(t
     assert chain_demotions(chain, chains, results) == []                   # already at its fallback
     chain["runtimes"]["onnxruntime"]["rows"][3]["snr_db"] = 12.0            # the vocoder keeps its SNR budget
     assert [d["model"] for d in chain_demotions(chain, chains, results)] == ["vocoder"]
+
+
+def test_openvino_ir_names_are_deterministic():
+    from voxc.targets.openvino import deterministic_names
+    a = '<layer id="3" name="Transpose_280846"/><layer name="Range_273280"/><x value="Transpose_280846"/>'
+    b = '<layer id="3" name="Transpose_191603"/><layer name="Range_184037"/><x value="Transpose_191603"/>'
+    assert deterministic_names(a) == deterministic_names(b) == \
+        '<layer id="3" name="Transpose_0"/><layer name="Range_1"/><x value="Transpose_0"/>'
+    assert deterministic_names('<layer name="conv_pre"/><port names="waveform"/>') == \
+        '<layer name="conv_pre"/><port names="waveform"/>'
