@@ -60,7 +60,8 @@ def device_fingerprint(runner: str) -> dict:
         from voxc.targets import coreml_runner
         return {**base, **coreml_runner.fingerprint()}
     import onnxruntime
-    return {**base, "onnxruntime": onnxruntime.__version__}
+    from voxc.targets.ort_runner import providers
+    return {**base, "onnxruntime": onnxruntime.__version__, "providers": providers()}
 
 
 def tensorrt_runner(manifest: dict, art: dict, model: dict, fp: dict, rebuild: bool, log):

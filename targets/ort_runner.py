@@ -29,7 +29,7 @@ def session_options(threads: int | None = None, optimize: bool = True) -> ort.Se
 class OrtRunner:
     def __init__(self, path: Path, threads: int | None = None):
         self.name = "onnxruntime"
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers())
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -41,6 +41,15 @@ def runner(path: Path, threads: int | None = None) -> OrtRunner:
     return OrtRunner(path, threads)
 
 
+def providers() -> list[str]:
+    """Execution providers, most preferred first: the CPU provider unless VOXC_ORT_PROVIDERS names others
+    (e.g. CUDAExecutionProvider,CPUExecutionProvider to run a bundle's stand-in gates on a GPU)."""
+    wanted = [p.strip() for p in os.environ.get("VOXC_ORT_PROVIDERS", "").split(",") if p.strip()]
+    available = set(ort.get_available_providers())
+    return [p for p in wanted if p in available] + (["CPUExecutionProvider"] if "CPUExecutionProvider" not in wanted
+                                                     else []) if wanted else ["CPUExecutionProvider"]
+
+
 def fingerprint() -> dict:
     return {"runtime": "onnxruntime", "version": importlib.metadata.version("onnxruntime"),
-            "providers": ["CPUExecutionProvider"], "machine": platform.machine()}
+            "providers": providers(), "machine": platform.machine()}
