@@ -46,8 +46,7 @@ def providers() -> list[str]:
     (e.g. CUDAExecutionProvider,CPUExecutionProvider to run a bundle's stand-in gates on a GPU)."""
     wanted = [p.strip() for p in os.environ.get("VOXC_ORT_PROVIDERS", "").split(",") if p.strip()]
     available = set(ort.get_available_providers())
-    return [p for p in wanted if p in available] + (["CPUExecutionProvider"] if "CPUExecutionProvider" not in wanted
-                                                     else []) if wanted else ["CPUExecutionProvider"]
+    return list(dict.fromkeys([p for p in wanted if p in available] + ["CPUExecutionProvider"]))
 
 
 def fingerprint() -> dict:
