@@ -60,6 +60,7 @@ CASES = [
     (BUILD + ["--checkpoint", "vocoder"], "--checkpoint expects NAME=PATH"),
     (BUILD + ["--from", "/nonexistent-dir"], "family voxc has no importer"),
     (["build", "--family", "emotivoice", "--from", "/nonexistent-dir"], "does not exist"),
+    (["build", "--family", "emotivoice"], "compiles a voice you bring: pass --from DIR"),
     (["build", "--family", "emotivoice", "--from-file", "generator"], "--from-file expects KIND=PATH"),
     (["build", "--family", "emotivoice", "--from", "{tmp}", "--from-file", "weird=/x"], "unknown EmotiVoice file kind"),
     (["parity", "--target", "cpu", "--artifacts", "{tmp}"], "no build found"),

@@ -37,6 +37,9 @@ def build_request(target: str = "cpu", family: str = "voxc", preset: str | None 
     cfg.update(overrides or {})
     user = {k: Path(v) for k, v in (checkpoints or {}).items()}
     imported: dict[str, Path] = {}
+    if fam.importer and source is None and not source_files and not seeded and not user:
+        raise VoxcError(f"family {fam.name} compiles a voice you bring: pass --from DIR (e.g. your EmotiVoice "
+                        f"checkout), or --seeded for random weights of the {preset_name} shapes")
     if source is not None or source_files:
         cfg, states = fam.import_voice(source or ".", dict(source_files or {}), cfg)
         imported = _save_imported(Path(artifacts), fam.name, states, exclude=user)
