@@ -85,8 +85,43 @@ def _try_onnxslim(model):
     return onnxslim.slim(model)
 
 
+def _outputs(model, feeds: dict) -> dict:
+    import onnxruntime as ort
+
+    from voxc.targets.ort_runner import session_options
+    sess = ort.InferenceSession(model.SerializeToString(), session_options(threads=1, optimize=False),
+                                providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def output_mismatch(original, candidate, spec) -> str | None:
+    """A simplified graph must compute what the exported one computes: both run on the spec's inputs at
+    the opt and export lengths; integer outputs must be equal, float ones within 1e-5 relative L2."""
+    import numpy as np
+    from voxc.compiler.parity import point_inputs
+    d = spec.dims[spec.sweep_dim]
+    for length in sorted({d.opt, d.export}):
+        feeds = point_inputs(spec, 1, length)
+        feeds = {t.name: feeds[t.name] for t in spec.inputs}
+        want, got = _outputs(original, feeds), _outputs(candidate, feeds)
+        for t in spec.outputs:
+            a, b = want[t.name], got.get(t.name)
+            if b is None or a.shape != b.shape:
+                return f"output {t.name} has shape {None if b is None else list(b.shape)}, not {list(a.shape)}"
+            if a.dtype.kind in "iu":
+                if not np.array_equal(a, b):
+                    return f"output {t.name} differs at length {length}"
+            else:
+                err = float(np.linalg.norm((b - a).astype(np.float64)) / max(np.linalg.norm(a.astype(np.float64)), 1e-12))
+                if not err <= 1e-5:
+                    return f"output {t.name} differs at length {length} (relative L2 {err:.2e})"
+    return None
+
+
 def simplify(out: Path, params: dict, inputs: dict) -> dict:
-    """onnxsim, then onnxslim, then the unsimplified graph; a result must still conform to the spec."""
+    """onnxsim, then onnxslim, then the unsimplified graph; a result must still conform to the spec and
+    compute the same outputs as the exported graph (checked by running both)."""
     spec = model_spec(params["model"], params["config"])
     original = onnx.load(str(inputs["onnx"] / ONNX))
     reasons = []
@@ -99,6 +134,9 @@ def simplify(out: Path, params: dict, inputs: dict) -> dict:
             if problems:
                 raise RuntimeError("; ".join(problems))
             onnx.checker.check_model(candidate)
+            mismatch = output_mismatch(original, candidate, spec)
+            if mismatch:
+                raise RuntimeError(f"outputs differ from the exported graph: {mismatch}")
             chosen, tool = candidate, name
             break
         except Exception as exc:

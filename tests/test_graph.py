@@ -96,3 +96,36 @@ def test_unwritable_cache_is_one_clear_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(VoxcError, match="cannot write to the artifacts cache .* pass --artifacts DIR"):
         _graph(blocker / "cache").run(InlineExecutor())
+
+
+def test_a_simplifier_that_changes_the_outputs_is_not_used(tmp_path, monkeypatch, tiny_cfg):
+    """onnxsim and onnxslim results are run against the exported graph; a wrong one falls back."""
+    import onnx
+    from onnx import helper
+    from voxc.compiler import stages
+    from voxc.models.family import model_config
+    params = {"model": "vocoder", "config": model_config("vocoder", tiny_cfg), "exporter": "torchscript", "opset": 17}
+    w, e, c = (tmp_path / n for n in ("w", "e", "c"))
+    for d in (w, e, c):
+        d.mkdir()
+    stages.weights(w, params, {})
+    stages.export(e, params, {"weights": w})
+    stages.check(c, params, {"onnx": e})
+
+    def broken(model):
+        out = model.graph.output[0].name
+        for n in model.graph.node:                      # scale the output: a wrong "simplification"
+            n.output[:] = [f"{o}_pre" if o == out else o for o in n.output]
+        model.graph.node.append(helper.make_node("Mul", [f"{out}_pre", "half"], [out]))
+        model.graph.initializer.append(onnx.numpy_helper.from_array(__import__("numpy").array(0.5, "float32"), "half"))
+        return model
+    monkeypatch.setattr(stages, "_try_onnxsim", broken)
+    one = tmp_path / "one"
+    one.mkdir()
+    rec = stages.simplify(one, params, {"onnx": c})
+    assert rec["simplifier"] == "onnxslim" and "onnxsim: outputs differ from the exported graph" in rec["fallback_reasons"][0]
+    monkeypatch.setattr(stages, "_try_onnxslim", broken)
+    both = tmp_path / "both"
+    both.mkdir()
+    rec = stages.simplify(both, params, {"onnx": c})
+    assert rec["simplifier"] == "none" and len(rec["fallback_reasons"]) == 2
