@@ -277,6 +277,10 @@ def place(artifacts: Path, target: str, sources: list[Path]) -> Path:
             os.rename(final, old)
         os.rename(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise VoxcError(f"cannot write the target folder {final} ({exc.strerror}); free some space or pass "
+                        f"--artifacts DIR; the previous {target} folder is left as it was") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

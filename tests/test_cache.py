@@ -145,3 +145,26 @@ def test_killing_the_build_leaves_no_worker_and_the_next_build_recovers(tmp_path
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-500:]
     assert not list((tmp_path / "cache").glob(".tmp-*"))
+
+
+def test_a_full_disk_while_shipping_leaves_the_previous_target_intact(own_build, monkeypatch, capsys):
+    import errno
+
+    from voxc.cli import main
+    from voxc.compiler import build as build_mod
+    assert main(["build", "--preset", "tiny", "--target", "cpu", "--artifacts", str(own_build), "--jobs", "1"]) == 0
+    before = {p.relative_to(own_build): sha256_file(p) for p in (own_build / "cpu").rglob("*") if p.is_file()}
+    real, calls = shutil.copyfile, [0]
+
+    def filling(src, dst, *a, **k):
+        calls[0] += 1
+        if calls[0] > 5:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return real(src, dst, *a, **k)
+    monkeypatch.setattr(build_mod.shutil, "copyfile", filling)
+    capsys.readouterr()
+    rc = main(["build", "--preset", "tiny", "--target", "cpu", "--artifacts", str(own_build), "--jobs", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "No space left on device" in err[0] and "left as it was" in err[0], err
+    after = {p.relative_to(own_build): sha256_file(p) for p in (own_build / "cpu").rglob("*") if p.is_file()}
+    assert after == before and not list(own_build.glob(".tmp-*"))
