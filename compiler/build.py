@@ -20,7 +20,9 @@ from pathlib import Path
 
 from voxc.compiler import cache, graph
 from voxc.compiler.graph import BuildGraph, Stage
+from voxc.compiler.policy import DEFAULT_RUNS, ROUNDS
 from voxc.compiler.stages import EXPORT_TOOLS
+from voxc.core.atomic import write_atomic
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_file
 from voxc.core.sources import package_modules
@@ -41,6 +43,7 @@ class BuildRequest:
     jobs: int = 2
     precisions: dict[str, tuple[str, ...]] = field(default_factory=dict)  # --precisions override per model
     margin: float | None = None                                          # --margin override of the policy
+    retime: bool = False                                                 # re-measure the policy's timings
     weight_sources: dict[str, str] = field(default_factory=dict)  # model -> "trained voice" / "user checkpoint"
 
     def __post_init__(self):
@@ -110,7 +113,7 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
     parity_set, calibration_set = fam.items_hash("parity"), fam.items_hash("calibration")
     policy = profile.get("policy", {})
     margin = float(req.margin if req.margin is not None else policy.get("margin", 0.10))
-    runs = max(10, int(policy.get("runs", 10)))
+    runs = max(ROUNDS, int(policy.get("runs", DEFAULT_RUNS)))
     # policy timings run single-threaded unless the profile says otherwise: two select stages share
     # the build's workers, and the choice must not depend on --jobs (it is part of their keys)
     threads = int(policy.get("threads", 1))
@@ -171,7 +174,8 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
                 continue
             selects.append((name, runtime, {**base, **data, "runtime": runtime, "ladder": ladder, "margin": margin,
                                             "runs": runs, "threads": threads, "parity_set": parity_set,
-                                            "host": host_fingerprint()},
+                                            "host": host_fingerprint(),
+                                            **({"retimed": time.time_ns()} if req.retime else {})},
                             {"weights": w, **up_inputs,
                              **{f"artifact.{k}": v[0] for k, v in stages_of.items()},
                              **{f"parity.{k}": v[1] for k, v in stages_of.items()}}, code))
@@ -287,6 +291,12 @@ def place(artifacts: Path, target: str, sources: list[Path]) -> Path:
     return final
 
 
+def timings_path(artifacts: Path, target: str) -> Path:
+    """The precision policy's measurements for a target: beside its folder, because timings differ from
+    run to run and the target folder is byte-identical across clean builds."""
+    return artifacts / f"{target}.timings.json"
+
+
 def build(req: BuildRequest) -> bool:
     """Run the whole build for one target; returns whether every parity gate passed."""
     import json
@@ -308,6 +318,9 @@ def build(req: BuildRequest) -> bool:
         for d in [d for label in tail["chains"] for d in results[label].record.get("demotions", [])]:
             print(f"voxc: {d['model']} on {d['runtime']}: {d['reason']}; falls back to {d['to']}", flush=True)
         folder = place(req.artifacts, req.target, [results[tail[k]].path for k in ("assemble", "bundle") if k in tail])
+        write_atomic(timings_path(req.artifacts, req.target),
+                     json.dumps({"target": req.target, "models": results[tail["assemble"]].record.get("timings", {})},
+                                indent=1, sort_keys=True))
     doc = json.loads((folder / "parity.json").read_text())
     pending = False
     if "bundle" in tail:

@@ -113,6 +113,13 @@ def chain_markdown(chains: dict) -> list[str]:
             vals = " | ".join(f"{r.get(k, float('nan')):.4g}" for k in AUDIO + ("exact_match", "frame_drift"))
             verdict = "within" if r["within_budget"] else "over: " + ", ".join(r["over_budget"])
             lines.append(f"| {r['config']} | {vals} | {verdict} |")
+        s = c.get("stream")
+        if s:
+            lines += ["", f"Streaming gate ({s['graph']} on chunks of {s['chunk']} frames, first {s['first']}, "
+                          f"{s['context']} frames of context each side; measured receptive radius {s['radius']}), "
+                          f"streamed vs whole over {s['items']} utterances: "
+                          + ", ".join(f"{k} {s['worst'][k]:.4g}" for k in AUDIO if k in s["worst"])
+                          + (" -- PASS" if s["passed"] else f" -- FAIL ({', '.join(s['over_budget'])})")]
         lines.append("")
     return lines
 
@@ -142,6 +149,40 @@ def _runners(layout: dict, inputs: dict, records: dict, runtime: str, chosen: di
     return out
 
 
+STREAM_FIRST = 16            # frames in the first streamed chunk (time to first audio)
+
+
+def stream_gate(runner, spec, inputs: list[dict], budget: dict) -> dict:
+    """Streaming the output graph (the vocoder) on chunks against running it whole, on real inputs: the
+    context either side starts at the graph's measured receptive radius and grows until the streamed
+    audio is within `budget` of the whole (a partition that can never pass records passed: false)."""
+    from voxc.targets import split
+    x = next(t for t in spec.inputs if spec.sweep_dim in t.dims)
+    y = next(t for t in spec.outputs if t.kind == "waveform")
+    hop = spec.output_shape(y, {"batch": 1, spec.sweep_dim: 1})[-1]
+    channels = next(d for d in x.dims if isinstance(d, int))
+    radius = split.receptive_radius(runner.infer, x.name, y.name, channels, hop)
+    min_len = spec.dims[spec.sweep_dim].min
+    context, worst = max(radius, 1), {}
+    for _ in range(6):
+        chunk = max(4 * context, 64)
+        worst = {}
+        for feeds in inputs:
+            whole = runner.infer({x.name: feeds})[y.name]
+            streamed = np.concatenate(list(split.stream(runner.infer, {x.name: feeds}, x.name, y.name, hop, chunk,
+                                                        STREAM_FIRST, context, min_len)), axis=-1)
+            for k, v in output_metrics("waveform", whole, streamed).items():
+                if k not in worst or (v > worst[k] if k in metrics.LOWER_IS_BETTER else v < worst[k]):
+                    worst[k] = float(v)
+        failed = [k for k, tol in budget.items() if k in worst and not metrics.passes(k, worst[k], tol)]
+        if not failed:
+            break
+        context = int(np.ceil(context * 1.25))
+    return {"graph": spec.name, "input": x.name, "output": y.name, "hop": hop, "chunk": chunk, "first": STREAM_FIRST,
+            "context": context, "min_len": min_len, "radius": radius, "items": len(inputs), "worst": worst,
+            "budget": budget, "over_budget": failed, "passed": not failed}
+
+
 def run_chains(layout: dict, inputs: dict, records: dict, cfg: dict, runtimes: list[str], chosen: dict) -> dict:
     """Chained parity of the chosen artifacts, per host runtime."""
     from voxc.models.weights import load_module
@@ -161,6 +202,13 @@ def run_chains(layout: dict, inputs: dict, records: dict, cfg: dict, runtimes: l
         arts = _runners(layout, inputs, records, runtime, chosen)
         result["runtimes"][runtime] = {**chain_parity(ref, arts, cfg, budget, label=runtime),
                                        "precisions": precs, "budget_precision": loosest}
+        if out_graph in arts:
+            spec = model_spec(out_graph, layout[out_graph]["config"])
+            x = next(t.name for t in spec.inputs if spec.sweep_dim in t.dims)
+            apipe = Pipeline(fam, cfg, arts)
+            feeds = [apipe.run(fam.item_inputs(u, cfg, forced=True), [x]).values[x] for u in chain_utterances(cfg, 3)]
+            result["runtimes"][runtime]["stream"] = stream_gate(arts[out_graph], spec, feeds,
+                                                                spec.budget("fp32", fam.chain.kind))
     return result
 
 

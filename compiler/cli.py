@@ -76,6 +76,7 @@ def _request(args):
                          models=_csv(args.models) if args.models else (), checkpoints=_checkpoints(args.checkpoint),
                          overrides=_overrides(_family_preset(args), args.set), seeded=args.seeded, jobs=args.jobs,
                          exporter=args.exporter, precisions=_precisions(args.precisions), margin=args.margin,
+                         retime=args.retime,
                          source=args.source, source_files=_pairs(args.source_file, "--from-file", "KIND=PATH"))
 
 
@@ -153,6 +154,8 @@ def register(sub) -> None:
     b.add_argument("--precisions", action="append", metavar="MODEL=P1,P2",
                    help="override a model's precision ladder, most preferred first (e.g. MODEL=int8,fp32)")
     b.add_argument("--margin", type=float, help="speed margin a lower precision must win by (default 0.10)")
+    b.add_argument("--retime", action="store_true",
+                   help="re-measure the precision policy's timings instead of reusing cached ones")
     b.add_argument("--from", dest="source", metavar="DIR",
                    help="import the family's own checkpoints from DIR (emotivoice: an EmotiVoice checkout)")
     b.add_argument("--from-file", dest="source_file", action="append", metavar="KIND=PATH",

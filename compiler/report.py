@@ -45,7 +45,8 @@ def _weight_source(info: dict, record: dict) -> dict:
 
 
 def _precision_entry(sel: dict, chain: dict, results: dict, runtime: str) -> dict:
-    """Manifest record of the policy's decision on one runtime, with the measured figures."""
+    """Manifest record of the policy's decision on one runtime, with the parity figures (its timings
+    go to the timings file: `timings_entry`)."""
     figures = {}
     for a in chain["artifacts"]:
         if a["runtime"] != runtime:
@@ -53,7 +54,6 @@ def _precision_entry(sel: dict, chain: dict, results: dict, runtime: str) -> dic
         rec = results[a["artifact"]].record
         summary = parity.summarise(results[a["parity"]].record["rows"])
         figures[a["precision"]] = {
-            **sel["timings"].get(a["precision"], {}),
             "gates": "pass" if sel["gates"].get(a["precision"]) is None else "fail",
             "worst": next(iter(summary.values()), {}).get("worst", {}),
             **{k: rec[k] for k in ("fp32_nodes", "fp32_ops", "int8", "calibration_items", "sensitivity", "error") if rec.get(k)},
@@ -64,9 +64,16 @@ def _precision_entry(sel: dict, chain: dict, results: dict, runtime: str) -> dic
             "threads": sel["threads"], "figures": figures}
 
 
-def write_target(folder: Path, info: dict, chains: dict, results: dict, chained: dict | None = None) -> bool:
+def timings_entry(sel: dict) -> dict:
+    """What the policy measured on one runtime (milliseconds per rung, paired speed-ups): differs from
+    run to run, so it lives beside the target folder (artifacts/<target>.timings.json), not in it."""
+    return {k: sel.get(k) for k in ("accepted", "timings", "speedups", "margin", "timing_shape", "threads")}
+
+
+def write_target(folder: Path, info: dict, chains: dict, results: dict, chained: dict | None = None) -> tuple[bool, dict]:
+    """Writes manifest.json, parity.json and parity.md; returns (passed, the policy's timings)."""
     rows: list[dict] = []
-    models = {}
+    models, timings = {}, {}
     for name, chain in chains.items():
         spec = model_spec(name, chain["config"])
         files = [_file_entry(folder, f"{name}/{name}.onnx", precision="fp32", format="onnx", runtime="portable")]
@@ -76,6 +83,7 @@ def write_target(folder: Path, info: dict, chains: dict, results: dict, chained:
             sel = results[chain["select"][a["runtime"]]].record if a["runtime"] in chain["select"] else None
             if sel is not None and a["runtime"] not in precision:
                 precision[a["runtime"]] = _precision_entry(sel, chain, results, a["runtime"])
+                timings.setdefault(name, {})[a["runtime"]] = timings_entry(sel)
             accepted = sel is None or a["precision"] == sel["accepted"]
             gating = sel is None or a["precision"] in (sel["accepted"], sel["fallback"])
             model_rows += [{**r, "gating": gating, "accepted": accepted} for r in results[a["parity"]].record["rows"]]
@@ -111,7 +119,7 @@ def write_target(folder: Path, info: dict, chains: dict, results: dict, chained:
                 "family": info["preset"].get("family"), "profile": info["profile"], "models": models,
                 "preset_config": info["preset"], "data_sets": info["data_sets"]}
     write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
-    return write_parity(folder, info["target"], rows, chained)
+    return write_parity(folder, info["target"], rows, chained), timings
 
 
 def merged_chains(records: list[dict]) -> dict:
@@ -173,8 +181,8 @@ def target_stage(out: Path, params: dict, inputs: dict) -> dict:
             r = results[a["artifact"]]
             for f in record_files(r.record):
                 place(r.path / f, artifact_path(name, a["runtime"], a["precision"], f))
-    passed = write_target(out, params, chains, results, chain_record["chain"] if chain_record else None)
-    return {"passed": passed}
+    passed, timings = write_target(out, params, chains, results, chain_record["chain"] if chain_record else None)
+    return {"passed": passed, "timings": timings}
 
 
 def write_parity(folder: Path, target: str, rows: list[dict], chain: dict | None = None) -> bool:

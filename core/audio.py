@@ -196,3 +196,23 @@ def pitch_energy(wave) -> tuple[np.ndarray, np.ndarray]:
     if wave.ndim != 1:
         raise ValueError(f"pitch_energy expects a 1-D wave, got shape {wave.shape}")
     return _yin_f0(wave), frame_energy(wave)
+
+
+def join_segments(waves: list[np.ndarray], pauses: list[float], fade_ms: float = 8.0) -> np.ndarray:
+    """Consecutive segments' audio as one wave: each faded out and the next faded in over `fade_ms`
+    (no clicks at a cut), with `pauses[i]` seconds of silence after segment i."""
+    fade = int(SAMPLE_RATE * fade_ms / 1000)
+    out = []
+    for i, (w, pause) in enumerate(zip(waves, pauses)):
+        w = np.asarray(w, np.float32).copy()
+        n = min(fade, len(w) // 2)
+        if n:
+            ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+            if i:
+                w[:n] *= ramp
+            if i + 1 < len(waves):
+                w[-n:] *= ramp[::-1]
+        out.append(w)
+        if i + 1 < len(waves) and pause > 0:
+            out.append(np.zeros(int(round(pause * SAMPLE_RATE)), np.float32))
+    return np.concatenate(out) if out else np.zeros(0, np.float32)

@@ -98,6 +98,25 @@ class ChainCheck:
 
 
 @dataclass(frozen=True)
+class Speaking:
+    """How a family speaks text at run time (voxc/runtime.py, the server): the request options it
+    takes and how they become pipeline inputs, its built-in voices, the text-derived values whose
+    length a dim's maximum bounds (so long text is split before synthesis, never truncated), and the
+    embeddings worth caching with the options their cache key is made of."""
+    inputs: str | Callable                 # (options, cfg, given: cached value names, manifest) -> inputs
+    voices: str | Callable                 # cfg -> {voice name: options}
+    lengths: tuple[tuple[str, str], ...]   # (pipeline value made from the text, dim bounding its last axis)
+    cached: dict = field(default_factory=dict)   # pipeline value -> option names of its cache key
+    options: tuple[str, ...] = ()          # option names a request may carry
+
+    def make_inputs(self, options: dict, cfg: dict, given: set, manifest: dict) -> dict:
+        return _resolve(self.inputs)(options, cfg, given, manifest)
+
+    def builtin_voices(self, cfg: dict) -> dict:
+        return _resolve(self.voices)(cfg)
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     package: str
@@ -116,6 +135,7 @@ class Family:
     importer: str | None = None            # (source dir, {file kind: path}, preset) -> (preset, {graph: state dict})
     training: dict = field(default_factory=dict)     # loop name -> graphs it trains
     voice: dict | None = None              # {"preset", "package", "folder", "extras"}: committed trained weights
+    speaking: Speaking | None = None       # run-time speech: options, voices, length bounds, caches
 
     @property
     def graph_names(self) -> tuple[str, ...]:

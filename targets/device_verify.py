@@ -49,6 +49,16 @@ def check_files(manifest: dict) -> None:
                             f"copy voxc-{manifest['target']}-bundle.tar.gz again or rebuild it on the host")
 
 
+def judged_files(manifest: dict, art: dict, kind: str) -> list[str]:
+    """The bundle files a runner of `kind` loads for one artifact: what its verdicts are about. The
+    result records their sha256 and `voxc report --merge` matches them against the bundle manifest."""
+    if kind == "onnxruntime":
+        return [art["stand_in"]["onnx"]]
+    if "package" in art:                                    # a Core ML .mlpackage folder
+        return sorted(rel for rel in manifest["files"] if rel.startswith(art["package"] + "/"))
+    return sorted(set(art["files"].values()))
+
+
 def device_fingerprint(runner: str) -> dict:
     import platform
     base = {"runner": runner, "host": platform.node(), "system": platform.system(), "machine": platform.machine(),
@@ -112,6 +122,7 @@ def run(kind: str, out: Path, rebuild: bool, only: set[str], log=print) -> bool:
     budgets = json.loads((HERE / "gates.json").read_text())
     fp = device_fingerprint(kind)
     rows: list[dict] = []
+    judged: list[dict] = []
     for name, model in manifest["models"].items():
         if only and name not in only:
             continue
@@ -121,6 +132,7 @@ def run(kind: str, out: Path, rebuild: bool, only: set[str], log=print) -> bool:
         for art in model["artifacts"]:
             runner, precision, runtime, reg = make_runner(kind, manifest, art, model, fp, rebuild, log)
             base = {"model": name, "precision": precision, "runtime": runtime}
+            judged.append({**base, "files": {rel: sha256_file(HERE / rel) for rel in judged_files(manifest, art, kind)}})
             for i, (b, n) in enumerate(model["points"]):
                 feeds = {t["name"]: golden[f"p{i}.in.{t['name']}"] for t in model["inputs"]}
                 ref = {o: golden[f"p{i}.out.{o}"] for o, _ in outputs}
@@ -136,8 +148,9 @@ def run(kind: str, out: Path, rebuild: bool, only: set[str], log=print) -> bool:
             failed = sum(not r["passed"] for r in rows if r["model"] == name and r["precision"] == precision)
             log(f"{name:<18} {runtime:<20} {precision}: {'PASS' if not failed else f'FAIL ({failed} checks)'}")
     passed = all(r["passed"] for r in rows)
-    result = {"format": 1, "target": manifest["target"], "bundle": bundle_id, "runner": kind,
-              "stand_in": kind != manifest["runtime"], "device": fp, "passed": passed, "results": rows}
+    result = {"format": 2, "target": manifest["target"], "bundle": bundle_id, "runner": kind,
+              "stand_in": kind != manifest["runtime"], "device": fp, "passed": passed, "judged": judged,
+              "results": rows}
     write_atomic(out, json.dumps(result, indent=1))
     log(f"voxc-bundle: parity {'PASS' if passed else 'FAIL'}: {len(rows)} checks -> {out}; on the build host run "
         f"`voxc report --target {manifest['target']} --merge {out.name}`")

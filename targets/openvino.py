@@ -42,7 +42,7 @@ def _convert(source: Path):
     return ov.convert_model(str(source))
 
 
-_AUTO_NAME = re.compile(r"\b([A-Za-z][A-Za-z0-9]*)_(\d{3,})\b")
+_AUTO_NAME = re.compile(r"\b([A-Za-z][A-Za-z0-9]*)_(\d+)\b")
 
 
 def deterministic_names(xml: str) -> str:

@@ -1,6 +1,7 @@
 """Shared fixtures: one tiny-preset cpu build per test session, reused by the build and CLI tests."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,7 +17,14 @@ def tiny_build(tmp_path_factory) -> Path:
     from voxc.models.voxc.presets import preset
     artifacts = tmp_path_factory.mktemp("artifacts")
     assert build(BuildRequest(target="cpu", preset=preset("tiny"), preset_name="tiny", artifacts=artifacts, jobs=2))
+    (artifacts / "first-build.sha256.json").write_text(json.dumps(folder_hashes(artifacts / "cpu")))
     return artifacts
+
+
+def folder_hashes(folder: Path) -> dict[str, str]:
+    """sha256 of every file under a target folder, by relative path."""
+    from voxc.core.hashing import sha256_file
+    return {str(p.relative_to(folder)): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="session")

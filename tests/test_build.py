@@ -84,3 +84,15 @@ def test_rebuild_is_cached_and_config_change_rebuilds_one_chain(tiny_build, tiny
     # length_regulator's chain and the upstream weights its real-data parity feeds come from
     assert not any(label.startswith("vocoder/") for label in cached), cached
     assert any(label.startswith("length_regulator/") for label in cached)
+
+
+def test_two_clean_builds_give_byte_identical_target_folders(tiny_build, tmp_path):
+    """A second build from nothing (its own cache, fresh worker processes) ships the same bytes: IR
+    names normalised, no timings in the folder (they go to artifacts/cpu.timings.json)."""
+    from conftest import folder_hashes
+    from voxc.models.voxc.presets import preset
+    assert build(BuildRequest(target="cpu", preset=preset("tiny"), preset_name="tiny", artifacts=tmp_path, jobs=2))
+    first = json.loads((tiny_build / "first-build.sha256.json").read_text())
+    second = folder_hashes(tmp_path / "cpu")
+    assert len(second) > 20 and second == first, sorted(k for k in second if second[k] != first.get(k))
+    assert json.loads((tmp_path / "cpu.timings.json").read_text())["models"]["vocoder"]["onnxruntime"]["timings"]

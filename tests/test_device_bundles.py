@@ -195,33 +195,117 @@ def test_verifier_fails_a_wrong_golden_output(device_builds, numpy_only_path, tm
     assert failed and {r["output"] for r in failed} == {"waveform"} and {r["length"] for r in failed} == {8}
 
 
-def test_merge_replaces_deferred_rows_and_a_failing_device_fails_the_report(device_builds, numpy_only_path, tmp_path, capsys):
-    """The merge logic with device-shaped results (TensorRT cannot run here: rows are the stand-in's, relabelled)."""
+def _as_device_result(artifacts: Path, standin: dict) -> dict:
+    """A stand-in result relabelled as the device's own (TensorRT cannot run here): rows say tensorrt,
+    and the judged files are the ones a TensorRT runner loads, with the bundle's sha256."""
+    from voxc.targets.device_verify import judged_files
+    bundle = json.loads((artifacts / "jetson" / "bundle" / "manifest.json").read_text())
+    dev = json.loads(json.dumps(standin))
+    dev.update(runner="tensorrt", stand_in=False)
+    for r in dev["results"]:
+        r["runtime"] = "tensorrt"
+    for j in dev["judged"]:
+        art = next(a for a in bundle["models"][j["model"]]["artifacts"] if a["precision"] == j["precision"])
+        j.update(runtime="tensorrt", files={rel: bundle["files"][rel]["sha256"]
+                                            for rel in judged_files(bundle, art, "tensorrt")})
+    return dev
+
+
+def _merge(artifacts: Path, dev: dict, path: Path) -> int:
+    path.write_text(json.dumps(dev))
+    return main(["report", "--target", "jetson", "--artifacts", str(artifacts), "--merge", str(path)])
+
+
+@pytest.fixture()
+def standin_result(device_builds, numpy_only_path, tmp_path) -> dict:
     artifacts, _ = device_builds
     res = run_verifier(artifacts / "jetson" / "bundle", numpy_only_path, "--runner", "onnxruntime",
                        "--out", str(tmp_path / "standin.json"))
     assert res.returncode == 0, res.stderr
-    dev = json.loads((tmp_path / "standin.json").read_text())
-    dev.update(runner="tensorrt", stand_in=False)
-    for r in dev["results"]:
-        r["runtime"] = "tensorrt"
-    (tmp_path / "device.json").write_text(json.dumps(dev))
-    assert main(["report", "--target", "jetson", "--artifacts", str(artifacts), "--merge", str(tmp_path / "device.json")]) == 0
+    return json.loads((tmp_path / "standin.json").read_text())
+
+
+def test_merge_replaces_deferred_rows_and_a_failing_device_fails_the_report(device_builds, standin_result, tmp_path, capsys):
+    """The merge logic with device-shaped results (rows are the stand-in's, relabelled)."""
+    artifacts, _ = device_builds
+    dev = _as_device_result(artifacts, standin_result)
+    assert _merge(artifacts, dev, tmp_path / "device.json") == 0
     p = json.loads((artifacts / "jetson" / "parity.json").read_text())
     assert p["status"] == "pass" and not any(r.get("status") == "deferred" for r in p["results"])
-    assert {i["parity"] for i in json.loads((artifacts / "jetson" / "manifest.json").read_text())["models"].values()} == {"pass"}
-    dev["results"][0].update(passed=False, value=1.0)
-    (tmp_path / "bad.json").write_text(json.dumps(dev))
-    assert main(["report", "--target", "jetson", "--artifacts", str(artifacts), "--merge", str(tmp_path / "bad.json")]) == 1
+    m = json.loads((artifacts / "jetson" / "manifest.json").read_text())
+    assert {i["parity"] for i in m["models"].values()} == {"pass"}
+    assert m["device_parity"][-1]["judged"] == dev["judged"]              # the sha256 of what was judged
+    bad = json.loads(json.dumps(dev))
+    row = next(r for r in bad["results"] if r["metric"] == "rel_l2")
+    row.update(value=row["tolerance"] * 10, passed=False)                # an honest failure on the device
+    assert _merge(artifacts, bad, tmp_path / "bad.json") == 1
     assert json.loads((artifacts / "jetson" / "parity.json").read_text())["status"] == "fail"
     dev["bundle"] = "0" * 64
-    (tmp_path / "other.json").write_text(json.dumps(dev))
     capsys.readouterr()
-    assert main(["report", "--target", "jetson", "--artifacts", str(artifacts), "--merge", str(tmp_path / "other.json")]) == 2
+    assert _merge(artifacts, dev, tmp_path / "other.json") == 2
     err = capsys.readouterr().err
     assert err.startswith("voxc: error:") and "was verified from bundle 000000000000" in err and err.count("\n") == 1
     (tmp_path / "junk.json").write_text("{}")
     assert main(["report", "--target", "jetson", "--artifacts", str(artifacts), "--merge", str(tmp_path / "junk.json")]) == 2
+
+
+def _forge_flag(dev):
+    row = next(r for r in dev["results"] if r["metric"] == "rel_l2")
+    row.update(value=row["tolerance"] * 10, passed=True)
+
+
+def _forge_budget(dev):
+    for r in dev["results"]:
+        if r["metric"] == "rel_l2":
+            r["tolerance"] = 1e9
+
+
+def _forge_model(dev):
+    dev["results"].append({**dev["results"][0], "model": "nosuch"})
+
+
+def _forge_precision(dev):
+    dev["results"] = [{**r, "precision": "int4"} for r in dev["results"]]
+
+
+def _forge_point(dev):
+    dev["results"].append({**dev["results"][0], "length": 99999})
+
+
+def _forge_partial(dev):
+    first = dev["results"][0]
+    dev["results"] = [r for r in dev["results"] if not (r["model"] == first["model"] and r["length"] == first["length"])]
+
+
+def _forge_files(dev):
+    rel = next(iter(dev["judged"][0]["files"]))
+    dev["judged"][0]["files"][rel] = "f" * 64
+
+
+def _forge_no_judged(dev):
+    del dev["judged"]
+
+
+@pytest.mark.parametrize("forge, message", [
+    (_forge_flag, "but the row says otherwise"),
+    (_forge_budget, "not the bundle's budget"),
+    (_forge_model, "which this bundle does not contain"),
+    (_forge_precision, "which this bundle does not contain"),
+    (_forge_point, "outside the bundle's sweep"),
+    (_forge_partial, "is incomplete"),
+    (_forge_files, "do not match the bundle's sha256"),
+    (_forge_no_judged, "does not say which files it judged"),
+])
+def test_a_forged_or_partial_device_result_is_refused(device_builds, standin_result, tmp_path, capsys, forge, message):
+    artifacts, _ = device_builds
+    before = (artifacts / "jetson" / "parity.json").read_bytes()
+    dev = _as_device_result(artifacts, standin_result)
+    forge(dev)
+    capsys.readouterr()
+    assert _merge(artifacts, dev, tmp_path / "forged.json") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("voxc: error:") and message in err[0], err
+    assert (artifacts / "jetson" / "parity.json").read_bytes() == before
 
 
 def test_chunked_vocoding_matches_one_pass(tiny_build, tiny_cfg):

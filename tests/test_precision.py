@@ -3,6 +3,7 @@ decisions and fallbacks, chained parity and the benchmark (tiny preset, real cal
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import onnx
@@ -209,18 +210,49 @@ def test_durations_gates_reject_a_damaged_acoustic_encoder(tiny_build, tiny_cfg)
 
 # ---- policy -------------------------------------------------------------------------------------
 
+def _rounds(*ms):
+    return {"median_ms": sorted(ms)[len(ms) // 2], "round_ms": list(ms)}
+
+
 def test_policy_accepts_only_faster_passing_precisions():
     ladder = ["int8", "fp16", "fp32"]
-    t = {"int8": {"median_ms": 6.0}, "fp16": {"median_ms": 19.0}, "fp32": {"median_ms": 10.0}}
+    t = {"int8": _rounds(6, 6, 6, 6, 6), "fp16": _rounds(19, 19, 19, 19, 19), "fp32": _rounds(10, 10, 10, 10, 10)}
     d = policy.decide(ladder, {"int8": None, "fp16": None, "fp32": None}, t)
     assert d["accepted"] == "int8"
-    assert d["rejected"] == [{"precision": "fp16", "reason": "fp16 rejected: 0.53x fp32 speed (needs >= 1.10x)"}]
+    assert d["rejected"] == [{"precision": "fp16", "reason": "fp16 rejected: not 1.10x faster than fp32 in every timing round"}]
+    assert d["speedups"]["int8"]["ratio"] == pytest.approx(10 / 6) and d["speedups"]["int8"]["versus"] == "fp32"
     d = policy.decide(ladder, {"int8": "waveform mcd_db 1.4 > 1 budget at 1x96", "fp16": None, "fp32": None}, t)
     assert d["accepted"] == "fp32" and d["rejected"][0]["reason"] == "int8 rejected: waveform mcd_db 1.4 > 1 budget at 1x96"
-    t["int8"]["median_ms"] = 9.5                                          # faster, but not by the margin
+    t["int8"] = _rounds(9.5, 9.5, 9.5, 9.5, 9.5)                        # faster, but not by the margin
     d = policy.decide(ladder, {"int8": None, "fp16": None, "fp32": None}, t)
-    assert d["accepted"] == "fp32" and d["rejected"][0]["reason"].startswith("int8 rejected: 1.05x fp32 speed")
+    assert d["accepted"] == "fp32"
+    assert d["rejected"][0]["reason"] == "int8 rejected: not 1.10x faster than fp32 in every timing round"
     assert policy.decide(ladder, {"int8": None, "fp16": None, "fp32": None}, t, margin=0.0)["accepted"] == "int8"
+
+
+def test_policy_never_accepts_a_speedup_within_the_noise():
+    """A rung that won big once (a load spike on the other rung) but not in every paired round: its
+    median ratio clears the margin, its lower bound does not, so it is rejected."""
+    ladder = ["fp16", "fp32"]
+    noisy = {"fp16": _rounds(10, 6, 10, 6, 6), "fp32": _rounds(10, 10, 10, 10, 10)}
+    d = policy.decide(ladder, {"fp16": None, "fp32": None}, noisy)
+    assert d["speedups"]["fp16"]["ratio"] == pytest.approx(10 / 6) and d["speedups"]["fp16"]["low"] == pytest.approx(1.0)
+    assert d["accepted"] == "fp32" and "every timing round" in d["rejected"][0]["reason"]
+    steady = {"fp16": _rounds(8.1, 8.0, 8.3, 7.9, 8.2), "fp32": _rounds(10, 10.2, 10.1, 9.9, 10)}
+    assert policy.decide(ladder, {"fp16": None, "fp32": None}, steady)["accepted"] == "fp16"
+
+
+def test_timing_rounds_are_paired_and_recorded():
+    class Sleeper:
+        def __init__(self, s):
+            self.s = s
+
+        def infer(self, feeds):
+            time.sleep(self.s)
+    t = policy.time_interleaved({"slow": Sleeper(0.004), "fast": Sleeper(0.001)}, {}, runs=10, warmup=1, rounds=5)
+    assert all(len(v["round_ms"]) == 5 and v["runs"] == 10 for v in t.values())
+    s = policy.speedup(t["slow"], t["fast"])
+    assert s["rounds"] == 5 and s["low"] <= s["ratio"] <= s["high"] and s["low"] > 1.5
 
 
 def test_manifest_records_decisions_and_rejected_gates_do_not_fail_the_build(tiny_build):
@@ -235,7 +267,10 @@ def test_manifest_records_decisions_and_rejected_gates_do_not_fail_the_build(tin
     assert json.loads((folder / "parity.json").read_text())["passed"] and all(not r["gating"] for r in gate_failures)
     for rt, p in voc.items():
         assert p["ladder"] == ["int8", "fp16", "fp32"] and p["accepted"] in p["ladder"]
-        assert p["figures"]["fp32"]["median_ms"] > 0 and p["figures"]["int8"]["calibration_set"] == set_hash("calibration")
+        assert "median_ms" not in p["figures"]["fp32"] and p["figures"]["int8"]["calibration_set"] == set_hash("calibration")
+        measured = json.loads((tiny_build / "cpu.timings.json").read_text())["models"]["vocoder"][rt]
+        assert measured["accepted"] == p["accepted"] and measured["timings"]["fp32"]["median_ms"] > 0
+        assert len(measured["timings"]["fp32"]["round_ms"]) == policy.ROUNDS
         files = [a for a in m["models"]["vocoder"]["artifacts"] if a["runtime"] == rt]
         assert files and all(a["precision"] == p["accepted"] and a["parity_set"] == set_hash("parity") for a in files)
         if p["accepted"] == "int8":
@@ -339,5 +374,7 @@ def test_openvino_ir_names_are_deterministic():
     b = '<layer id="3" name="Transpose_191603"/><layer name="Range_184037"/><x value="Transpose_191603"/>'
     assert deterministic_names(a) == deterministic_names(b) == \
         '<layer id="3" name="Transpose_0"/><layer name="Range_1"/><x value="Transpose_0"/>'
+    fresh = '<layer name="Constant_35"/><layer name="Constant_0"/>'    # a fresh process counts from 0
+    assert deterministic_names(fresh) == deterministic_names('<layer name="Constant_7"/><layer name="Constant_35"/>')
     assert deterministic_names('<layer name="conv_pre"/><port names="waveform"/>') == \
         '<layer name="conv_pre"/><port names="waveform"/>'

@@ -13,7 +13,7 @@ import numpy as np
 
 from voxc.core.errors import VoxcError
 
-STYLES = ("neutral", "fast_high", "slow_low")  # corpus style ids 0, 1, 2
+from voxc.models.voxc.flow import STYLES  # noqa: F401  (corpus style ids 0, 1, 2)
 
 DEFAULT_CORPUS = Path("artifacts/corpus")
 

@@ -20,7 +20,7 @@ def families() -> list[str]:
 def build_request(target: str = "cpu", family: str = "voxc", preset: str | None = None, *,
                   artifacts: str | Path = "artifacts", models=(), checkpoints: dict | None = None,
                   overrides: dict | None = None, seeded: bool = False, jobs: int = 2, exporter: str = "dynamo",
-                  precisions: dict | None = None, margin: float | None = None, source: str | Path | None = None,
+                  precisions: dict | None = None, margin: float | None = None, retime: bool = False, source: str | Path | None = None,
                   source_files: dict | None = None):
     """A BuildRequest as `voxc build` makes it: the family's default preset is its trained voice,
     whose committed weights are used unless `seeded` or a checkpoint replaces them. `source` (and
@@ -47,7 +47,7 @@ def build_request(target: str = "cpu", family: str = "voxc", preset: str | None 
     voice = {} if seeded or imported else fam.committed_weights(preset_name, cfg, models, exclude=user)
     return BuildRequest(target=target, preset=cfg, preset_name=preset_name, models=models,
                         checkpoints={**voice, **imported, **user}, artifacts=Path(artifacts), exporter=exporter,
-                        jobs=jobs, precisions=dict(precisions or {}), margin=margin,
+                        jobs=jobs, precisions=dict(precisions or {}), margin=margin, retime=retime,
                         weight_sources={**{m: "trained voice" for m in voice},
                                         **{m: f"{fam.name} checkpoint" for m in imported},
                                         **{m: "user checkpoint" for m in user}})

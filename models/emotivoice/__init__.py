@@ -8,7 +8,7 @@ acoustic_decoder (-> the 80-channel latent), vocoder (HiFi-GAN V1, weight norm f
 """
 from voxc.models.emotivoice import flow
 from voxc.models.emotivoice.presets import presets
-from voxc.models.family import ChainCheck, Family, Feed, Graph, GraphStep, HostStep
+from voxc.models.family import ChainCheck, Family, Feed, Graph, GraphStep, HostStep, Speaking
 
 _M, _S = "voxc.models.emotivoice.modules:", "voxc.models.emotivoice.specs:"
 _AM = ("hidden", "n_tokens", "n_speakers", "speaker_dim", "bert_dim", "encoder_heads", "encoder_layers", "ffn",
@@ -60,4 +60,7 @@ FAMILY = Family(
     importer="voxc.models.emotivoice.checkpoint:import_voice",
     data="voxc.models.emotivoice.flow:load_set",
     data_hash="voxc.models.emotivoice.flow:set_hash",
+    speaking=Speaking(inputs=flow.speak_inputs, voices=flow.voices,
+                      lengths=(("ids", "phonemes"), ("content_ids", "tokens")),
+                      cached={"style": ("style",)}, options=("speaker", "style", "speed")),
 )

@@ -161,3 +161,28 @@ def item_length(u, dim: str, cfg: dict) -> int:
 def item_fits(u, cfg: dict) -> bool:
     return phoneme_ids(u.text, cfg).size <= cfg["dims"]["phonemes"][3] and \
         5 * phoneme_ids(u.text, cfg).size <= cfg["dims"]["frames"][3]
+
+
+# ---- speaking at run time (voxc/runtime.py): a request's options -> pipeline inputs ------------
+
+def speak_inputs(o: dict, cfg: dict, given: set, manifest: dict) -> dict:
+    """voice/speaker -> speaker_name (a name of the voice's speaker list or an id); style/emotion ->
+    the emotion prompt (EmotiVoice's prompts, e.g. 开心 'happy'); speed -> alpha (durations / speed)."""
+    speaker = o.get("speaker", o.get("voice"))
+    if speaker is None:
+        raise VoxcError("no speaker: pass a speaker name or id of this voice")
+    out = {"speaker_name": speaker}
+    if "style" not in given:
+        out["prompt"] = o.get("style") or DEFAULT_PROMPT
+    if o.get("speed") not in (None, 1, 1.0):
+        out["alpha"] = 1.0 / float(o["speed"])
+    return out
+
+
+DEFAULT_PROMPT = "普通"
+
+
+def voices(cfg: dict) -> dict:
+    """Built-in voices: the voice's named speakers (or the first ids when it has no names)."""
+    names = cfg.get("speakers") or [str(i) for i in range(min(int(cfg.get("n_speakers", 1)), 16))]
+    return {str(n): {"speaker": n} for n in names}

@@ -5,7 +5,7 @@ a label table), acoustic_encoder (phonemes + embeddings -> states, durations, pi
 length_regulator (frame axis from the host's frame_mask), acoustic_decoder (-> mel), vocoder
 (HiFi-GAN or Vocos). This declaration is the one list of its graphs and the one dataflow.
 """
-from voxc.models.family import ChainCheck, Family, Feed, Graph, GraphStep, HostStep
+from voxc.models.family import ChainCheck, Family, Feed, Graph, GraphStep, HostStep, Speaking
 from voxc.models.voxc import flow
 from voxc.models.voxc.presets import PRESETS
 
@@ -38,7 +38,7 @@ FAMILY = Family(
         HostStep("phonemes", flow.phoneme_batch, ("phoneme_ids",), ("phonemes",)),
         GraphStep("acoustic_encoder", outputs={"durations": "predicted_durations"}),
         HostStep("frame_timing", flow.frame_timing, ("predicted_durations",), ("durations", "frame_mask", "frames"),
-                 ("forced_durations",)),
+                 ("forced_durations", "speed")),
         GraphStep("length_regulator"),
         GraphStep("acoustic_decoder"),
         GraphStep("vocoder"),
@@ -64,4 +64,7 @@ FAMILY = Family(
     training={"speaker_encoder": ("speaker_encoder",), "emotion_encoder": ("emotion_encoder",),
               "acoustic": ("acoustic_encoder", "acoustic_decoder"), "vocoder": ("vocoder",)},
     voice={"preset": "light", "package": "voxc.voice", "folder": "weights", "extras": ("style_centroids",)},
+    speaking=Speaking(inputs=flow.speak_inputs, voices=flow.voices, lengths=(("phoneme_ids", "phonemes"),),
+                      cached={"speaker_embedding": ("speaker_ref",), "emotion_embedding": ("style", "style_ref")},
+                      options=("speaker_ref", "style", "style_ref", "speed")),
 )

@@ -10,6 +10,8 @@ import numpy as np
 
 from voxc.models.cutting import cut_to_frames, fit, speech_cut
 
+STYLES = ("neutral", "fast_high", "slow_low")  # the corpus's style ids 0, 1, 2
+
 
 def _clip_ref(mel: np.ndarray, cfg: dict) -> np.ndarray:
     lo, hi = cfg["dims"]["ref_frames"][0], cfg["dims"]["ref_frames"][3]
@@ -45,6 +47,8 @@ def frame_timing(v: dict, cfg: dict) -> dict:
     count (never below the spec's minimum; never cut at its maximum: a longer utterance must be
     split by the caller, not truncated)."""
     dur = np.asarray(v["forced_durations"] if "forced_durations" in v else v["predicted_durations"][0], np.int64)
+    if "speed" in v and "forced_durations" not in v:        # 2.0 speaks twice as fast; every phone keeps a frame
+        dur = np.maximum(np.rint(dur / float(v["speed"])), np.minimum(dur, 1)).astype(np.int64)
     total = int(dur.sum())
     frames = max(total, cfg["dims"]["frames"][0])
     return {"durations": dur[None], "frame_mask": frame_mask([total], frames), "frames": frames}
@@ -99,3 +103,51 @@ def text_ids(v: dict, cfg: dict) -> dict:
 
 def item_length(u, dim: str, cfg: dict) -> int:
     return {"phonemes": u.phoneme_ids.size, "batch": 1}.get(dim, u.frames)
+
+
+# ---- speaking at run time (voxc/runtime.py): a request's options -> pipeline inputs ------------
+
+def speak_inputs(o: dict, cfg: dict, given: set, manifest: dict) -> dict:
+    """speaker_ref (a wave) -> the reference mel; style: a style name (the trained voice's style
+    centroids, or the style table) or style_ref (a second recording); speed. Values already in
+    `given` (cached embeddings) need nothing computed for them."""
+    from voxc.core import audio
+    from voxc.core.errors import VoxcError
+    out = {"speed": float(o["speed"])} if o.get("speed") not in (None, 1, 1.0) else {}
+    need_style = "emotion_embedding" not in given
+    if need_style and o.get("style_ref") is not None:
+        out["style_ref_mel"] = _clip_ref(audio.log_mel(o["style_ref"]), cfg)
+    elif need_style:
+        out.update(_named_style(o.get("style") or "neutral", cfg, manifest))
+    if "speaker_embedding" not in given or (need_style and not out.keys() & {"style_ref_mel", "emotion_embedding",
+                                                                             "style_id"}):
+        if o.get("speaker_ref") is None:
+            raise VoxcError("no speaker reference: pass a voice name or a reference recording (speaker_ref)")
+        out["reference_mel"] = audio.log_mel(o["speaker_ref"])
+    return out
+
+
+def _named_style(style: str, cfg: dict, manifest: dict) -> dict:
+    from voxc.core.errors import VoxcError
+    from voxc.models.family import family
+    if style not in STYLES:
+        raise VoxcError(f"unknown style '{style}': choose one of {', '.join(STYLES)}, or pass style_ref")
+    if cfg.get("emotion_mode") == "table":
+        return {"style_id": STYLES.index(style)}
+    weights = manifest["models"].get("emotion_encoder", {}).get("weights", {})
+    if weights.get("source") != "trained voice":
+        raise VoxcError(f"style names need the trained voice's style centroids, and this target's emotion encoder "
+                        f"has {weights.get('source', 'other')} weights; pass style_ref (a recording in that style)")
+    from safetensors.numpy import load_file
+    table = load_file(str(family("voxc").voice_folder() / "style_centroids.safetensors"))["centroids"]
+    return {"emotion_embedding": table[STYLES.index(style)][None].astype(np.float32)}
+
+
+def voices(cfg: dict) -> dict:
+    """Built-in voices: one neutral reference recording per held-out speaker of the parity set."""
+    from voxc.models.family import family
+    out = {}
+    for u in family("voxc").items("parity"):
+        if u.wave is not None and u.speaker not in out and u.style_id == 0:
+            out[u.speaker] = {"speaker_ref": u.wave}
+    return out

@@ -1,0 +1,284 @@
+"""Speak from the artifacts: text -> waveform over a built target folder, without PyTorch.
+
+    voice = voxc.Voice.open("artifacts/cpu")                   # sha256-checked, parity must have passed
+    speech = voice.speak("Hello there.", voice="espk_us", style="neutral")
+    speech.audio, speech.sample_rate, speech.timings           # float32 wave, Hz, ms per pipeline step
+    for chunk in voice.stream("A long text ...", voice="espk_us"): ...   # audio chunks as they are made
+
+The family's pipeline (models/pipeline.py) runs on the target's accepted artifacts. Text is split
+into segments that fit the graphs' maximum lengths (models/segment.py) and joined with pauses and
+short fades, so nothing is truncated and memory follows the longest segment, not the text. Speaker
+and style embeddings are cached in an LRU keyed by the content hash of the reference audio and the
+style (`EmbeddingCache`). Streaming runs the last graph (the vocoder) on chunks of frames with enough
+context either side to cover its receptive field (targets/split.py), as soon as the frames exist;
+the chunking the build's streaming gate accepted is used (parity.json, chain.stream).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from voxc.core import audio
+from voxc.core.errors import VoxcError
+from voxc.core.hashing import sha256_bytes
+from voxc.models import segment
+
+
+class EmbeddingCache:
+    """A bounded LRU of embeddings with hit/miss counters (thread-safe)."""
+
+    def __init__(self, max_items: int = 256):
+        if max_items < 0:
+            raise VoxcError(f"cache size must be >= 0, got {max_items}")
+        self.max_items, self.hits, self.misses = max_items, 0, 0
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return self._items[key]
+            self.misses += 1
+            return None
+
+    def put(self, key, value) -> None:
+        if self.max_items == 0:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def stats(self) -> dict:
+        total = self.hits + self.misses
+        return {"items": len(self), "max_items": self.max_items, "hits": self.hits, "misses": self.misses,
+                "hit_rate": round(self.hits / total, 4) if total else 0.0}
+
+
+def option_key(value) -> str:
+    """A cache key part for one option: content hash for audio, the value itself otherwise."""
+    if value is None:
+        return "-"
+    if isinstance(value, np.ndarray):
+        return "sha256:" + sha256_bytes(np.ascontiguousarray(value, np.float32).tobytes())
+    return repr(value)
+
+
+@dataclass
+class Speech:
+    audio: np.ndarray
+    sample_rate: int
+    timings: dict                      # pipeline step -> milliseconds (summed over segments)
+    segments: list = field(default_factory=list)   # [{"text", "seconds", "frames"}]
+    ttfa_ms: float | None = None       # time to first audio (streaming)
+
+    @property
+    def seconds(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class Streaming:
+    """How the last graph runs on chunks: frames per chunk (the first one shorter, for a quick start),
+    context frames either side, from the graph's measured receptive radius."""
+    graph: str
+    input: str
+    output: str
+    hop: int
+    chunk: int
+    first: int
+    context: int
+    min_len: int
+
+
+class Voice:
+    """A built target, ready to speak. Use Voice.open(folder)."""
+
+    def __init__(self, target, runtime: str | None = None, threads: int | None = None, cache_size: int = 256):
+        from voxc.models.family import family_of
+        self.target = target
+        self.cfg = target.config
+        self.family = family_of(self.cfg)
+        if self.family.speaking is None:
+            raise VoxcError(f"family {self.family.name} declares no run-time speech (Family.speaking)")
+        self.speaking = self.family.speaking
+        self.pipeline = target.pipeline(runtime, threads)
+        self.cache = EmbeddingCache(cache_size)
+        self._voices = None
+        self.streaming = self._streaming()
+
+    @classmethod
+    def open(cls, folder: str | Path, runtime: str | None = None, threads: int | None = None,
+             cache_size: int = 256) -> "Voice":
+        """A target folder built by `voxc build`; refuses altered files and targets whose parity did not pass."""
+        from voxc.api import open_target
+        target = open_target(folder)
+        if target.status != "pass":
+            raise VoxcError(f"{folder}: parity did not pass (status {target.status}); a voice speaks only from a "
+                            f"target whose artifacts passed their gates -- see {Path(folder) / 'parity.md'}")
+        return cls(target, runtime, threads, cache_size)
+
+    @property
+    def sample_rate(self) -> int:
+        return audio.SAMPLE_RATE
+
+    # ---- voices -------------------------------------------------------------------------------------
+
+    def voices(self) -> dict:
+        """Voice name -> its options (built-in voices of the family, plus those added)."""
+        if self._voices is None:
+            self._voices = dict(self.speaking.builtin_voices(self.cfg))
+        return self._voices
+
+    def add_voice(self, name: str, **options) -> None:
+        self.voices()[name] = options
+
+    def _options(self, voice: str | None, options: dict) -> dict:
+        unknown = set(options) - set(self.speaking.options) - {"speaker", "voice"}
+        if unknown:
+            raise VoxcError(f"unknown option(s) {', '.join(sorted(unknown))} for family {self.family.name}: "
+                            f"use {', '.join(self.speaking.options)}")
+        base = {}
+        if voice is not None:
+            if voice not in self.voices():
+                raise VoxcError(f"unknown voice '{voice}': choose from {', '.join(sorted(self.voices())[:12])}"
+                                f"{' ...' if len(self.voices()) > 12 else ''}")
+            base = dict(self.voices()[voice])
+        return {**base, **{k: v for k, v in options.items() if v is not None}}
+
+    # ---- text -> segments that fit ------------------------------------------------------------------
+
+    def fits(self, text: str) -> bool:
+        """Whether a text's front-end values fit the graphs' maximum lengths."""
+        want = [v for v, _ in self.speaking.lengths]
+        try:
+            run = self.pipeline.run({"text": text}, want)
+        except VoxcError:
+            return True                 # unspeakable text is refused later with its own message
+        return all(np.asarray(run.values[v]).shape[-1] <= self.cfg["dims"][d][3] for v, d in self.speaking.lengths)
+
+    def segments(self, text: str) -> list[segment.Segment]:
+        if not isinstance(text, str) or not text.strip():
+            raise VoxcError("the text is empty; give something to say")
+        return segment.split(text, self.fits)
+
+    # ---- one segment ---------------------------------------------------------------------------------
+
+    def _given(self, options: dict) -> tuple[dict, dict]:
+        """Cached embeddings for these options, and the cache keys of those still to compute."""
+        given, todo = {}, {}
+        for value, names in self.speaking.cached.items():
+            key = (self.family.name, value) + tuple(option_key(options.get(n)) for n in names)
+            hit = self.cache.get(key)
+            if hit is None:
+                todo[value] = key
+            else:
+                given[value] = hit
+        return given, todo
+
+    def _upto(self, text: str, options: dict, want: list[str], timings: dict) -> dict:
+        """Pipeline values for one segment up to `want`, embeddings from / into the cache; a segment
+        whose frame count exceeds the graphs' range is split between words."""
+        given, todo = self._given(options)
+        inputs = {"text": text, **given, **self.speaking.make_inputs(options, self.cfg, set(given), self.target.manifest)}
+        run = self.pipeline.run(inputs, want)
+        for value, key in todo.items():
+            if value in run.values:
+                self.cache.put(key, run.values[value])
+        for k, ms in run.timings.items():
+            timings[k] = timings.get(k, 0.0) + ms
+        return run.values
+
+    def _too_long(self, values: dict) -> bool:
+        return "frames" in values and "frames" in self.cfg["dims"] and int(values["frames"]) > self.cfg["dims"]["frames"][3]
+
+    def _pieces(self, text: str, options: dict, timings: dict, want: list[str]):
+        """(values up to `want`) for a segment, split in halves between words while its frames overflow."""
+        values = self._upto(text, options, ["frames"] if "frames" in self.cfg["dims"] else want, timings)
+        if self._too_long(values):
+            words = text.split()
+            if len(words) < 2:
+                raise VoxcError(f"'{text[:40]}' makes more frames than the graphs' maximum "
+                                f"({self.cfg['dims']['frames'][3]}); rebuild with a larger frames range")
+            half = len(words) // 2
+            for part in (" ".join(words[:half]), " ".join(words[half:])):
+                yield from self._pieces(part, options, timings, want)
+            return
+        run = self.pipeline.run(values, want)
+        for k, ms in run.timings.items():
+            timings[k] = timings.get(k, 0.0) + ms
+        yield run.values
+
+    # ---- speaking ------------------------------------------------------------------------------------
+
+    def speak(self, text: str, voice: str | None = None, **options) -> Speech:
+        """The whole utterance at once: every segment synthesized, then joined."""
+        opts = self._options(voice, options)
+        out = self.family.chain.output
+        timings: dict = {}
+        waves, pauses, info = [], [], []
+        for seg in self.segments(text):
+            parts = list(self._pieces(seg.text, opts, timings, [out]))
+            for i, values in enumerate(parts):
+                w = np.asarray(values[out], np.float32).reshape(-1)
+                waves.append(w)
+                pauses.append(seg.pause_after if i == len(parts) - 1 else 0.0)
+                info.append({"text": seg.text, "seconds": round(len(w) / self.sample_rate, 3),
+                             "frames": int(values.get("frames", 0))})
+        return Speech(audio.join_segments(waves, pauses), self.sample_rate,
+                      {k: round(v, 3) for k, v in timings.items()}, info)
+
+    def stream(self, text: str, voice: str | None = None, stats: dict | None = None, **options):
+        """Audio chunks (float32 numpy) as soon as each is made: the vocoder runs on chunks of frames
+        while later segments wait. `stats` (a dict) receives ttfa_ms, timings and chunk count."""
+        from voxc.targets.split import stream as stream_chunks
+        opts = self._options(voice, options)
+        st = self.streaming
+        stats = {} if stats is None else stats
+        timings: dict = {}
+        t0 = time.perf_counter()
+        chunks = 0
+        segs = self.segments(text)
+        for si, seg in enumerate(segs):
+            want = [st.input] if st else [self.family.chain.output]
+            for values in self._pieces(seg.text, opts, timings, want):
+                if st is None:          # no accepted chunking: each segment whole
+                    parts = [values[self.family.chain.output]]
+                else:
+                    tv = time.perf_counter()
+                    parts = stream_chunks(self.pipeline.runners[st.graph].infer, {st.input: values[st.input]},
+                                          st.input, st.output, st.hop, st.chunk, st.first, st.context, st.min_len)
+                for y in parts:
+                    if chunks == 0:
+                        stats["ttfa_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
+                    chunks += 1
+                    yield np.asarray(y, np.float32).reshape(-1)
+                if st is not None:
+                    timings[st.graph] = timings.get(st.graph, 0.0) + (time.perf_counter() - tv) * 1e3
+            if si + 1 < len(segs) and seg.pause_after > 0:
+                yield np.zeros(int(round(seg.pause_after * self.sample_rate)), np.float32)
+        stats.update(timings={k: round(v, 3) for k, v in timings.items()}, chunks=chunks,
+                     total_ms=round((time.perf_counter() - t0) * 1e3, 3))
+
+    # ---- streaming settings -------------------------------------------------------------------------
+
+    def _streaming(self) -> Streaming | None:
+        """The chunking of the family's last graph: the build's accepted settings (parity.json), else None."""
+        chain = self.target.parity.get("chain") or {}
+        for rt, c in (chain.get("runtimes") or {}).items():
+            s = c.get("stream")
+            if s and s.get("passed"):
+                return Streaming(**{k: s[k] for k in Streaming.__dataclass_fields__})
+        return None
+
