@@ -152,35 +152,47 @@ def _runners(layout: dict, inputs: dict, records: dict, runtime: str, chosen: di
 STREAM_FIRST = 16            # frames in the first streamed chunk (time to first audio)
 
 
-def stream_gate(runner, spec, inputs: list[dict], budget: dict) -> dict:
-    """Streaming the output graph (the vocoder) on chunks against running it whole, on real inputs: the
-    context either side starts at the graph's measured receptive radius and grows until the streamed
-    audio is within `budget` of the whole (a partition that can never pass records passed: false)."""
-    from voxc.targets import split
+def stream_layout(spec) -> tuple[str, str, int]:
+    """(input, output, samples per frame) of a graph streamed along its sweep dim (the vocoder)."""
     x = next(t for t in spec.inputs if spec.sweep_dim in t.dims)
     y = next(t for t in spec.outputs if t.kind == "waveform")
-    hop = spec.output_shape(y, {"batch": 1, spec.sweep_dim: 1})[-1]
-    channels = next(d for d in x.dims if isinstance(d, int))
-    radius = split.receptive_radius(runner.infer, x.name, y.name, channels, hop)
-    min_len = spec.dims[spec.sweep_dim].min
-    context, worst = max(radius, 1), {}
+    return x.name, y.name, spec.output_shape(y, {"batch": 1, spec.sweep_dim: 1})[-1]
+
+
+def stream_check(runner, spec, inputs: list, budget: dict, chunk: int, context: int, first: int = STREAM_FIRST):
+    """Worst metrics of streamed (chunks of `chunk` frames, `context` frames each side) against whole
+    output over `inputs`, and the metrics over `budget`."""
+    from voxc.targets import split
+    x, y, hop = stream_layout(spec)
+    worst: dict = {}
+    for feeds in inputs:
+        whole = runner.infer({x: feeds})[y]
+        streamed = np.concatenate(list(split.stream(runner.infer, {x: feeds}, x, y, hop, chunk, first, context,
+                                                    spec.dims[spec.sweep_dim].min)), axis=-1)
+        for k, v in output_metrics("waveform", whole, streamed).items():
+            if k not in worst or (v > worst[k] if k in metrics.LOWER_IS_BETTER else v < worst[k]):
+                worst[k] = float(v)
+    return worst, [k for k, tol in budget.items() if k in worst and not metrics.passes(k, worst[k], tol)]
+
+
+def stream_gate(runner, spec, inputs: list, budget: dict) -> dict:
+    """Streaming the output graph (the vocoder) on chunks against running it whole, on real inputs: the
+    context either side starts at the graph's measured receptive radius and grows until the streamed
+    audio is within `budget` of the whole (one that never gets there records passed: false)."""
+    from voxc.targets import split
+    x, y, hop = stream_layout(spec)
+    channels = next(d for d in next(t for t in spec.inputs if t.name == x).dims if isinstance(d, int))
+    radius = split.receptive_radius(runner.infer, x, y, channels, hop)
+    context = max(radius, 1)
     for _ in range(6):
         chunk = max(4 * context, 64)
-        worst = {}
-        for feeds in inputs:
-            whole = runner.infer({x.name: feeds})[y.name]
-            streamed = np.concatenate(list(split.stream(runner.infer, {x.name: feeds}, x.name, y.name, hop, chunk,
-                                                        STREAM_FIRST, context, min_len)), axis=-1)
-            for k, v in output_metrics("waveform", whole, streamed).items():
-                if k not in worst or (v > worst[k] if k in metrics.LOWER_IS_BETTER else v < worst[k]):
-                    worst[k] = float(v)
-        failed = [k for k, tol in budget.items() if k in worst and not metrics.passes(k, worst[k], tol)]
+        worst, failed = stream_check(runner, spec, inputs, budget, chunk, context)
         if not failed:
             break
         context = int(np.ceil(context * 1.25))
-    return {"graph": spec.name, "input": x.name, "output": y.name, "hop": hop, "chunk": chunk, "first": STREAM_FIRST,
-            "context": context, "min_len": min_len, "radius": radius, "items": len(inputs), "worst": worst,
-            "budget": budget, "over_budget": failed, "passed": not failed}
+    return {"graph": spec.name, "input": x, "output": y, "hop": hop, "chunk": chunk, "first": STREAM_FIRST,
+            "context": context, "min_len": spec.dims[spec.sweep_dim].min, "radius": radius, "items": len(inputs),
+            "worst": worst, "budget": budget, "over_budget": failed, "passed": not failed}
 
 
 def run_chains(layout: dict, inputs: dict, records: dict, cfg: dict, runtimes: list[str], chosen: dict) -> dict:

@@ -39,8 +39,9 @@ def _ckpts(items):
 
 
 def register(sub) -> None:
+    from voxc.models.voxc import FAMILY
     from voxc.voice.data import DEFAULT_CORPUS, STYLES
-    from voxc.voice.train import TRAIN_DIR, TRAINABLE
+    TRAIN_DIR, TRAINABLE = Path("artifacts/train"), tuple(FAMILY.training)   # as voice/train.py (torch-free here)
 
     t = sub.add_parser("train", help="train the reference voice on the corpus (CPU, resumable, seeded)")
     t.add_argument("models", nargs="*", help=f"subset of {', '.join(TRAINABLE)} (default: all, in order)")

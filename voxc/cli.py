@@ -1,5 +1,5 @@
 """The `voxc` command line: assembles every command group (compiler: build, parity, bench, report,
-inspect; voice: train, voice-report, synth) so that neither group imports the other. Exit status: 1 a
+inspect; voice: train, voice-report, synth; speech: speak, serve, loadtest) so that neither group imports the other. Exit status: 1 a
 parity gate failed; 2 a user's mistake (one `voxc: error: ...` line saying what and what to do); 3 an
 internal error (one line and the path of a log file holding the traceback)."""
 from __future__ import annotations
@@ -30,11 +30,13 @@ def _internal_error(exc: BaseException) -> int:
 
 def parser() -> argparse.ArgumentParser:
     from voxc.compiler import cli as compiler_cli
+    from voxc import speech_cli
     from voxc.voice import cli as voice_cli
     p = argparse.ArgumentParser(prog="voxc", description="Compile an expressive TTS stack into verified artifacts.")
     sub = p.add_subparsers(dest="command", required=True)
     compiler_cli.register(sub)
     voice_cli.register(sub)
+    speech_cli.register(sub)
     return p
 
 

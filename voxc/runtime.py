@@ -75,6 +75,63 @@ def option_key(value) -> str:
     return repr(value)
 
 
+class ChunkBatcher:
+    """Dynamic batching of the streamed graph's chunks across concurrent requests: chunks arriving
+    within `window_ms` of the first are stacked along the batch axis when their shapes agree (interior
+    chunks all share one length), up to `max_batch`, run once, and split back. Each item's output is
+    its own rows of the batch, so it equals the unbatched run up to the runtime's arithmetic (tested).
+    Only this graph is batched: upstream graphs see one utterance of its own length per request."""
+
+    def __init__(self, runner, window_ms: float, max_batch: int):
+        import queue
+        self.runner, self.window, self.max_batch = runner, window_ms / 1e3, max(1, max_batch)
+        self.queue: "queue.Queue" = queue.Queue()
+        self.batches, self.items = 0, 0
+        threading.Thread(target=self._loop, daemon=True, name="voxc-batcher").start()
+
+    def infer(self, feeds: dict) -> dict:
+        from concurrent.futures import Future
+        fut: Future = Future()
+        self.queue.put((feeds, fut))
+        return fut.result()
+
+    def _loop(self) -> None:
+        import queue
+        while True:
+            pending = [self.queue.get()]
+            deadline = time.perf_counter() + self.window
+            while len(pending) < self.max_batch:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                try:
+                    pending.append(self.queue.get(timeout=left))
+                except queue.Empty:
+                    break
+            groups: dict = {}
+            for feeds, fut in pending:
+                groups.setdefault(tuple((k, v.shape) for k, v in sorted(feeds.items())), []).append((feeds, fut))
+            for items in groups.values():
+                try:
+                    if len(items) == 1:
+                        items[0][1].set_result(self.runner.infer(items[0][0]))
+                        continue
+                    stacked = {k: np.concatenate([f[k] for f, _ in items], axis=0) for k in items[0][0]}
+                    out = self.runner.infer(stacked)
+                    for i, (_, fut) in enumerate(items):
+                        fut.set_result({k: v[i:i + 1] for k, v in out.items()})
+                    self.batches += 1
+                    self.items += len(items)
+                except Exception as exc:  # noqa: BLE001 -- the failure belongs to the requests, not this thread
+                    for _, fut in items:
+                        if not fut.done():
+                            fut.set_exception(exc)
+
+    def stats(self) -> dict:
+        return {"batches": self.batches, "batched_items": self.items,
+                "mean_batch": round(self.items / self.batches, 3) if self.batches else 0.0}
+
+
 @dataclass
 class Speech:
     audio: np.ndarray
@@ -105,7 +162,8 @@ class Streaming:
 class Voice:
     """A built target, ready to speak. Use Voice.open(folder)."""
 
-    def __init__(self, target, runtime: str | None = None, threads: int | None = None, cache_size: int = 256):
+    def __init__(self, target, runtime: str | None = None, threads: int | None = None, cache_size: int = 256,
+                 batch_window_ms: float = 0.0):
         from voxc.models.family import family_of
         self.target = target
         self.cfg = target.config
@@ -117,17 +175,22 @@ class Voice:
         self.cache = EmbeddingCache(cache_size)
         self._voices = None
         self.streaming = self._streaming()
+        self.batcher = None
+        if batch_window_ms > 0 and self.streaming is not None:
+            dims = target.manifest["models"][self.streaming.graph].get("dims", {})
+            self.batcher = ChunkBatcher(self.pipeline.runners[self.streaming.graph], batch_window_ms,
+                                        int(dims.get("batch", {}).get("max", 1)))
 
     @classmethod
     def open(cls, folder: str | Path, runtime: str | None = None, threads: int | None = None,
-             cache_size: int = 256) -> "Voice":
+             cache_size: int = 256, batch_window_ms: float = 0.0) -> "Voice":
         """A target folder built by `voxc build`; refuses altered files and targets whose parity did not pass."""
         from voxc.api import open_target
         target = open_target(folder)
         if target.status != "pass":
             raise VoxcError(f"{folder}: parity did not pass (status {target.status}); a voice speaks only from a "
                             f"target whose artifacts passed their gates -- see {Path(folder) / 'parity.md'}")
-        return cls(target, runtime, threads, cache_size)
+        return cls(target, runtime, threads, cache_size, batch_window_ms)
 
     @property
     def sample_rate(self) -> int:
@@ -156,6 +219,10 @@ class Voice:
                                 f"{' ...' if len(self.voices()) > 12 else ''}")
             base = dict(self.voices()[voice])
         return {**base, **{k: v for k, v in options.items() if v is not None}}
+
+    def validate(self, voice: str | None = None, **options) -> None:
+        """Raises the one-line error a request with these options would meet (before any synthesis)."""
+        self.speaking.make_inputs(self._options(voice, options), self.cfg, set(), self.target.manifest)
 
     # ---- text -> segments that fit ------------------------------------------------------------------
 
@@ -257,7 +324,8 @@ class Voice:
                     parts = [values[self.family.chain.output]]
                 else:
                     tv = time.perf_counter()
-                    parts = stream_chunks(self.pipeline.runners[st.graph].infer, {st.input: values[st.input]},
+                    infer = (self.batcher or self.pipeline.runners[st.graph]).infer
+                    parts = stream_chunks(infer, {st.input: values[st.input]},
                                           st.input, st.output, st.hop, st.chunk, st.first, st.context, st.min_len)
                 for y in parts:
                     if chunks == 0:

@@ -65,6 +65,7 @@ FAMILY = Family(
               "acoustic": ("acoustic_encoder", "acoustic_decoder"), "vocoder": ("vocoder",)},
     voice={"preset": "light", "package": "voxc.voice", "folder": "weights", "extras": ("style_centroids",)},
     speaking=Speaking(inputs=flow.speak_inputs, voices=flow.voices, lengths=(("phoneme_ids", "phonemes"),),
-                      cached={"speaker_embedding": ("speaker_ref",), "emotion_embedding": ("style", "style_ref")},
+                      cached={"speaker_embedding": ("speaker_ref",),
+                              "emotion_embedding": ("style", "style_ref", "speaker_ref")},
                       options=("speaker_ref", "style", "style_ref", "speed")),
 )

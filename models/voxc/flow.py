@@ -109,16 +109,17 @@ def item_length(u, dim: str, cfg: dict) -> int:
 
 def speak_inputs(o: dict, cfg: dict, given: set, manifest: dict) -> dict:
     """speaker_ref (a wave) -> the reference mel; style: a style name (the trained voice's style
-    centroids, or the style table) or style_ref (a second recording); speed. Values already in
-    `given` (cached embeddings) need nothing computed for them."""
+    centroids, or the style table), style_ref (a second recording), or neither (the speaker
+    reference's own style); speed. Values already in `given` (cached embeddings) need nothing
+    computed for them."""
     from voxc.core import audio
     from voxc.core.errors import VoxcError
     out = {"speed": float(o["speed"])} if o.get("speed") not in (None, 1, 1.0) else {}
     need_style = "emotion_embedding" not in given
     if need_style and o.get("style_ref") is not None:
         out["style_ref_mel"] = _clip_ref(audio.log_mel(o["style_ref"]), cfg)
-    elif need_style:
-        out.update(_named_style(o.get("style") or "neutral", cfg, manifest))
+    elif need_style and o.get("style"):
+        out.update(_named_style(o["style"], cfg, manifest))
     if "speaker_embedding" not in given or (need_style and not out.keys() & {"style_ref_mel", "emotion_embedding",
                                                                              "style_id"}):
         if o.get("speaker_ref") is None:

@@ -1,0 +1,174 @@
+"""`voxc loadtest`: a load generator driving a real `voxc serve` over HTTP.
+
+It starts the server as a child process on a free loopback port (one per server mode: default,
+no-cache, no-batch), waits for /health, and runs N concurrent clients (1, 4, 16 ...) that each send
+streamed requests (response_format pcm) over a realistic mix of utterance lengths taken from the
+family's held-out texts (short, medium and long). Per level it reports throughput (audio seconds per
+wall second), time to first audio (first PCM bytes) p50/p99, total latency p50/p99, and the server's
+per-stage time shares and cache hit rate from /metrics; results go into the target's bench.json
+(key "serve") and a section of bench.md. The server is always stopped, also on failure.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from voxc.core.atomic import write_atomic
+from voxc.core.errors import VoxcError
+
+MODES = {"default": [], "no-cache": ["--cache-size", "0"], "no-batch": ["--batch-window-ms", "0"]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(target: Path, extra: list[str] = (), timeout: float = 120.0):
+    """`voxc serve` on 127.0.0.1:<free port> for the duration of the block; yields its base URL."""
+    import httpx
+    port = free_port()
+    cmd = [sys.executable, "-m", "voxc.cli", "serve", str(target), "--port", str(port), *extra]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise VoxcError(f"the server exited ({proc.returncode}): {proc.stdout.read()[-300:].strip()}")
+            try:
+                if httpx.get(url + "/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise VoxcError(f"the server did not answer /health within {timeout:.0f} s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def texts_for(target: Path) -> list[str]:
+    """A mix of lengths: the family's held-out texts sorted by length, short/medium/long interleaved."""
+    from voxc.api import open_target
+    from voxc.models.family import family_of
+    fam = family_of(open_target(target).config)
+    texts = sorted({u.text for u in fam.items("parity") if getattr(u, "text", "")}, key=len)
+    if not texts:
+        raise VoxcError(f"family {fam.name} has no held-out texts to drive the server with")
+    thirds = [texts[: len(texts) // 3] or texts, texts[len(texts) // 3: 2 * len(texts) // 3] or texts,
+              texts[2 * len(texts) // 3:] or texts]
+    return [thirds[i % 3][(i // 3) % len(thirds[i % 3])] for i in range(12)]
+
+
+async def _client(url: str, texts: list[str], voice: str, n: int, offset: int, sample_rate: int, out: list):
+    import httpx
+    async with httpx.AsyncClient(timeout=120.0) as client:
+        for i in range(n):
+            text = texts[(offset + i) % len(texts)]
+            t0 = time.perf_counter()
+            first, size = None, 0
+            async with client.stream("POST", url + "/v1/audio/speech",
+                                     json={"input": text, "voice": voice, "response_format": "pcm",
+                                           "stream": True}) as r:
+                if r.status_code != 200:
+                    raise VoxcError(f"the server answered {r.status_code}: {(await r.aread())[:200]!r}")
+                async for chunk in r.aiter_bytes():
+                    if chunk and first is None:
+                        first = time.perf_counter() - t0
+                    size += len(chunk)
+            out.append({"ttfa_s": first, "latency_s": time.perf_counter() - t0, "audio_s": size / 2 / sample_rate})
+
+
+def _level(url: str, texts: list[str], voice: str, clients: int, per_client: int, sample_rate: int) -> dict:
+    results: list = []
+
+    async def main():
+        await asyncio.gather(*[_client(url, texts, voice, per_client, 3 * c, sample_rate, results)
+                               for c in range(clients)])
+    t0 = time.perf_counter()
+    asyncio.run(main())
+    wall = time.perf_counter() - t0
+    ttfa = np.array([r["ttfa_s"] for r in results]) * 1e3
+    lat = np.array([r["latency_s"] for r in results]) * 1e3
+    audio_s = sum(r["audio_s"] for r in results)
+    return {"clients": clients, "requests": len(results), "wall_s": round(wall, 3),
+            "audio_s": round(audio_s, 3), "throughput": round(audio_s / wall, 3),
+            "ttfa_ms_p50": round(float(np.percentile(ttfa, 50)), 2), "ttfa_ms_p99": round(float(np.percentile(ttfa, 99)), 2),
+            "latency_ms_p50": round(float(np.percentile(lat, 50)), 2), "latency_ms_p99": round(float(np.percentile(lat, 99)), 2)}
+
+
+def scrape(url: str) -> dict:
+    """The numbers of /metrics this report needs (cache hit rate, per-stage milliseconds)."""
+    import httpx
+    out = {}
+    for line in httpx.get(url + "/metrics", timeout=5.0).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def run_loadtest(target: Path, clients: list[int], per_client: int, modes=("default",)) -> dict:
+    import httpx
+    from voxc.core import audio
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise VoxcError(f"unknown server mode(s) {', '.join(unknown)}: choose from {', '.join(MODES)}")
+    texts = texts_for(target)
+    doc = {"texts": texts, "per_client": per_client, "modes": {}}
+    for mode in modes:
+        with running_server(target, MODES[mode]) as url:
+            voice = httpx.get(url + "/v1/voices", timeout=5.0).json()["voices"][0]
+            _level(url, texts[:2], voice, 1, 2, audio.SAMPLE_RATE)              # warm-up
+            levels = [_level(url, texts, voice, c, per_client, audio.SAMPLE_RATE) for c in clients]
+            m = scrape(url)
+            stages = {k[len("voxc_stage_ms_total{stage=\""):-2]: v for k, v in m.items()
+                      if k.startswith("voxc_stage_ms_total{")}
+            total = sum(stages.values()) or 1.0
+            doc["modes"][mode] = {"voice": voice, "levels": levels, "cache_hit_rate": m.get("voxc_cache_hit_rate"),
+                                  "stage_share": {k: round(v / total, 4) for k, v in stages.items()}}
+    doc["summary"] = {mode: [{k: lv[k] for k in ("clients", "throughput", "ttfa_ms_p50", "ttfa_ms_p99",
+                                                 "latency_ms_p50", "latency_ms_p99")} for lv in d["levels"]]
+                      for mode, d in doc["modes"].items()}
+    bench = target / "bench.json"
+    current = json.loads(bench.read_text()) if bench.is_file() else {}
+    current["serve"] = doc
+    write_atomic(bench, json.dumps(current, indent=1))
+    md = target / "bench.md"
+    head = md.read_text().split("\n## Serving")[0] if md.is_file() else f"# voxc bench: {target.name}\n"
+    write_atomic(md, head.rstrip("\n") + "\n" + serve_markdown(doc))
+    return doc
+
+
+def serve_markdown(doc: dict) -> str:
+    lines = ["", "## Serving (voxc loadtest: real HTTP, streamed pcm, mixed utterance lengths)", ""]
+    for mode, d in doc["modes"].items():
+        lines += [f"### mode {mode} (voice {d['voice']}, cache hit rate {d['cache_hit_rate']})", "",
+                  "| clients | requests | audio s / wall s | TTFA p50 ms | TTFA p99 ms | latency p50 ms | latency p99 ms |",
+                  "|---|---|---|---|---|---|---|"]
+        for lv in d["levels"]:
+            lines.append(f"| {lv['clients']} | {lv['requests']} | {lv['throughput']} | {lv['ttfa_ms_p50']} | "
+                         f"{lv['ttfa_ms_p99']} | {lv['latency_ms_p50']} | {lv['latency_ms_p99']} |")
+        if d["stage_share"]:
+            lines += ["", "Stage shares: " + ", ".join(f"{k} {v:.1%}" for k, v in d["stage_share"].items())]
+        lines.append("")
+    return "\n".join(lines)
