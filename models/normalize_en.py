@@ -8,27 +8,29 @@ rule matches at ``i``, else None. Tokens are lower-case words, ``.`` or ``,``; `
 letter x spelled. Rules, first match wins:
 
 * URLs (``https://…``, ``www.…``, ``name.com/…``) and e-mail addresses: letter runs as words,
-  ``. / : @ - _`` read as dot, slash, colon, at, dash, underscore; the scheme and ``www``
-  spelled; digits one by one;
+  ``. / : @ - _`` read as dot, slash, colon, at, dash, underscore; the scheme and vowel-less
+  runs (``www``, ``js``) spelled, runs of 2-3 letters spelled unless a dictionary word (``uk``); digits one by one; dotted names likewise (``node.js`` → node dot js);
 * phone numbers (``555-123-4567``, ``(555) 123-4567``, ``+44 …``): digit by digit in groups;
 * dates: ``2024-01-05``, ``12/25/2023`` (month first unless the first part is over 12),
   ``Jan. 5, 2024`` / ``January 5th`` / ``March 2024``, ``5 January 2024`` (the fifth of …);
 * times: ``10:30`` (ten thirty), ``14:05`` (fourteen oh five), ``10:00`` (ten o'clock),
-  ``10:30 am`` / ``7 p.m.`` (a m, p m spelled);
+  ``10:30 am`` / ``7 p.m.`` (a m, p m spelled), ``6:30-7:00`` (six thirty to seven o'clock);
 * currency ``$ £ € ¥`` with cents/pence (``$12.50`` → twelve dollars and fifty cents) or a
   scale (``$3.5 million``, ``$2bn``, ``€5m``, ``$10k`` → … million/billion/thousand dollars);
 * decades (``1990s`` → nineteen nineties, ``'90s`` → nineties), ordinals (``21st``), fractions
-  (``1/2`` → one half, ``2 3/4``), ranges (``5-10`` → five to ten), negatives (``-5`` → minus);
+  (``1/2`` → one half, ``2 3/4``, ``24/7``), ranges (``5-10`` → five to ten), negatives (``-5`` → minus);
 * numbers: a 4-digit number 1100–2099 after a year cue (``in since by from …``) is read as a
   year (nineteen ninety nine); ``1,000`` groups; ``3.14`` → three point one four; a number with
   a leading zero digit by digit; a scale suffix (``2.5bn`` ``10k``) and a unit after a number
   (``5 kg`` → five kilograms, ``1 km`` → one kilometer, ``-5°C`` → minus five degrees celsius);
   ``#5`` → number five;
 * abbreviations: titles before a name (``Dr. Mr. Mrs. Ms. Prof. St.`` → doctor, mister, missus,
-  miz, professor, saint), ``No. 5`` → number five, ``St.`` after a capitalised word → street,
-  ``e.g. i.e. vs. etc. approx. Jr. Sr. Inc. Ltd. Mt. Ave.``. An abbreviation's period never
-  becomes a ``.`` token, except after ``etc. a.m. p.m.`` and the like at the end of the text or
-  before a capitalised word, where it also ends the sentence.
+  miz, professor, saint; ``Dr.``/``St.`` after a capitalised word and not before one → drive,
+  street), before a number ``No. Ch. Fig. Vol. Sec. p. pp.`` (``No. 5`` → number five),
+  ``e.g. i.e. vs. etc. approx. Jr. Sr. Inc. Ltd. Mt. Ave.``, initials (``U.S.`` → u s, spelled);
+  upper-case acronyms (``TTS``) are left to models/text.py. An abbreviation's period never
+  becomes a ``.`` token, except after ``etc. a.m. p.m. U.S.`` and the like at the end of the text
+  or before a capitalised word, where it also ends the sentence.
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ _ABBREVS = {  # period-final abbreviations; True: the period may also end the se
     "mt.": (["mount"], False), "ave.": (["avenue"], True), "a.m.": (["^a", "^m"], True),
     "p.m.": (["^p", "^m"], True),
 }
+_BEFORE_NUMBER = {"no": "number", "ch": "chapter", "fig": "figure", "vol": "volume", "sec": "section",
+                  "p": "page", "pp": "pages"}
 _YEAR_CUES = {"in", "since", "by", "from", "until", "till", "before", "after", "during", "of", "circa",
               "around", "year", "early", "late", "mid", "spring", "summer", "autumn", "fall", "winter",
               "the", "to", "through", "between", "and", "or", "born", "died"}
@@ -146,7 +150,11 @@ def _url(m, text):
         if part.isdigit():
             out.append(_DIGITS[int(part)])
         elif part.isalpha():
-            out += ["^" + c for c in part.lower()] if part.lower() == "www" else [part.lower()]
+            part = part.lower()
+            if not re.search("[aeiouy]", part):  # www, js: spelled
+                out += ["^" + c for c in part]
+            else:  # uk, io: a word if the dictionary has it, else spelled (see models/text.py)
+                out.append("^" + part if len(part) <= 3 else part)
         else:
             out += _URL_SYMBOLS[part].split()
     return out
@@ -217,7 +225,8 @@ def _time(m, text):
     out += _ampm(ap)
     if ap and m.group(0).endswith("."):
         out += _sentence_end(text, m.end())
-    return out
+    dash = re.match(r"\s?[-\u2013]\s?(?=\d)", text[m.end():])  # 6:30-7:00 p.m.
+    return (out + ["to"], m.end() + dash.end()) if dash and mins else out
 
 
 def _currency(m, text):
@@ -249,6 +258,8 @@ def _fraction(m, text):
     whole, num, den = m.group("whole"), int(m.group("num")), int(m.group("den"))
     if den == 0:
         return None
+    if (num, den) == (24, 7):
+        return ["twenty", "four", "seven"]
     if den == 2:
         d = ["half"] if num == 1 else ["halves"]
     elif den == 4:
@@ -343,7 +354,7 @@ _RULES = [(re.compile(p, re.IGNORECASE if ci else 0), f) for p, ci, f in [
     (r"#(?=\d)", False, lambda m, t: ["number"]),
     (_B + r"(St|Dr)(?:\.(?=\s|$)|(?=\s+[A-Z]))", False, _title_or_place),
     (_B + r"(Mr|Mrs|Ms|Prof)(?:\.|(?=\s+[A-Z]))", False, _title),
-    (_B + r"No\.(?=\s*\d)", True, lambda m, t: ["number"]),
+    (_B + r"(No|Ch|Fig|Vol|Sec|Pp?)\.(?=\s*\d)", True, lambda m, t: [_BEFORE_NUMBER[m.group(1).lower()]]),
     (_B + r"(?:e\.g|i\.e|a\.m|p\.m)\.|" + _B + r"(?:approx|jr|sr|inc|ltd|mt|ave)\.|" + _B + r"(?:vs|etc)\.?" + _E,
      True, _abbrev),
     (_B + r"(?:[A-Z]\.){2,}", False, _initials),
