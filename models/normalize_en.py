@@ -9,8 +9,9 @@ letter x spelled. Rules, first match wins:
 
 * URLs (``https://…``, ``www.…``, ``name.com/…``) and e-mail addresses: letter runs as words,
   ``. / : @ - _`` read as dot, slash, colon, at, dash, underscore; the scheme and vowel-less
-  runs (``www``, ``js``) spelled, runs of 2-3 letters spelled unless a dictionary word (``uk``); digits one by one; dotted names likewise (``node.js`` → node dot js);
-* phone numbers (``555-123-4567``, ``(555) 123-4567``, ``+44 …``): digit by digit in groups;
+  runs (``www``, ``js``) spelled, runs of 2-3 letters spelled unless a dictionary word (``uk``);
+  digits one by one; dotted names likewise (``node.js`` → node dot js);
+* phone numbers (``555-123-4567``, ``(555) 123-4567``, ``+1 555-123-4567``): digit by digit in groups;
 * dates: ``2024-01-05``, ``12/25/2023`` (month first unless the first part is over 12),
   ``Jan. 5, 2024`` / ``January 5th`` / ``March 2024``, ``5 January 2024`` (the fifth of …);
 * times: ``10:30`` (ten thirty), ``14:05`` (fourteen oh five), ``10:00`` (ten o'clock),
@@ -103,7 +104,7 @@ def cardinal(n: int) -> list[str]:
 
 
 def ordinal(n: int) -> list[str]:
-    return _n2w(n, "ordinal").split() if n < 10**15 else cardinal(n) + ["th"]
+    return _n2w(n, "ordinal").split() if n < 10**15 else cardinal(n)
 
 
 def year(n: int) -> list[str]:
@@ -127,13 +128,19 @@ def _plural(words: list[str]) -> list[str]:
     return words[:-1] + [last]
 
 
+_DASH_RE = re.compile(r"\s?[-\u2013]\s?(?=\d)")
+_NAME_NEXT_RE = re.compile(r"\s+[A-Z]")
+_END_RE = re.compile(r"\s*$|\s+[\"'(]?[A-Z]")
+_PREV_RE = re.compile(r"([A-Za-z0-9]+)[^A-Za-z0-9]{0,8}$")
+
+
 def _sentence_end(text: str, end: int) -> list[str]:
     """``.`` when the abbreviation's period also ends a sentence (end of text, or a capital next)."""
-    return ["."] if re.match(r"\s*$|\s+[\"'(]?[A-Z]", text[end:]) else []
+    return ["."] if _END_RE.match(text, end) else []
 
 
 def _prev_word(text: str, i: int) -> str:
-    m = re.search(r"([A-Za-z0-9]+)[^A-Za-z0-9]*$", text[:i])
+    m = _PREV_RE.search(text, max(0, i - 40), i)
     return m.group(1) if m else ""
 
 
@@ -225,8 +232,8 @@ def _time(m, text):
     out += _ampm(ap)
     if ap and m.group(0).endswith("."):
         out += _sentence_end(text, m.end())
-    dash = re.match(r"\s?[-\u2013]\s?(?=\d)", text[m.end():])  # 6:30-7:00 p.m.
-    return (out + ["to"], m.end() + dash.end()) if dash and mins else out
+    dash = _DASH_RE.match(text, m.end())  # 6:30-7:00 p.m.
+    return (out + ["to"], dash.end()) if dash and mins else out
 
 
 def _currency(m, text):
@@ -312,7 +319,7 @@ def _title_or_place(m, text):
     """``St.``/``Dr.``: saint/doctor before a name; street/drive after a name (``Main St.``)."""
     title, place = {"St": ("saint", "street"), "Dr": ("doctor", "drive")}[m.group(1)]
     prev = _prev_word(text, m.start())
-    if re.match(r"\s+[A-Z]", text[m.end():]) or not (prev[:1].isupper() or prev[:1].isdigit()):
+    if _NAME_NEXT_RE.match(text, m.end()) or not (prev[:1].isupper() or prev[:1].isdigit()):
         return [title]
     return [place] + _sentence_end(text, m.end())
 
