@@ -7,8 +7,11 @@ English text into ids the same way the corpus labels its Festival alignments
 * one leading ``sil``; words → CMU dictionary pronunciation (first variant, stress digits
   dropped, lower-case ARPAbet); ``, . ? !`` → their own tokens (``; :`` → ``,``, ``…`` → ``.``);
   a trailing ``sil`` when the text does not end in one of those tokens;
-* numbers are spelled out (``42`` → forty two, ``3.5`` → three point five, ``1st`` → first,
-  ``%``/``&``/``+``/``@``/``$`` → words);
+* written forms are read as a person would by ``models/normalize_en.py`` (numbers, currency,
+  ordinals, years, dates, times, units, abbreviations, URLs, e-mail addresses: its docstring
+  lists the rules; ``42`` → forty two, ``$12.50`` → twelve dollars and fifty cents, ``Dr.`` →
+  doctor, whose period is no ``.`` token); ``%``/``&``/``+``/``@``/``=`` → words;
+* a token ``^x`` (e.g. the a and m of ``a.m.``) is the letter's name;
 * out-of-vocabulary words (not in the CMU dictionary): an all-capital word of 2-5 letters
   (``TTS``) is spelled letter by letter; any other word goes through ``letter_to_sound``,
   a small rule-based grapheme → phone table (digraphs such as ``sh ch th ph ck ng qu ee
@@ -25,6 +28,7 @@ import re
 import unicodedata
 
 from voxc.core.errors import VoxcError
+from voxc.models import normalize_en
 
 PHONES = [
     "aa", "ae", "ah", "ao", "aw", "ay", "b", "ch", "d", "dh", "eh", "er", "ey", "f", "g",
@@ -42,67 +46,9 @@ _PUNCT_MAP = {",": ",", ";": ",", ":": ",", ".": ".", "?": "?", "!": "!", "\u202
 _SEPARATORS = set(" \t\n\r\"'`()[]{}<>-/\\*_#~\u2013\u2014\u2018\u2019\u201c\u201d")
 _SYMBOL_WORDS = {"%": "percent", "&": "and", "+": "plus", "@": "at", "=": "equals"}
 
-_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-         "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
-         "eighteen", "nineteen"]
-_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-_SCALES = [(10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand")]
-_ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-            "nine": "ninth", "twelve": "twelfth"}
-
-
 def number_to_words(n: int) -> str:
     """Cardinal English words for an integer (``-1203`` → minus one thousand two hundred three)."""
-    if n < 0:
-        return "minus " + number_to_words(-n)
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    if n < 1000:
-        rest = n % 100
-        return _ONES[n // 100] + " hundred" + ("" if rest == 0 else " " + number_to_words(rest))
-    for value, name in _SCALES:
-        if n >= value:
-            if n // value >= 1000 and value == 10**12:
-                return " ".join(_ONES[int(d)] for d in str(n))  # absurdly large: digit by digit
-            rest = n % value
-            return number_to_words(n // value) + " " + name + ("" if rest == 0 else " " + number_to_words(rest))
-    raise AssertionError("unreachable")
-
-
-def _ordinal(words: str) -> str:
-    head, _, last = words.rpartition(" ")
-    if last in _ORDINAL:
-        last = _ORDINAL[last]
-    elif last.endswith("y"):
-        last = last[:-1] + "ieth"
-    else:
-        last += "th"
-    return (head + " " + last).strip()
-
-
-_NUM_RE = re.compile(r"\$?\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th)?%?", re.IGNORECASE)
-
-
-def _expand_number(tok: str) -> str:
-    dollars = tok.startswith("$")
-    percent = tok.endswith("%")
-    tok = tok.strip("$%")
-    m = re.fullmatch(r"([\d,]+)(?:\.(\d+))?(st|nd|rd|th)?", tok, re.IGNORECASE)
-    if m is None:  # e.g. "1,2,": read the digits
-        return " ".join(_ONES[int(c)] for c in tok if c.isdigit())
-    whole = int(m.group(1).replace(",", "") or 0)
-    words = number_to_words(whole)
-    if m.group(3):
-        words = _ordinal(words)
-    if m.group(2):
-        words += " point " + " ".join(_ONES[int(c)] for c in m.group(2))
-    if percent:
-        words += " percent"
-    if dollars:
-        words += " dollar" if whole == 1 and not m.group(2) else " dollars"
-    return words
+    return " ".join(normalize_en.cardinal(n))
 
 
 class UnspeakableText(VoxcError, ValueError):
@@ -121,14 +67,13 @@ def normalize(text: str, errors: str = "strict") -> list[str]:
     i = 0
     while i < len(folded):
         c = folded[i]
-        if c.isdigit() or (c == "$" and i + 1 < len(folded) and folded[i + 1].isdigit()):
-            m = _NUM_RE.match(folded, i)
-            num = m.group(0)
-            trailing_comma = num.endswith(",")
-            out.extend(_expand_number(num.rstrip(",")).split())
-            if trailing_comma:
-                out.append(",")
-            i = m.end()
+        hit = normalize_en.expand_at(folded, i)
+        if hit is not None:
+            words, i = hit
+            out.extend(words)
+        elif c.isdigit():  # not reached: normalize_en reads every number
+            out.append(normalize_en.digits(c)[0])
+            i += 1
         elif c.isascii() and c.isalpha():
             m = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*").match(folded, i)
             word = m.group(0)
@@ -203,15 +148,25 @@ def letter_to_sound(word: str) -> list[str]:
     return phones
 
 
+def spelled(word: str) -> list[str] | None:
+    """ARPAbet (with stress) for a token to spell letter by letter, else None: ``^x`` (one
+    letter, e.g. the a of a.m.) or an out-of-vocabulary ``^acronym``. A letter's name is its
+    first stressed CMU variant (a → EY1, not the article's AH0)."""
+    if not word.startswith("^") or (len(word) > 2 and word[1:] in _cmu()):
+        return None
+    cmu = _cmu()
+    return [p for ch in word[1:] if ch in cmu
+            for p in next((v for v in cmu[ch] if any(q.endswith("1") for q in v)), cmu[ch][0])]
+
+
 def _word_phones(word: str) -> list[str]:
-    spell = word.startswith("^")
-    word = word.lstrip("^")
-    pron = _cmu().get(word)
+    letters = spelled(word)
+    if letters is not None:
+        return [p.rstrip("012").lower() for p in letters]
+    pron = _cmu().get(word.lstrip("^"))
     if pron:
         return [p.rstrip("012").lower() for p in pron[0]]
-    if spell:  # out-of-vocabulary acronym: spell it
-        return [p.rstrip("012").lower() for ch in word if ch.isalpha() for p in _cmu()[ch][0]]
-    return letter_to_sound(word)
+    return letter_to_sound(word.lstrip("^"))
 
 
 def text_to_phones(text: str, errors: str = "strict") -> list[str]:

@@ -143,7 +143,7 @@ def test_numbers():
     assert T.normalize("3.5") == ["three", "point", "five"]
     assert T.normalize("the 21st") == ["the", "twenty", "first"]
     assert T.normalize("$5, 10%") == ["five", "dollars", ",", "ten", "percent"]
-    assert T.normalize("1,000 km") == ["one", "thousand", "km"]
+    assert T.normalize("1,000 km") == ["one", "thousand", "kilometers"]  # units after a number are read
     assert T.text_to_phones("7") == ["sil", "s", "eh", "v", "ah", "n", "sil"]
 
 

@@ -144,12 +144,12 @@ def _stressed(phones: list[str]) -> list[str]:
 
 
 def _english_word(word: str) -> list[str]:
-    spell, word = word.startswith("^"), word.lstrip("^")
-    cmu = en._cmu()
+    letters = en.spelled(word)  # ^x (a letter, e.g. a.m.) or an out-of-vocabulary acronym (TTS)
+    if letters is not None:
+        return letters
+    word, cmu = word.lstrip("^"), en._cmu()
     if word in cmu:
         return list(cmu[word][0])
-    if spell:  # out-of-vocabulary acronym (TTS): letter by letter
-        return [p for ch in word if ch in cmu for p in cmu[ch][0]]
     return _stressed(en.letter_to_sound(word))
 
 
