@@ -28,7 +28,7 @@ parity: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(VOXC) bench --target $(TARGET) $(ARGS)
 
-test: $(VENV)/.installed $(VENV)/.triton
+test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q $(ARGS)
 
 # A tritonserver (2.51, Python backend only; ~55 MB wheel, x86-64 Linux) for tests/test_triton.py's served
