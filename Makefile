@@ -11,7 +11,7 @@ FROM   ?=
 ARGS   ?=
 VOXC   := $(VENV)/bin/voxc
 
-.PHONY: engines test parity bench corpus clean distclean
+.PHONY: engines test parity bench corpus clean distclean triton-server
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,14 @@ bench: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q $(ARGS)
+
+# A tritonserver (2.51, Python backend only; ~55 MB wheel, x86-64 Linux) for tests/test_triton.py's served
+# checks. --no-deps: nvidia-pytriton pins numpy < 2; only its bundled server binary is used, never imported.
+# Where the wheel does not install (not x86-64 Linux, glibc < 2.35) those checks skip and say why.
+triton-server: $(VENV)/.triton
+$(VENV)/.triton: $(VENV)/.installed
+	$(VENV)/bin/pip install -q --no-deps nvidia-pytriton==0.7.0 || echo "no nvidia-pytriton here: served Triton tests skip"
+	touch $@
 
 corpus: $(VENV)/.installed
 	$(VENV)/bin/python -m voxc.calibration.corpus --out artifacts/corpus

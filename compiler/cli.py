@@ -1,4 +1,4 @@
-"""The compiler's subcommands of `voxc` (build, parity, bench, report, inspect), registered by voxc/cli.py,
+"""The compiler's subcommands of `voxc` (build, parity, bench, report, inspect, export triton), registered by voxc/cli.py,
 and the argument helpers other command groups reuse. User mistakes end in one line and exit status 2."""
 from __future__ import annotations
 
@@ -137,6 +137,15 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_export_triton(args) -> int:
+    from voxc.compiler.triton import export
+    out = Path(args.out)
+    s = export(Path(args.artifacts) / args.target, out, runtime=args.runtime, max_queue_delay_us=args.max_queue_delay_us,
+               instances=args.instances, chunk=args.chunk_frames, force=args.force)
+    print(f"voxc: Triton model repository {out} ({len(s['graphs'])} graph models, {s['runtime']}); see {out / 'README.md'}")
+    return 0
+
+
 def register(sub) -> None:
     def common(sp):
         sp.add_argument("--target", default=os.environ.get("TARGET", "cpu"), help="target profile (targets/profiles)")
@@ -182,6 +191,19 @@ def register(sub) -> None:
     common(r)
     r.add_argument("--merge", metavar="DEVICE_PARITY.json", help="parity.json written by a device bundle's verify.py")
     r.set_defaults(func=cmd_report)
+
+    e = sub.add_parser("export", help="package a built target for a serving system").add_subparsers(
+        dest="format", required=True)
+    t = e.add_parser("triton", help="a Triton Inference Server model repository: one model per graph, the "
+                                    "pipeline as a Python-backend (BLS) model and a decoupled streaming variant")
+    common(t)
+    t.add_argument("--out", required=True, help="repository folder to write (refused if not empty, unless --force)")
+    t.add_argument("--runtime", help="which of the target's runtimes Triton serves (default: the profile's first)")
+    t.add_argument("--max-queue-delay-us", type=int, default=100, help="dynamic batching queue delay")
+    t.add_argument("--instances", type=int, default=1, help="instances per model (instance_group count)")
+    t.add_argument("--chunk-frames", type=int, help="streaming chunk length (default: the last graph's export length)")
+    t.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    t.set_defaults(func=cmd_export_triton)
 
     i = sub.add_parser("inspect", help="inputs, outputs, dynamic dims and op histogram of an ONNX file or target")
     i.add_argument("path")

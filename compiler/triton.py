@@ -1,0 +1,394 @@
+"""Triton model repository: a built target folder -> a Triton Inference Server model repository.
+
+`voxc export triton --target T --out DIR` reads artifacts/T (voxc.api.open_target: every file's sha256
+checked) and writes, atomically (a temporary sibling renamed into place last):
+
+    <graph>/config.pbtxt, <graph>/1/model.*   one model per graph: the accepted precision's artifact of
+                                              one runtime (targets/serving.py: platform or backend, file
+                                              names, instance kind); dims from the manifest's spec (-1 for
+                                              dynamic axes; the batch axis left out when the spec's batch
+                                              range allows batching: max_batch_size and dynamic batching)
+    <family>_pipeline/                        the family's dataflow as a Python-backend model (BLS):
+                                              phoneme ids (+ reference inputs) -> waveform; model.py is
+                                              compiler/triton_model.py, beside it pipeline.json and the
+                                              numpy-only voxc modules it runs (checked torch-free)
+    <family>_stream/                          the same, decoupled: the last graph runs over overlapping
+                                              chunks (overlap from its measured receptive field) and each
+                                              piece of audio is a response as soon as it is ready
+    README.md                                 what is where, how to serve it, what was checked
+
+Runtimes whose artifact is built on the serving device (TensorRT plans, unless this host built the
+engine) get their config, the host-validated ONNX beside it and the command that builds the plan;
+Triton loads such a model once the plan is in its version folder.
+
+Every config.pbtxt is generated with Triton's own protobuf classes (tritonclient's model_config_pb2)
+and written with text_format, so it parses by construction; the placed ONNX files' input and output
+names and element types are checked against the spec. tests/test_triton.py parses every config back,
+compares it with the manifest and the ONNX files, and imports and plans the shipped modules with torch
+blocked. Served for real (nvidia-pytriton 0.7.0's tritonserver 2.51, which carries the Python backend
+only, graphs swapped for Python stand-ins running the same model.onnx): all eight configs loaded and the
+pipeline model ran its host steps and its first BLS call, which failed because that stub predates NumPy
+2's ABI (tensors arrive with 0 bytes) while voxc pins numpy 2; so the served tests skip, saying so.
+Not validated: Triton's ONNX Runtime / OpenVINO / TensorRT backends loading these configs and files,
+and an end-to-end served waveform.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from voxc.core.errors import VoxcError
+from voxc.core.sources import closure, module_file
+
+DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
+          "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}
+MODEL_PY = "voxc.compiler.triton_model"
+_STDLIB = __import__("sys").stdlib_module_names
+
+
+def _pb():
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+    return model_config_pb2, text_format
+
+
+def _batched(spec) -> bool:
+    """Batch through Triton (max_batch_size > 0, batch axis left out of dims) when the spec allows it."""
+    b = spec.dims.get("batch")
+    return bool(b and b.max > 1 and all(t.dims and t.dims[0] == "batch" for t in spec.inputs + spec.outputs))
+
+
+def _dims(dims, batched: bool) -> list[int]:
+    return [d if isinstance(d, int) else -1 for d in (dims[1:] if batched else dims)]
+
+
+def graph_config(name: str, spec, serving: dict, max_queue_delay_us: int, instances: int):
+    """A graph's ModelConfig: IO from the spec, batching from its batch range, the runtime's platform."""
+    mc, _ = _pb()
+    batched = _batched(spec)
+    cfg = mc.ModelConfig(name=name, max_batch_size=spec.dims["batch"].max if batched else 0)
+    setattr(cfg, serving["field"], serving["value"])
+    cfg.input.extend(mc.ModelInput(name=t.name, data_type=mc.DataType.Value(DTYPES[t.dtype]),
+                                   dims=_dims(t.dims, batched)) for t in spec.inputs)
+    cfg.output.extend(mc.ModelOutput(name=t.name, data_type=mc.DataType.Value(DTYPES[t.dtype]),
+                                     dims=_dims(t.dims, batched)) for t in spec.outputs)
+    if batched:
+        b = spec.dims["batch"]
+        cfg.dynamic_batching.preferred_batch_size.extend(sorted({n for n in (b.opt, b.export, b.max) if n > 1}))
+        cfg.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
+    cfg.instance_group.append(mc.ModelInstanceGroup(count=instances,
+                                                    kind=mc.ModelInstanceGroup.Kind.Value(serving["kind"])))
+    return cfg
+
+
+def pipeline_config(name: str, inputs: dict, output: str, instances: int, decoupled: bool):
+    mc, _ = _pb()
+    cfg = mc.ModelConfig(name=name, backend="python", max_batch_size=0)
+    cfg.input.extend(mc.ModelInput(name=n, data_type=mc.DataType.Value(DTYPES[i["dtype"]]), dims=i["dims"],
+                                   optional=i["optional"]) for n, i in inputs.items())
+    cfg.output.append(mc.ModelOutput(name=output, data_type=mc.TYPE_FP32, dims=[-1]))
+    cfg.instance_group.append(mc.ModelInstanceGroup(count=instances, kind=mc.ModelInstanceGroup.KIND_CPU))
+    if decoupled:
+        cfg.model_transaction_policy.decoupled = True
+    return cfg
+
+
+def _text(cfg) -> str:
+    return _pb()[1].MessageToString(cfg)
+
+
+def _check_onnx(path: Path, spec) -> None:
+    """The ONNX file's own graph inputs/outputs must be the spec's names and element types."""
+    import onnx
+    from onnx import helper
+    g = onnx.load(str(path), load_external_data=False).graph
+    for kind, declared, found in (("inputs", spec.inputs, g.input), ("outputs", spec.outputs, g.output)):
+        got = {v.name: helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name for v in found}
+        want = {t.name: t.dtype for t in declared}
+        if {k: v for k, v in got.items() if k in want} != want:
+            raise VoxcError(f"{path}: {kind} {got} do not match the manifest's {want}; rebuild the target")
+
+
+def _trt_shapes(spec) -> dict[str, str]:
+    """min/opt/max shapes per input (the device-build command's profile), from the spec's ranges."""
+    out = {}
+    for key, pick in (("min", lambda d: d.min), ("opt", lambda d: d.opt), ("max", lambda d: d.max)):
+        sizes = {n: pick(d) for n, d in spec.dims.items()}
+        out[key] = ",".join(f"{t.name}:" + "x".join(str(d if isinstance(d, int) else sizes[d]) for d in t.dims)
+                            for t in spec.inputs)
+    return out
+
+
+def _place_graph(tmp: Path, target, name: str, runtime: str, serving: dict, spec, opts: dict) -> dict:
+    """<graph>/config.pbtxt and its version folder; returns what the README says about it."""
+    info = target.manifest["models"][name]
+    precision = info["precision"][runtime]["accepted"]
+    arts = [a for a in info["artifacts"] if a["runtime"] == runtime and a["precision"] == precision]
+    mdir = tmp / name
+    (mdir / "1").mkdir(parents=True)
+    (mdir / "config.pbtxt").write_text(_text(graph_config(name, spec, serving, opts["max_queue_delay_us"],
+                                                          opts["instances"])))
+    placed = {}
+    for a in arts:
+        suffix = Path(a["path"]).suffix
+        if suffix in serving["files"]:
+            placed[serving["files"][suffix]] = target.folder / a["path"]
+    row = {"graph": name, "precision": precision, "batched": _batched(spec)}
+    if not placed:
+        onnx_art = next((a for a in arts if a["path"].endswith(".onnx")), None)
+        if onnx_art is None or "device_build" not in serving:
+            raise VoxcError(f"{target.folder}: no {runtime} artifact of {name} that Triton can load")
+        shutil.copy2(target.folder / onnx_art["path"], mdir / "model.onnx")
+        _check_onnx(mdir / "model.onnx", spec)
+        row["device_build"] = serving["device_build"].format(onnx=f"{name}/model.onnx", plan=f"{name}/1/model.plan",
+                                                             **_trt_shapes(spec))
+        return row
+    for fname, src in placed.items():
+        shutil.copy2(src, mdir / "1" / fname)
+        if fname.endswith(".onnx"):
+            _check_onnx(mdir / "1" / fname, spec)
+    return row
+
+
+# ---- the pipeline (BLS) ------------------------------------------------------------------------
+
+def _roots(pipe, given: set, want: list) -> tuple[set, set]:
+    """(required, optional) values the caller sends: those of `given` the dataflow reads to make `want`,
+    and those no step makes."""
+    from voxc.models.family import HostStep
+    needed, optional, used = set(want) - given, set(), set()
+    for step in reversed(pipe.family.steps):
+        if needed & set(pipe.writes(step)):
+            needed -= set(pipe.writes(step))
+            needed |= {r for r in pipe.reads(step) if r not in given}
+            used |= {r for r in pipe.reads(step) if r in given}
+            if isinstance(step, HostStep):
+                optional |= set(step.optional)
+    return needed | used, optional - needed - used
+
+
+def _input_types(fam, cfg: dict, names: set, optional: set) -> dict:
+    """dtype and dims of each pipeline input, read off the family's parity items (axes that vary: -1)."""
+    items = [fam.item_inputs(u, cfg, True) for u in fam.items("parity")[:8]]
+    out = {}
+    for n in sorted(names | optional):
+        vals = [np.asarray(v[n]) for v in items if n in v]
+        if not vals:
+            if n in optional:
+                continue
+            raise VoxcError(f"family {fam.name}: no data item carries pipeline input '{n}'")
+        shapes = {v.shape for v in vals}
+        scalar = vals[0].ndim == 0
+        dims = [1] if scalar else [s if len({sh[i] for sh in shapes}) == 1 else -1 for i, s in enumerate(vals[0].shape)]
+        dtype = {"i": "int64", "f": "float32", "b": "bool"}[vals[0].dtype.kind]
+        out[n] = {"dtype": dtype, "dims": dims, "optional": n in optional, "scalar": scalar}
+    return out
+
+
+def receptive_field(runner, spec, seed: int = 0) -> int | None:
+    """Half-width, in steps of the sweep axis, of the output one input step changes (measured: perturb
+    the middle step of a random input); None when the graph's output depends on most of its input."""
+    d = spec.dims[spec.sweep_dim]
+    n = min(max(d.export, 4 * d.min), d.max)
+    rng = np.random.default_rng(seed)
+    sizes = {k: (1 if k == "batch" else n) for k in spec.dims}
+    feeds = {t.name: rng.standard_normal([resolve(x, sizes) for x in t.dims]).astype(t.dtype) for t in spec.inputs}
+    base = runner.infer(feeds)
+    axes = {t.name: t.dims.index(spec.sweep_dim) for t in spec.inputs}
+    for k, a in axes.items():
+        idx = [slice(None)] * feeds[k].ndim
+        idx[a] = n // 2
+        feeds[k][tuple(idx)] += 1.0
+    moved = runner.infer(feeds)
+    width = 0
+    for t in spec.outputs:
+        axis, scale = _out_axis(t, spec.sweep_dim)
+        diff = np.moveaxis(np.abs(moved[t.name].astype(np.float64) - base[t.name]), axis, -1).reshape(-1, n * scale)
+        hit = np.nonzero(diff.max(axis=0) > 1e-6 * max(np.abs(base[t.name]).max(), 1e-12))[0]
+        if hit.size:
+            width = max(width, math.ceil(max(abs(hit[0] - n // 2 * scale), abs(hit[-1] - n // 2 * scale)) / scale))
+    return None if width >= n // 2 - 1 else width
+
+
+def resolve(d, sizes):
+    from voxc.models.spec import resolve_dim
+    return resolve_dim(d, sizes)
+
+
+def _out_axis(t, dim: str) -> tuple[int, int]:
+    for i, d in enumerate(t.dims):
+        if d == dim:
+            return i, 1
+        if isinstance(d, str) and d.startswith(dim + "*"):
+            return i, int(d.split("*")[1])
+    raise VoxcError(f"output {t.name} has no {dim} axis")
+
+
+def _loaded_imports(name: str) -> set[str]:
+    """Top-level packages a module imports when it is loaded (module-level statements, not function bodies)."""
+    import ast
+    out, todo = set(), list(ast.parse(module_file(name).read_text()).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module.split(".")[0])
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            todo += [n for f in ("body", "orelse", "finalbody", "handlers") for n in getattr(node, f, [])]
+    return out
+
+
+def _ship_modules(mdir: Path, fam) -> list[str]:
+    """The pipeline's voxc modules into mdir/voxc/..., checked to load with numpy alone (a function that
+    imports torch, e.g. building a graph's module, is never called by the pipeline)."""
+    from voxc.compiler.bundle import FORBIDDEN, bundle_path
+    mods = closure(("voxc.models.family", "voxc.models.pipeline", "voxc.models.spec", "voxc.targets.split",
+                    fam.package))
+    for m in mods:
+        bad = sorted(_loaded_imports(m) - {"voxc", "__future__", "numpy"} - set(_STDLIB))
+        if bad or set(bad) & set(FORBIDDEN):
+            raise VoxcError(f"{m} imports {', '.join(bad)} when loaded; the Triton pipeline model runs with numpy only")
+    for m in mods:
+        dst = mdir / bundle_path(m)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(module_file(m), dst)
+    for p in sorted({p for f in mdir.rglob("*.py") for p in f.relative_to(mdir).parents if str(p) != "."}):
+        (mdir / p / "__init__.py").touch()   # bare package markers where no real __init__ is shipped
+    return mods
+
+
+def _place_pipeline(tmp: Path, target, specs: dict, models: dict, opts: dict) -> dict:
+    from voxc.models.family import GraphStep, family_of
+    from voxc.models.pipeline import Pipeline
+    fam = family_of(target.config)
+    missing = [g for g in fam.graph_names if g not in specs]
+    if missing or fam.chain is None:
+        return {"skipped": f"the target lacks graphs {', '.join(missing)}" if missing else "no chain output"}
+    pipe = Pipeline(fam, target.config, {}, specs)
+    front = {w for s in fam.steps if not isinstance(s, GraphStep) and "text" in s.reads for w in s.writes}
+    output = fam.chain.output
+    required, optional = _roots(pipe, front, [output])
+    inputs = _input_types(fam, target.config, required, optional)
+    last = next(s for s in reversed(fam.steps) if isinstance(s, GraphStep) and output in pipe.writes(s))
+    spec = specs[last.graph]
+    out_name = next(t.name for t in spec.outputs if last.outputs.get(t.name, t.name) == output)
+    doc = {"family": fam.name, "config": target.config, "specs": {g: target.manifest["models"][g] for g in specs},
+           "models": models, "inputs": inputs, "output": output}
+    doc["specs"] = {g: {k: v[k] for k in ("inputs", "outputs", "dims")} for g, v in doc["specs"].items()}
+    rows = {}
+    stream = _stream_plan(target, last.graph, spec, out_name, opts)
+    for kind, decoupled in (("pipeline", False), ("stream", True)):
+        if decoupled and "skipped" in stream:
+            rows[kind] = stream
+            continue
+        name = f"{fam.name}_{kind}"
+        mdir = tmp / name / "1"
+        mdir.mkdir(parents=True)
+        shutil.copy2(module_file(MODEL_PY), mdir / "model.py")
+        mods = _ship_modules(mdir, fam)
+        (mdir / "pipeline.json").write_text(json.dumps({**doc, "stream": stream}, indent=1, sort_keys=True))
+        (tmp / name / "config.pbtxt").write_text(_text(pipeline_config(name, inputs, output, opts["instances"],
+                                                                       decoupled)))
+        rows[kind] = {"model": name, "inputs": inputs, "output": output, "modules": mods}
+    rows["stream_plan"] = stream
+    return rows
+
+
+def _stream_plan(target, graph: str, spec, out_name: str, opts: dict) -> dict:
+    """Chunking of the last graph for the decoupled model: chunk length and overlap (>= 2 x receptive field)."""
+    from voxc.targets import backend
+    from voxc.targets.base import STAND_IN
+    portable = next(a for a in target.manifest["models"][graph]["artifacts"] if a["runtime"] == "portable")
+    rf = receptive_field(backend(STAND_IN).open(target.folder / portable["path"]), spec)
+    if rf is None:
+        return {"skipped": f"{graph}'s output depends on its whole input: it cannot stream in chunks"}
+    d = spec.dims[spec.sweep_dim]
+    chunk = min(max(opts["chunk"] or d.export, d.min), d.max)
+    overlap = min(2 * rf, chunk // 2 - 1)
+    return {"graph": graph, "output": out_name, "receptive_field": rf, "chunk": chunk, "overlap": overlap,
+            "in_axes": {t.name: t.dims.index(spec.sweep_dim) for t in spec.inputs if spec.sweep_dim in t.dims},
+            "out_axis": list(_out_axis(next(t for t in spec.outputs if t.name == out_name), spec.sweep_dim))}
+
+
+# ---- the repository -----------------------------------------------------------------------------
+
+def export(folder: Path, out: Path, runtime: str | None = None, max_queue_delay_us: int = 100, instances: int = 1,
+           chunk: int | None = None, force: bool = False) -> dict:
+    """Write the Triton model repository of a built target folder to `out`; returns its summary."""
+    from voxc.api import open_target
+    from voxc.models.spec import spec_from_json
+    from voxc.targets.serving import triton
+    if max_queue_delay_us < 0 or instances < 1 or (chunk is not None and chunk < 1):
+        raise VoxcError("--max-queue-delay-us must be >= 0, --instances and --chunk-frames >= 1")
+    target = open_target(folder)
+    runtimes = target.manifest["profile"]["backends"]
+    runtime = runtime or runtimes[0]
+    if runtime not in runtimes:
+        raise VoxcError(f"target {target.manifest['target']} has no {runtime} artifacts: choose from {', '.join(runtimes)}")
+    serving = triton(runtime)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise VoxcError(f"{out} exists and is not empty; pass --force to replace it or choose another --out")
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:6]}.tmp"
+    try:
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        raise VoxcError(f"cannot write to {out.parent} ({exc.strerror}); choose a writable --out") from None
+    try:
+        specs = {n: spec_from_json(n, info) for n, info in target.manifest["models"].items()}
+        opts = {"max_queue_delay_us": max_queue_delay_us, "instances": instances, "chunk": chunk}
+        graphs = [_place_graph(tmp, target, n, runtime, serving, s, opts) for n, s in specs.items()]
+        python = _place_pipeline(tmp, target, specs, {n: n for n in specs}, opts)
+        summary = {"target": target.manifest["target"], "runtime": runtime, "graphs": graphs, "python": python}
+        (tmp / "README.md").write_text(_readme(summary, serving))
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    old = out.parent / f".{out.name}.{uuid.uuid4().hex[:6]}.old"
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def _readme(s: dict, serving: dict) -> str:
+    lines = [f"# Triton model repository: voxc target `{s['target']}` ({s['runtime']} artifacts)", "",
+             "Written by `voxc export triton`. Serve it with:", "",
+             "    tritonserver --model-repository .", "",
+             "| model | precision | batching |", "| --- | --- | --- |"]
+    for g in s["graphs"]:
+        lines.append(f"| {g['graph']} | {g['precision']} | {'dynamic batching (same-shape requests)' if g['batched'] else 'none'} |")
+    builds = [g for g in s["graphs"] if "device_build" in g]
+    if builds:
+        lines += ["", "These plans are built on the serving GPU (an engine is specific to its GPU and TensorRT",
+                  "version); Triton loads each model once its plan is in place. From this folder:", ""]
+        lines += [f"    {g['device_build']}" for g in builds]
+    p = s["python"]
+    if "skipped" in p:
+        lines += ["", f"No pipeline model: {p['skipped']}."]
+    else:
+        ins = ", ".join(f"{n} ({i['dtype']} {i['dims']}{', optional' if i['optional'] else ''})"
+                        for n, i in p["pipeline"]["inputs"].items())
+        lines += ["", f"`{p['pipeline']['model']}` (Python backend, BLS): {ins} -> {p['pipeline']['output']} (float32 [-1]).",
+                  "It needs numpy in the Python backend's environment; the voxc modules it runs are in its 1/voxc/."]
+        st = p["stream_plan"]
+        if "skipped" in st:
+            lines += [f"No streaming model: {st['skipped']}."]
+        else:
+            lines += [f"`{p['stream']['model']}` (decoupled): the same inputs; {st['graph']} runs over chunks of "
+                      f"{st['chunk']} steps overlapping by {st['overlap']} (2 x its measured receptive field of "
+                      f"{st['receptive_field']}, capped below half a chunk), each piece of audio sent when ready.",
+                      "Edit `chunk` / `overlap` in its 1/pipeline.json to trade first-audio latency for calls."]
+    return "\n".join(lines) + "\n"
