@@ -18,7 +18,8 @@ from voxc.core.errors import VoxcError
 
 SENTENCE_PAUSE_S = 0.30
 CLAUSE_PAUSE_S = 0.15
-# words whose trailing period does not end a sentence ("Dr. Smith", "e.g. this")
+# words whose trailing period does not end a sentence ("Dr. Smith", "e.g. this"; also initials and
+# dotted initialisms: "J. Smith", "5 p.m. today")
 ABBREVIATIONS = frozenset("""mr mrs ms dr prof st jr sr vs etc e.g i.e no nos mt ft inc ltd co corp dept est approx
                           fig gen gov sgt capt col lt rev jan feb mar apr jun jul aug sep sept oct nov dec""".split())
 _SENTENCE_END = re.compile(r"([.!?\u2026]+)([\"'\u201d\u2019)\]]*)(\s+|$)|([\u3002\uff01\uff1f]+)([\u201d\u2019\uff09]*)\s*"
@@ -39,7 +40,7 @@ def _abbreviation_before(text: str, end: int) -> bool:
     if word is None:
         return False
     w = word.group(1).lower().rstrip(".")
-    return w in ABBREVIATIONS or (len(w) == 1 and w.isalpha())
+    return w in ABBREVIATIONS or (len(w) == 1 and w.isalpha()) or re.fullmatch(r"(?:[a-z]\.)+[a-z]", w) is not None
 
 
 def sentences(text: str) -> list[str]:

@@ -20,6 +20,7 @@ import threading
 import time
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from voxc.core.errors import VoxcError
 
@@ -39,6 +40,19 @@ def wav_header(sample_rate: int, data_bytes: int | None) -> bytes:
     return (b"RIFF" + struct.pack("<I", riff) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate,
                                                                              sample_rate * 2, 2, 16)
             + b"data" + struct.pack("<I", n))
+
+
+class SpeechRequest(BaseModel):
+    """The body of POST /v1/audio/speech (OpenAI's fields, plus style/emotion and stream)."""
+    model_config = ConfigDict(extra="forbid")
+    input: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
+    model: str | None = None
+    voice: str | None = None
+    style: str | None = Field(default=None, max_length=64)
+    emotion: str | None = Field(default=None, max_length=64)
+    speed: float = Field(default=1.0, ge=0.25, le=4.0)
+    response_format: str = "wav"
+    stream: bool = False
 
 
 class Metrics:
@@ -68,12 +82,11 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-def create_app(voice, max_inflight: int = 2, max_queue: int = 32, max_chars: int = MAX_INPUT_CHARS):
+def create_app(voice, max_inflight: int = 2, max_queue: int = 32):
     """The ASGI app speaking with `voice` (a voxc.runtime.Voice)."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response, StreamingResponse
-    from pydantic import BaseModel, ConfigDict, Field
     from starlette.exceptions import HTTPException
 
     metrics = Metrics(voice)
@@ -81,17 +94,6 @@ def create_app(voice, max_inflight: int = 2, max_queue: int = 32, max_chars: int
     waiting = {"n": 0}
     lock = threading.Lock()
     app = FastAPI(title="voxc speech server", docs_url=None, redoc_url=None)
-
-    class SpeechRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        input: str = Field(min_length=1, max_length=max_chars)
-        model: str | None = None
-        voice: str | None = None
-        style: str | None = Field(default=None, max_length=64)
-        emotion: str | None = Field(default=None, max_length=64)
-        speed: float = Field(default=1.0, ge=0.25, le=4.0)
-        response_format: str = "wav"
-        stream: bool = False
 
     def error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
         metrics.requests.labels(str(status)).inc()
