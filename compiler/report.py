@@ -87,7 +87,8 @@ def write_target(folder: Path, info: dict, chains: dict, results: dict, chained:
                                          precision=a["precision"], format=rec.get("format", "onnx"),
                                          runtime=a["runtime"], role="weights" if f.endswith(".bin") else "model",
                                          **({"parity_set": a["parity_set"]} if a.get("parity_set") else {}),
-                                         **({"calibration_set": a["calibration_set"]} if a.get("calibration_set") else {})))
+                                         **({"calibration_set": a["calibration_set"]} if a.get("calibration_set") else {}),
+                                         **({"qdq_rules": rec["qdq_rules"]} if rec.get("qdq_rules") and f == rec["file"] else {})))
         rows += model_rows
         stage_labels = {k: chain[k] for k in ("weights", "export", "check", "simplify")}
         stage_labels.update({a["artifact"].split("/", 1)[1]: a["artifact"] for a in chain["artifacts"]})

@@ -117,11 +117,13 @@ def qdq_rules(path: Path, label) -> dict:
 
 def rules_row(model: str, path: Path) -> dict:
     """One parity row: the int8 file the host gate ran and the bundle ships, against TensorRT's rules."""
+    from voxc.core.hashing import sha256_file
     from voxc.targets import trt_qdq_rules
     problems = trt_qdq_rules.check(path)
     return {"model": model, "precision": "int8", "runtime": "tensorrt", "length": 0, "batch": 0, "output": "*",
             "metric": "trt_qdq_rules", "value": float(len(problems)), "tolerance": 0.0, "passed": not problems,
-            "checked": "onnx for tensorrt", **({"error": "; ".join(problems)[:400]} if problems else {})}
+            "checked": "onnx for tensorrt",
+            "sha256": sha256_file(path), **({"error": "; ".join(problems)[:400]} if problems else {})}
 
 
 def trt_available() -> bool:
@@ -205,4 +207,5 @@ difference. Inputs longer than a profile's max must be split by the caller (lib/
     def bundle_entry(self, name, art_path, record, precision, source, put, put_tree):
         onnx = put(art_path, f"models/{name}/{art_path.name}")
         return {"files": {"fp32": source, precision: onnx}, "profiles": record["profiles"], "recipe": record["recipe"],
-                "stand_in": {"onnx": onnx, "precision": precision}}
+                "stand_in": {"onnx": onnx, "precision": precision},   # the host gate's file is the one TensorRT gets
+                **({"qdq_rules": record["qdq_rules"]} if record.get("qdq_rules") else {})}

@@ -156,3 +156,30 @@ def test_a_missing_or_unreadable_file_is_one_clear_line(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     with pytest.raises(VoxcError, match="not a readable ONNX model"):
         trt_qdq_rules.check(tmp_path / "bad.onnx")
+
+
+@pytest.mark.slow
+def test_jetson_int8_rung_passes_the_rules_and_ships_the_file_the_host_gate_ran(tmp_path):
+    """A tiny jetson build with an int8 vocoder: the rule row passes, the manifest records it, and the bundle's
+    int8 ONNX (TensorRT's input and the ORT stand-in's) is byte-for-byte the file the host checks ran."""
+    import contextlib
+    import io
+    import json
+    from voxc.compiler.build import BuildRequest, build
+    from voxc.models.voxc.presets import preset
+    with contextlib.redirect_stdout(io.StringIO()):
+        build(BuildRequest(target="jetson", preset=preset("tiny"), preset_name="tiny", models=("vocoder",),
+                           precisions={"vocoder": ("int8", "fp32")}, artifacts=tmp_path, jobs=2))
+    folder = tmp_path / "jetson"
+    rows = json.loads((folder / "parity.json").read_text())["results"]
+    rule = [r for r in rows if r["metric"] == "trt_qdq_rules"]
+    assert len(rule) == 1 and rule[0]["passed"] is True and rule[0]["value"] == 0.0
+    assert any(r["checked"] == "onnx for tensorrt" and r["runtime"] == "onnxruntime" and r["precision"] == "int8"
+               for r in rows if r.get("checked"))                                  # the ORT host gate ran it
+    entry = next(a for a in json.loads((folder / "manifest.json").read_text())["models"]["vocoder"]["artifacts"]
+                 if a["path"].endswith("tensorrt-int8.onnx"))
+    assert entry["qdq_rules"]["violations"] == 0 and entry["qdq_rules"]["dequantize_nodes"] > 0
+    bm = json.loads((folder / "bundle" / "manifest.json").read_text())
+    art = next(a for a in bm["models"]["vocoder"]["artifacts"] if a["precision"] == "int8")
+    assert art["files"]["int8"] == art["stand_in"]["onnx"] and art["qdq_rules"]["violations"] == 0
+    assert bm["files"][art["files"]["int8"]]["sha256"] == rule[0]["sha256"] == entry["sha256"]
