@@ -79,9 +79,9 @@ def write_target(folder: Path, info: dict, chains: dict, results: dict, chained:
             accepted = sel is None or a["precision"] == sel["accepted"]
             gating = sel is None or a["precision"] in (sel["accepted"], sel["fallback"])
             model_rows += [{**r, "gating": gating, "accepted": accepted} for r in results[a["parity"]].record["rows"]]
-            if not accepted:
-                continue
             rec = results[a["artifact"]].record
+            if not accepted or not rec.get("file"):      # a device rung that failed to build: its row fails
+                continue
             for f in record_files(rec):
                 files.append(_file_entry(folder, artifact_path(name, a["runtime"], a["precision"], f),
                                          precision=a["precision"], format=rec.get("format", "onnx"),
@@ -136,10 +136,12 @@ def apply_selection(chains: dict, results: dict, chain_record: dict | None) -> N
 
 
 def accepted_artifacts(chain: dict, results: dict) -> list[dict]:
-    """The artifact entries that ship: the policy's choice per host runtime, every device artifact."""
+    """The artifact entries that ship: the policy's choice per host runtime, every device artifact built."""
     out = []
     for a in chain["artifacts"]:
         label = chain["select"].get(a["runtime"])
+        if label is None and not results[a["artifact"]].record.get("file"):
+            continue
         if label is None or results[label].record["accepted"] == a["precision"]:
             out.append(a)
     return out

@@ -183,3 +183,34 @@ def test_jetson_int8_rung_passes_the_rules_and_ships_the_file_the_host_gate_ran(
     art = next(a for a in bm["models"]["vocoder"]["artifacts"] if a["precision"] == "int8")
     assert art["files"]["int8"] == art["stand_in"]["onnx"] and art["qdq_rules"]["violations"] == 0
     assert bm["files"][art["files"]["int8"]]["sha256"] == rule[0]["sha256"] == entry["sha256"]
+
+
+@pytest.mark.slow
+def test_a_jetson_int8_rung_built_with_cpu_settings_is_refused_in_one_line(tmp_path, monkeypatch):
+    """The profile asks for today's CPU int8 (uint8, asymmetric): the rung is refused at build time, its one
+    failing row names the broken rule, the build fails and the bundle ships only what was built."""
+    import contextlib
+    import io
+    import json
+    from voxc.compiler.build import BuildRequest, build
+    from voxc.models.voxc.presets import preset
+    from voxc.targets import profiles
+    load = profiles.load
+
+    def cpu_int8(name):
+        p = load(name)
+        p["options"]["tensorrt"]["models"]["vocoder"]["onnxruntime"].update(
+            activation_type="uint8", extra_options={"ActivationSymmetric": False})
+        return p
+    monkeypatch.setattr(profiles, "load", cpu_int8)
+    with contextlib.redirect_stdout(io.StringIO()):
+        ok = build(BuildRequest(target="jetson", preset=preset("tiny"), preset_name="tiny", models=("vocoder",),
+                                precisions={"vocoder": ("int8", "fp32")}, artifacts=tmp_path, jobs=2))
+    assert ok is False
+    folder = tmp_path / "jetson"
+    failed = [r for r in json.loads((folder / "parity.json").read_text())["results"] if r["passed"] is False]
+    assert len(failed) == 1 and failed[0]["metric"] == "builds" and failed[0]["precision"] == "int8"
+    assert "explicit-quantization rules" in failed[0]["error"] and "[int8]" in failed[0]["error"]
+    assert "\n" not in failed[0]["error"]
+    bm = json.loads((folder / "bundle" / "manifest.json").read_text())
+    assert [a["precision"] for a in bm["models"]["vocoder"]["artifacts"]] == ["fp32"]
