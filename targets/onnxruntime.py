@@ -141,7 +141,7 @@ def _int8(source: Path, dest: Path, calibration, options: dict, spec=None) -> di
         if s["activation_type"] in ("uint16", "int16"):
             extra["UseQDQContribOps"] = True   # 16-bit Q/DQ are com.microsoft ops on older opsets
         extra.update(s["extra_options"])
-        if s["weight_axes"]:   # ORT's Conv/ConvTranspose path ignores QDQOpTypePerChannelSupportToAxis: set it per weight
+        if s["weight_axes"]:   # ORT's Conv path ignores QDQOpTypePerChannelSupportToAxis: set the axis per weight
             params = {i.name for i in model.graph.initializer}
             axes = {n.input[1]: [{"axis": int(s["weight_axes"][n.op_type])}] for n in model.graph.node
                     if n.op_type in s["weight_axes"] and len(n.input) > 1 and n.input[1] in params}

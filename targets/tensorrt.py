@@ -6,9 +6,10 @@ targets.onnxruntime.build and must keep to standard ONNX ops (ORT contrib ops wo
 TensorRT). int8 uses this backend's own INT8 settings (INT8_DEFAULTS: TensorRT's symmetric int8, not
 the CPU's uint8) and is refused unless it keeps TensorRT's explicit-quantization rules
 (targets/trt_qdq_rules.py); the host gate runs that same file on ONNX Runtime. Beside it go
-profiles.json (optimization profiles from the spec and the corpus, targets/trt_profiles.py) and recipe.json (workspace, DLA, regime). Engines themselves are built
-where the GPU is (targets/trt_engine.py): on an x86 host with CUDA and TensorRT at build time
-(option build_here), otherwise on the device from the bundle (compiler/bundle.py).
+profiles.json (optimization profiles from the spec and the corpus, targets/trt_profiles.py) and
+recipe.json (workspace, DLA, regime). Engines themselves are built where the GPU is
+(targets/trt_engine.py): on an x86 host with CUDA and TensorRT at build time (option build_here),
+otherwise on the device from the bundle (compiler/bundle.py).
 """
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ from pathlib import Path
 from voxc.core.errors import VoxcError
 from voxc.targets.base import Backend
 from voxc.targets import trt_engine
+from voxc.targets.trt_qdq_rules import STANDARD_DOMAINS
 
 FILE = "model.onnx"
 PRECISIONS = ("fp32", "fp16", "int8")
 RECIPE_KEYS = ("workspace_mb", "dla_core", "regime", "max_profiles", "split_ratio", "opt_batch")
-STANDARD_DOMAINS = ("", "ai.onnx")
 
 # TensorRT 10/11 explicit quantization: int8 only, zero point 0 (activations and weights symmetric),
 # activations per tensor, weights per channel on the axis TensorRT's kernels quantize (Conv: output
@@ -122,8 +123,8 @@ def rules_row(model: str, path: Path) -> dict:
     problems = trt_qdq_rules.check(path)
     return {"model": model, "precision": "int8", "runtime": "tensorrt", "length": 0, "batch": 0, "output": "*",
             "metric": "trt_qdq_rules", "value": float(len(problems)), "tolerance": 0.0, "passed": not problems,
-            "checked": "onnx for tensorrt",
-            "sha256": sha256_file(path), **({"error": "; ".join(problems)[:400]} if problems else {})}
+            "checked": "onnx for tensorrt", "sha256": sha256_file(path),
+            **({"error": "; ".join(problems)[:400]} if problems else {})}
 
 
 def trt_available() -> bool:

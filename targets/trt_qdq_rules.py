@@ -52,7 +52,7 @@ def check(path: Path | str) -> list[str]:
 
 
 def check_model(model) -> list[str]:
-    from onnx import TensorProto, numpy_helper
+    from onnx import numpy_helper
     graph = model.graph
     consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     for n in graph.node:
