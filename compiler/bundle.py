@@ -123,7 +123,7 @@ def write(out: Path, folder: Path, params: dict, chains: dict, results: dict, ru
     models, budgets = {}, {}
     for name, chain in chains.items():
         spec = model_spec(name, chain["config"])
-        arts = [a for a in chain["artifacts"] if a["runtime"] == runtime]
+        arts = [a for a in chain["artifacts"] if a["runtime"] == runtime and results[a["artifact"]].record.get("file")]
         if not arts:
             continue
         source = put(folder / name / f"{name}.onnx", f"models/{name}/{name}.onnx")

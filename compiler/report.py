@@ -87,15 +87,16 @@ def write_target(folder: Path, info: dict, chains: dict, results: dict, chained:
             accepted = sel is None or a["precision"] == sel["accepted"]
             gating = sel is None or a["precision"] in (sel["accepted"], sel["fallback"])
             model_rows += [{**r, "gating": gating, "accepted": accepted} for r in results[a["parity"]].record["rows"]]
-            if not accepted:
-                continue
             rec = results[a["artifact"]].record
+            if not accepted or not rec.get("file"):      # a device rung that failed to build: its row fails
+                continue
             for f in record_files(rec):
                 files.append(_file_entry(folder, artifact_path(name, a["runtime"], a["precision"], f),
                                          precision=a["precision"], format=rec.get("format", "onnx"),
                                          runtime=a["runtime"], role="weights" if f.endswith(".bin") else "model",
                                          **({"parity_set": a["parity_set"]} if a.get("parity_set") else {}),
-                                         **({"calibration_set": a["calibration_set"]} if a.get("calibration_set") else {})))
+                                         **({"calibration_set": a["calibration_set"]} if a.get("calibration_set") else {}),
+                                         **({"qdq_rules": rec["qdq_rules"]} if rec.get("qdq_rules") and f == rec["file"] else {})))
         rows += model_rows
         stage_labels = {k: chain[k] for k in ("weights", "export", "check", "simplify")}
         stage_labels.update({a["artifact"].split("/", 1)[1]: a["artifact"] for a in chain["artifacts"]})
@@ -143,10 +144,12 @@ def apply_selection(chains: dict, results: dict, chain_record: dict | None) -> N
 
 
 def accepted_artifacts(chain: dict, results: dict) -> list[dict]:
-    """The artifact entries that ship: the policy's choice per host runtime, every device artifact."""
+    """The artifact entries that ship: the policy's choice per host runtime, every device artifact built."""
     out = []
     for a in chain["artifacts"]:
         label = chain["select"].get(a["runtime"])
+        if label is None and not results[a["artifact"]].record.get("file"):
+            continue
         if label is None or results[label].record["accepted"] == a["precision"]:
             out.append(a)
     return out

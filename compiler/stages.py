@@ -200,17 +200,17 @@ def _artifact_record(folder: Path) -> dict:
 def parity_check(out: Path, params: dict, inputs: dict) -> dict:
     from voxc.calibration.feeds import sweep_feeds
     from voxc.targets import backend
-    if backend(params["runtime"]).parity == "device":
-        from voxc.compiler import deferred
-        return deferred.parity_stage(out, params, inputs, load_module(params, inputs["weights"]))
     spec = model_spec(params["model"], params["config"])
     rec = _artifact_record(inputs["artifact"])
     data = {"parity_set": params["parity_set"]}
-    if rec.get("file") is None:
+    if rec.get("file") is None:          # a rung that failed to build (or was refused): one failing row, any runtime
         rows = [{"model": spec.name, "precision": params["precision"], "runtime": params["runtime"], "length": 0,
                  "batch": 0, "output": "*", "metric": "builds", "value": 0.0, "tolerance": 1.0, "passed": False,
                  "error": rec.get("error", "no artifact"), **data}]
         return {"passed": False, "rows": rows}
+    if backend(params["runtime"]).parity == "device":
+        from voxc.compiler import deferred
+        return deferred.parity_stage(out, params, inputs, load_module(params, inputs["weights"]))
     module = load_module(params, inputs["weights"])
     maker = feed_maker(params, inputs)
     runner = backend(params["runtime"]).open(inputs["artifact"] / rec["file"], rec)

@@ -35,10 +35,13 @@ PRECISIONS = ("fp32", "fp16", "int8")
 # float unless activation_matmuls: on the trained decoder they took MCD from 0.95 to 1.5 dB at 640
 # frames and made it slower. The sensitivity pass (targets/sensitivity.py) may keep up to
 # sensitivity_layers more layers float, until the validation score is <= sensitivity_target.
+# weight_axes sets the per-channel weight axis per op type where ORT's default is not the one wanted
+# (e.g. {"ConvTranspose": 0}); extra_options go to quantize_static as they are (ORT's own names, e.g.
+# ActivationSymmetric). The TensorRT backend sets its INT8 rules through both (targets/tensorrt.py).
 INT8_DEFAULTS = {"calibrate_method": "minmax", "activation_type": "uint8", "weight_type": "int8",
                  "reduce_range": True, "per_channel": True, "keep_fp32": [],
                  "op_types": ["Conv", "MatMul", "Gemm"], "activation_matmuls": False,
-                 "sensitivity_layers": 4, "sensitivity_target": 0.8}
+                 "sensitivity_layers": 4, "sensitivity_target": 0.8, "weight_axes": {}, "extra_options": {}}
 _QTYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16", "int16": "QInt16"}
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
@@ -137,6 +140,12 @@ def _int8(source: Path, dest: Path, calibration, options: dict, spec=None) -> di
         extra = {"CalibStridedMinMax": max(1, len(calibration))} if s["calibrate_method"] != "minmax" else {}
         if s["activation_type"] in ("uint16", "int16"):
             extra["UseQDQContribOps"] = True   # 16-bit Q/DQ are com.microsoft ops on older opsets
+        extra.update(s["extra_options"])
+        if s["weight_axes"]:   # ORT's Conv path ignores QDQOpTypePerChannelSupportToAxis: set the axis per weight
+            params = {i.name for i in model.graph.initializer}
+            axes = {n.input[1]: [{"axis": int(s["weight_axes"][n.op_type])}] for n in model.graph.node
+                    if n.op_type in s["weight_axes"] and len(n.input) > 1 and n.input[1] in params}
+            extra["TensorQuantOverrides"] = {**axes, **extra.get("TensorQuantOverrides", {})}
 
         cache = Path(tmp) / "ranges.json"   # calibrate once; sensitivity trials reuse the ranges
 

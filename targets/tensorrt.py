@@ -3,10 +3,13 @@
 The artifact is the ONNX file a TensorRT builder will parse, validated here: fp32 is the checked,
 simplified graph; fp16 (mixed precision, for strong typing) and int8 (explicit QDQ) come from
 targets.onnxruntime.build and must keep to standard ONNX ops (ORT contrib ops would not parse in
-TensorRT). Beside it go profiles.json (optimization profiles from the spec and the corpus,
-targets/trt_profiles.py) and recipe.json (workspace, DLA, regime). Engines themselves are built
-where the GPU is (targets/trt_engine.py): on an x86 host with CUDA and TensorRT at build time
-(option build_here), otherwise on the device from the bundle (compiler/bundle.py).
+TensorRT). int8 uses this backend's own INT8 settings (INT8_DEFAULTS: TensorRT's symmetric int8, not
+the CPU's uint8) and is refused unless it keeps TensorRT's explicit-quantization rules
+(targets/trt_qdq_rules.py); the host gate runs that same file on ONNX Runtime. Beside it go
+profiles.json (optimization profiles from the spec and the corpus, targets/trt_profiles.py) and
+recipe.json (workspace, DLA, regime). Engines themselves are built where the GPU is
+(targets/trt_engine.py): on an x86 host with CUDA and TensorRT at build time (option build_here),
+otherwise on the device from the bundle (compiler/bundle.py).
 """
 from __future__ import annotations
 
@@ -19,11 +22,25 @@ from pathlib import Path
 from voxc.core.errors import VoxcError
 from voxc.targets.base import Backend
 from voxc.targets import trt_engine
+from voxc.targets.trt_qdq_rules import STANDARD_DOMAINS
 
 FILE = "model.onnx"
 PRECISIONS = ("fp32", "fp16", "int8")
 RECIPE_KEYS = ("workspace_mb", "dla_core", "regime", "max_profiles", "split_ratio", "opt_batch")
-STANDARD_DOMAINS = ("", "ai.onnx")
+
+# TensorRT 10/11 explicit quantization: int8 only, zero point 0 (activations and weights symmetric),
+# activations per tensor, weights per channel on the axis TensorRT's kernels quantize (Conv: output
+# channels; ConvTranspose: axis 0, as TensorRT's deconvolution kernels expect, not ORT's default 1),
+# no range reduction (a CPU-only workaround), biases left float (TensorRT has no int32 DQ, so no weight
+# scale adjustment for an int32 bias either), standard Q/DQ ops only, one DQ per consumer so every
+# layer sees its own fusable Q/DQ pair, and activations such as Relu kept (TensorRT fuses them;
+# dropping them is only exact with asymmetric ranges).
+# The profile's [options.tensorrt(.models.M).onnxruntime] (e.g. keep_fp32 islands) apply on top.
+INT8_DEFAULTS = {"activation_type": "int8", "weight_type": "int8", "reduce_range": False, "per_channel": True,
+                 "weight_axes": {"ConvTranspose": 0},
+                 "extra_options": {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
+                                   "UseQDQContribOps": False, "DedicatedQDQPair": True,
+                                   "QDQKeepRemovableActivations": True, "QDQDisableWeightAdjustForInt32Bias": True}}
 
 
 def deferred_reason(options: dict) -> str:
@@ -45,18 +62,22 @@ def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=No
     options = options or {}
     if precision not in PRECISIONS:
         raise VoxcError(f"TensorRT precision '{precision}' is not supported: use {', '.join(PRECISIONS)}")
+    kept = {}
     if precision == "fp32":
         shutil.copyfile(source, out_dir / FILE)
     else:  # reduced precision is produced and parity-checked on the host with ONNX Runtime first
         from voxc.targets import onnxruntime as ort_backend
         with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
             rec = ort_backend.build(source, Path(tmp), precision, spec, calibration=calibration,
-                                    options=options.get("onnxruntime", {}), torch_module=torch_module)
+                                    options=ort_options(precision, options), torch_module=torch_module)
             shutil.copyfile(Path(tmp) / rec["file"], out_dir / FILE)
+        kept = {k: rec[k] for k in ("int8", "fp32_nodes", "fp32_ops", "calibration_items", "sensitivity") if rec.get(k)}
+    label = spec.name if spec else source
     bad = nonstandard_ops(out_dir / FILE)
     if bad:
-        raise VoxcError(f"{spec.name if spec else source}: the {precision} ONNX for TensorRT uses non-standard ops "
+        raise VoxcError(f"{label}: the {precision} ONNX for TensorRT uses non-standard ops "
                         f"{', '.join(bad[:6])}; TensorRT cannot parse them -- produce it without ORT-specific fusions")
+    rules = qdq_rules(out_dir / FILE, label) if precision == "int8" else None
     profiles = trt_profiles.derive(spec, options)
     recipe = {k: options[k] for k in RECIPE_KEYS if k in options}
     recipe.setdefault("workspace_mb", 1024)
@@ -64,10 +85,46 @@ def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=No
     (out_dir / "profiles.json").write_text(json.dumps(profiles, indent=1))
     (out_dir / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True))
     record = {"file": FILE, "format": "onnx", "precision": precision, "runtime": "tensorrt",
-              "profiles": profiles, "recipe": recipe}
+              "profiles": profiles, "recipe": recipe, **kept,
+              **({"qdq_rules": rules} if rules else {})}
     if options.get("build_here") and trt_available():
         record.update(_build_here(out_dir, precision, profiles, recipe, source))
     return record
+
+
+def ort_options(precision: str, options: dict) -> dict:
+    """Options for targets.onnxruntime.build: int8 gets TensorRT's INT8 settings under the profile's
+    onnxruntime options, and the held-out validation items (for the sensitivity pass)."""
+    ort = dict(options.get("onnxruntime", {}))
+    if precision != "int8":
+        return ort
+    extra = {**INT8_DEFAULTS["extra_options"], **ort.get("extra_options", {})}
+    return {**INT8_DEFAULTS, **ort, "extra_options": extra,
+            **({"validation": options["validation"]} if options.get("validation") else {})}
+
+
+def qdq_rules(path: Path, label) -> dict:
+    """TensorRT's explicit-quantization rules on the int8 graph: refused with one line when broken."""
+    from voxc.targets import trt_qdq_rules
+    problems = trt_qdq_rules.check(path)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise VoxcError(f"{label}: the int8 ONNX breaks TensorRT's explicit-quantization rules: {problems[0]}{more}")
+    import onnx
+    nodes = [n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node]
+    return {"rules": "tensorrt explicit quantization (targets/trt_qdq_rules.py)", "violations": 0,
+            "quantize_nodes": nodes.count("QuantizeLinear"), "dequantize_nodes": nodes.count("DequantizeLinear")}
+
+
+def rules_row(model: str, path: Path) -> dict:
+    """One parity row: the int8 file the host gate ran and the bundle ships, against TensorRT's rules."""
+    from voxc.core.hashing import sha256_file
+    from voxc.targets import trt_qdq_rules
+    problems = trt_qdq_rules.check(path)
+    return {"model": model, "precision": "int8", "runtime": "tensorrt", "length": 0, "batch": 0, "output": "*",
+            "metric": "trt_qdq_rules", "value": float(len(problems)), "tolerance": 0.0, "passed": not problems,
+            "checked": "onnx for tensorrt", "sha256": sha256_file(path),
+            **({"error": "; ".join(problems)[:400]} if problems else {})}
 
 
 def trt_available() -> bool:
@@ -120,7 +177,8 @@ difference. Inputs longer than a profile's max must be split by the caller (lib/
 
     @property
     def modules(self):
-        return ("voxc.targets.tensorrt", "voxc.targets.onnxruntime")   # its fp16/int8 ONNX come from ORT's builder
+        # its fp16/int8 ONNX come from ORT's builder; int8 is checked against TensorRT's rules
+        return ("voxc.targets.tensorrt", "voxc.targets.onnxruntime", "voxc.targets.trt_qdq_rules")
 
     def build(self, source, out_dir, precision, spec=None, calibration=None, options=None, torch_module=None):
         return build(source, out_dir, precision, spec, calibration, options, torch_module)
@@ -136,9 +194,12 @@ difference. Inputs longer than a profile's max must be split by the caller (lib/
         return fingerprint()
 
     def host_checks(self, spec, art_dir, record, precision, options, check):
-        """The exact ONNX handed to TensorRT, gated with ONNX Runtime; the engine too when built here."""
+        """The exact ONNX handed to TensorRT, gated with ONNX Runtime (int8: and against TensorRT's explicit-
+        quantization rules); the engine too when built here."""
         from voxc.targets.ort_runner import OrtRunner
         rows = [{**r, "checked": "onnx for tensorrt"} for r in check(OrtRunner(art_dir / record["file"]), "onnxruntime")]
+        if precision == "int8":
+            rows.insert(0, rules_row(spec.name, art_dir / record["file"]))
         if record.get("engine"):
             engine = self.open(art_dir / record["engine"], {**record, "inputs": spec.to_json()["inputs"]})
             return rows + check(engine, self.name), None
@@ -147,4 +208,5 @@ difference. Inputs longer than a profile's max must be split by the caller (lib/
     def bundle_entry(self, name, art_path, record, precision, source, put, put_tree):
         onnx = put(art_path, f"models/{name}/{art_path.name}")
         return {"files": {"fp32": source, precision: onnx}, "profiles": record["profiles"], "recipe": record["recipe"],
-                "stand_in": {"onnx": onnx, "precision": precision}}
+                "stand_in": {"onnx": onnx, "precision": precision},   # the host gate's file is the one TensorRT gets
+                **({"qdq_rules": record["qdq_rules"]} if record.get("qdq_rules") else {})}
