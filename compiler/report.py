@@ -17,9 +17,11 @@ VOXC_VERSION = importlib.metadata.version("voxc")
 
 
 def artifact_path(name: str, runtime: str, precision: str, file: str) -> str:
-    """Where an artifact file lands in the target folder, keeping its suffixes:
-    <model>/<model>.<runtime>-<precision>.onnx | .xml/.bin | .mlpackage | .engine(.json)."""
-    return f"{name}/{name}.{runtime}-{precision}{file[file.index('.'):]}"
+    """Where a stage's output file ships in the target folder: the model file (and its weights) as
+    <model>/<model>.<runtime>-<precision>.onnx | .xml/.bin | .mlpackage | .engine; any other file of the
+    stage keeps its own name after that (<model>.tensorrt-int8.profiles.json), so none collide."""
+    stem, dot, rest = file.partition(".")
+    return f"{name}/{name}.{runtime}-{precision}" + (f".{rest}" if stem == "model" else f".{stem}{dot}{rest}")
 
 
 def record_files(record: dict) -> list[str]:
