@@ -13,7 +13,7 @@ checked) and writes, atomically (a temporary sibling renamed into place last):
                                               compiler/triton_model.py, beside it pipeline.json and the
                                               numpy-only voxc modules it runs (checked torch-free)
     <family>_stream/                          the same, decoupled: the last graph runs over overlapping
-                                              chunks (overlap from its measured receptive field) and each
+                                              chunks (the build's accepted streaming-gate chunking) and each
                                               piece of audio is a response as soon as it is ready
     README.md                                 what is where, how to serve it, what was checked
 
@@ -35,7 +35,6 @@ and an end-to-end served waveform.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import uuid
 from pathlib import Path
@@ -190,36 +189,6 @@ def _input_types(fam, cfg: dict, names: set, optional: set) -> dict:
     return out
 
 
-def receptive_field(runner, spec, seed: int = 0) -> int | None:
-    """Half-width, in steps of the sweep axis, of the output one input step changes (measured: perturb
-    the middle step of a random input); None when the graph's output depends on most of its input."""
-    d = spec.dims[spec.sweep_dim]
-    n = min(max(d.export, 4 * d.min), d.max)
-    rng = np.random.default_rng(seed)
-    sizes = {k: (1 if k == "batch" else n) for k in spec.dims}
-    feeds = {t.name: rng.standard_normal([resolve(x, sizes) for x in t.dims]).astype(t.dtype) for t in spec.inputs}
-    base = runner.infer(feeds)
-    axes = {t.name: t.dims.index(spec.sweep_dim) for t in spec.inputs}
-    for k, a in axes.items():
-        idx = [slice(None)] * feeds[k].ndim
-        idx[a] = n // 2
-        feeds[k][tuple(idx)] += 1.0
-    moved = runner.infer(feeds)
-    width = 0
-    for t in spec.outputs:
-        axis, scale = _out_axis(t, spec.sweep_dim)
-        diff = np.moveaxis(np.abs(moved[t.name].astype(np.float64) - base[t.name]), axis, -1).reshape(-1, n * scale)
-        hit = np.nonzero(diff.max(axis=0) > 1e-6 * max(np.abs(base[t.name]).max(), 1e-12))[0]
-        if hit.size:
-            width = max(width, math.ceil(max(abs(hit[0] - n // 2 * scale), abs(hit[-1] - n // 2 * scale)) / scale))
-    return None if width >= n // 2 - 1 else width
-
-
-def resolve(d, sizes):
-    from voxc.models.spec import resolve_dim
-    return resolve_dim(d, sizes)
-
-
 def _out_axis(t, dim: str) -> tuple[int, int]:
     for i, d in enumerate(t.dims):
         if d == dim:
@@ -276,13 +245,11 @@ def _place_pipeline(tmp: Path, target, specs: dict, models: dict, opts: dict) ->
     required, optional = _roots(pipe, front, [output])
     inputs = _input_types(fam, target.config, required, optional)
     last = next(s for s in reversed(fam.steps) if isinstance(s, GraphStep) and output in pipe.writes(s))
-    spec = specs[last.graph]
-    out_name = next(t.name for t in spec.outputs if last.outputs.get(t.name, t.name) == output)
     doc = {"family": fam.name, "config": target.config, "specs": {g: target.manifest["models"][g] for g in specs},
            "models": models, "inputs": inputs, "output": output}
     doc["specs"] = {g: {k: v[k] for k in ("inputs", "outputs", "dims")} for g, v in doc["specs"].items()}
     rows = {}
-    stream = _stream_plan(target, last.graph, spec, out_name, opts)
+    stream = _stream_plan(target, last.graph, opts)
     for kind, decoupled in (("pipeline", False), ("stream", True)):
         if decoupled and "skipped" in stream:
             rows[kind] = stream
@@ -300,20 +267,18 @@ def _place_pipeline(tmp: Path, target, specs: dict, models: dict, opts: dict) ->
     return rows
 
 
-def _stream_plan(target, graph: str, spec, out_name: str, opts: dict) -> dict:
-    """Chunking of the last graph for the decoupled model: chunk length and overlap (>= 2 x receptive field)."""
-    from voxc.targets import backend
-    from voxc.targets.base import STAND_IN
-    portable = next(a for a in target.manifest["models"][graph]["artifacts"] if a["runtime"] == "portable")
-    rf = receptive_field(backend(STAND_IN).open(target.folder / portable["path"]), spec)
-    if rf is None:
-        return {"skipped": f"{graph}'s output depends on its whole input: it cannot stream in chunks"}
-    d = spec.dims[spec.sweep_dim]
-    chunk = min(max(opts["chunk"] or d.export, d.min), d.max)
-    overlap = min(2 * rf, chunk // 2 - 1)
-    return {"graph": graph, "output": out_name, "receptive_field": rf, "chunk": chunk, "overlap": overlap,
-            "in_axes": {t.name: t.dims.index(spec.sweep_dim) for t in spec.inputs if spec.sweep_dim in t.dims},
-            "out_axis": list(_out_axis(next(t for t in spec.outputs if t.name == out_name), spec.sweep_dim))}
+def _stream_plan(target, graph: str, opts: dict) -> dict:
+    """Chunking of the last graph for the decoupled model: the chunking the build's streaming gate
+    accepted (parity.json chain.stream: chunk, first chunk, context each side), so what Triton streams
+    is what the gate proved equal to the whole utterance. `--chunk-frames` overrides the chunk length."""
+    streams = [c.get("stream") for c in ((target.parity.get("chain") or {}).get("runtimes") or {}).values()]
+    accepted = next((s for s in streams if s and s.get("passed") and s.get("graph") == graph), None)
+    if accepted is None:
+        return {"skipped": f"the build has no passed streaming gate for {graph} (rebuild with this voxc to get one)"}
+    plan = {k: accepted[k] for k in ("graph", "input", "output", "hop", "chunk", "first", "context", "min_len")}
+    if opts.get("chunk"):
+        plan["chunk"] = max(int(opts["chunk"]), plan["context"])
+    return plan
 
 
 # ---- the repository -----------------------------------------------------------------------------
@@ -388,7 +353,7 @@ def _readme(s: dict, serving: dict) -> str:
             lines += [f"No streaming model: {st['skipped']}."]
         else:
             lines += [f"`{p['stream']['model']}` (decoupled): the same inputs; {st['graph']} runs over chunks of "
-                      f"{st['chunk']} steps overlapping by {st['overlap']} (2 x its measured receptive field of "
-                      f"{st['receptive_field']}, capped below half a chunk), each piece of audio sent when ready.",
-                      "Edit `chunk` / `overlap` in its 1/pipeline.json to trade first-audio latency for calls."]
+                      f"{st['chunk']} frames (the first {st['first']}) with {st['context']} frames of context each "
+                      "side -- the chunking the build's streaming gate accepted -- each piece of audio sent when ready.",
+                      "Edit `chunk` in its 1/pipeline.json to trade calls for first-audio latency (keep `context`)."]
     return "\n".join(lines) + "\n"

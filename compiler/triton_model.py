@@ -8,8 +8,8 @@ time: it imports triton_python_backend_utils, which only Triton's Python backend
 
 Non-decoupled: one response, the whole waveform. Decoupled (model_transaction_policy decoupled):
 the host steps and graphs up to the last graph run once, then the last graph (the vocoder) runs over
-overlapping chunks of its length axis (targets/split.py: streamed) and each finished piece of audio
-is sent as soon as it is ready; the pieces joined equal split.chunked over the same chunks.
+chunks of its length axis with context either side (targets/split.py: stream, the chunking the
+build's streaming gate accepted) and each finished piece of audio is sent as soon as it is ready.
 """
 import json
 import sys
@@ -77,19 +77,17 @@ class TritonPythonModel:
         return out
 
     def _stream(self, request):
-        from voxc.targets.split import streamed
+        from voxc.targets.split import stream
         sender = request.get_response_sender()
         s = self.doc["stream"]
         try:
             step = self.pipeline.family.step_of(s["graph"])
-            spec = self.pipeline.spec(s["graph"])
-            names = {t.name: step.inputs.get(t.name, t.name) for t in spec.inputs}
-            values = self.pipeline.run(self._values(request), list(names.values())).values
-            feeds = {k: values[v] for k, v in names.items()}
+            value = step.inputs.get(s["input"], s["input"])
+            feeds = {s["input"]: self.pipeline.run(self._values(request), [value]).values[value]}
             runner = self.pipeline.runners[s["graph"]]
-            for piece in streamed(runner.infer, feeds, s["in_axes"], {s["output"]: tuple(s["out_axis"])},
-                                  s["chunk"], s["overlap"]):
-                sender.send(self._response(piece[s["output"]]))
+            for piece in stream(runner.infer, feeds, s["input"], s["output"], s["hop"], s["chunk"], s["first"],
+                                s["context"], s["min_len"]):
+                sender.send(self._response(piece))
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         except Exception as exc:  # noqa: BLE001
             sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")),

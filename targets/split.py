@@ -7,6 +7,9 @@ and joins the outputs with linear crossfades normalised to a partition of unity,
 carry no gain change. Convolutional graphs (the vocoder: mel frames -> frames*hop samples) split
 well once the overlap exceeds their receptive field; graphs with global attention (acoustic
 encoder/decoder) change meaning when split -- rebuild those with a larger range instead.
+`stream()` is the streaming form: chunks emitted in order, each run with `context` input steps either
+side and trimmed to its own samples (the runtime, the server and Triton's decoupled model use it,
+with the context the build's streaming gate accepted; `receptive_radius` measures where to start).
 numpy-only: it ships inside device bundles for the application that calls the engine.
 """
 from __future__ import annotations
@@ -125,40 +128,3 @@ def stream(infer: Callable[[dict], dict], feeds: dict, name: str, out: str, hop:
     for s, e, a, b in stream_spans(x.shape[-1], chunk, first, context, min_len):
         y = infer({**feeds, name: x[..., a:b]})[out]
         yield y[..., (s - a) * hop:(e - a) * hop]
-
-def streamed(infer: Callable[[dict], dict], feeds: dict[str, np.ndarray], in_axes: dict[str, int],
-             out_axes: dict[str, tuple[int, int]], max_len: int, overlap: int = 16):
-    """chunked(), yielded as it goes (streaming): after each chunk, the output steps that no later
-    chunk overlaps are final and are yielded as {name: piece}; the pieces joined along each output's
-    axis are exactly chunked()'s result. The first piece waits for one chunk, not the whole input."""
-    total = {int(feeds[k].shape[a]) for k, a in in_axes.items()}
-    if len(total) != 1:
-        raise VoxcError(f"inputs disagree on the length to split: {sorted(total)}")
-    total_len = total.pop()
-    cuts = spans(total_len, max_len, overlap)
-    acc: dict[str, np.ndarray] = {}
-    norm: dict[str, np.ndarray] = {}
-    done = 0
-    for i, (s, e) in enumerate(cuts):
-        part = {k: (np.take(v, np.arange(s, e), axis=in_axes[k]) if k in in_axes else v) for k, v in feeds.items()}
-        got = infer(part)
-        if len(cuts) == 1:
-            yield {name: got[name] for name in out_axes}
-            return
-        ramp_in = cuts[i - 1][1] - s if i else 0
-        ramp_out = e - cuts[i + 1][0] if i + 1 < len(cuts) else 0
-        final = cuts[i + 1][0] if i + 1 < len(cuts) else total_len
-        piece = {}
-        for name, (axis, scale) in out_axes.items():
-            y = np.moveaxis(got[name].astype(np.float64), axis, -1)
-            if y.shape[-1] != (e - s) * scale:
-                raise VoxcError(f"output '{name}' has {y.shape[-1]} steps for a {e - s}-step chunk; expected x{scale}")
-            if name not in acc:
-                acc[name], norm[name] = np.zeros(y.shape[:-1] + (total_len * scale,)), np.zeros(total_len * scale)
-            w = _window((e - s) * scale, ramp_in * scale, ramp_out * scale)
-            acc[name][..., s * scale:e * scale] += y * w
-            norm[name][s * scale:e * scale] += w
-            span = slice(done * scale, final * scale)
-            piece[name] = np.moveaxis((acc[name][..., span] / norm[name][span]).astype(np.float32), -1, axis)
-        done = final
-        yield piece

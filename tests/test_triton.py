@@ -1,6 +1,6 @@
 """`voxc export triton` on the tiny cpu build: every config.pbtxt parsed with Triton's own protobuf schema
 and compared with the manifest's specs and the ONNX files; the pipeline's shipped modules imported with
-torch blocked; streamed chunks equal chunked vocoding; user mistakes in one line; and, where the
+torch blocked; the decoupled model streams the build's accepted chunking; user mistakes in one line; and, where the
 tritonserver of nvidia-pytriton is installed (`make triton-server`), the repository served for real and
 called over HTTP (pipeline) and gRPC streaming (decoupled stream) against voxc's own pipeline.
 
@@ -119,17 +119,6 @@ def test_pipeline_modules_load_and_plan_without_torch(repo):
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["reference", "speaker_encoder", "emotion_encoder", "phonemes", "acoustic_encoder",
                                 "frame_timing", "length_regulator", "acoustic_decoder", "vocoder"]
-
-
-def test_streamed_pieces_join_to_chunked_exactly():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, 4, 300)).astype(np.float32)
-    infer = lambda f: {"y": np.repeat(np.tanh(f["x"]), 3, axis=2)[:, :1]}      # noqa: E731
-    whole = split.chunked(infer, {"x": x}, {"x": 2}, {"y": (2, 3)}, max_len=64, overlap=12)["y"]
-    pieces = [p["y"] for p in split.streamed(infer, {"x": x}, {"x": 2}, {"y": (2, 3)}, max_len=64, overlap=12)]
-    assert len(pieces) == len(split.spans(300, 64, 12)) > 1
-    assert np.array_equal(np.concatenate(pieces, axis=2), whole)
-    assert [p["y"].shape for p in split.streamed(infer, {"x": x[..., :50]}, {"x": 2}, {"y": (2, 3)}, 64)] == [(1, 1, 150)]
 
 
 def test_user_mistakes_are_one_line(repo, tiny_build, tmp_path, capsys):
@@ -296,8 +285,9 @@ def test_the_decoupled_stream_served_by_triton_sends_pieces_that_join_to_chunked
     target = voxc.open(tiny_build / "cpu")
     run = target.pipeline(runtime="onnxruntime", threads=1).run(utterance, ["mel", "waveform"]).values
     vocoder = target.runners("onnxruntime", threads=1)[plan["graph"]]
-    chunked = split.chunked(vocoder.infer, {"mel": run["mel"]}, plan["in_axes"], {"waveform": tuple(plan["out_axis"])},
-                            plan["chunk"], plan["overlap"])["waveform"].reshape(-1)
+    chunked = np.concatenate(list(split.stream(vocoder.infer, {"mel": run["mel"]}, "mel", "waveform", plan["hop"],
+                                               plan["chunk"], plan["first"], plan["context"], plan["min_len"])),
+                             axis=-1).reshape(-1)
     got: queue.Queue = queue.Queue()
     client = grpcclient.InferenceServerClient(served["grpc"])
     client.start_stream(callback=lambda result, error: got.put((result, error)))
@@ -316,7 +306,8 @@ def test_the_decoupled_stream_served_by_triton_sends_pieces_that_join_to_chunked
         pieces.append(result.as_numpy("waveform"))
     client.stop_stream()
     frames = run["mel"].shape[2]
-    assert len(pieces) == len(split.spans(frames, plan["chunk"], plan["overlap"])) > 1
+    assert len(pieces) == len(split.stream_spans(frames, plan["chunk"], plan["first"], plan["context"],
+                                                 plan["min_len"])) > 1
     joined = np.concatenate(pieces)
     assert joined.shape == chunked.shape and np.allclose(joined, chunked, rtol=1e-4, atol=1e-5)
     whole = run["waveform"].reshape(-1).astype(np.float64)
