@@ -21,6 +21,7 @@ from voxc.compiler.verify import load_manifest
 from voxc.core.atomic import write_atomic
 from voxc.core.errors import VoxcError
 from voxc.targets import backend
+from voxc.targets.base import STAND_IN
 from voxc.targets.device_verify import judged_files
 
 ROW_KEYS = ("model", "precision", "runtime", "length", "batch", "output", "metric", "value", "tolerance", "passed")
@@ -72,13 +73,13 @@ def prove(device: dict, bundle: dict, budgets: dict, path: Path) -> list[dict]:
     """The device rows with verdicts recomputed from their values; refuses any row, group or file that
     the bundle does not account for (a forged, foreign or partial result)."""
     runner = device["runner"]
-    if runner not in ("onnxruntime", bundle["runtime"]):
+    if runner not in (STAND_IN, bundle["runtime"]):
         raise VoxcError(f"{path}: runner '{runner}' cannot verify a {bundle['runtime']} bundle")
-    label = "onnxruntime-standin" if runner == "onnxruntime" else runner
+    label = f"{STAND_IN}-standin" if runner == STAND_IN else runner
     groups = {}                                      # (model, precision) -> (model entry, artifact entry)
     for name, model in bundle["models"].items():
         for art in model["artifacts"]:
-            precision = art["stand_in"]["precision"] if runner == "onnxruntime" else art["precision"]
+            precision = art["stand_in"]["precision"] if runner == STAND_IN else art["precision"]
             groups[(name, precision)] = (model, art)
     judged = device.get("judged")
     if not isinstance(judged, list):

@@ -167,3 +167,29 @@ def test_imported_voice_builds_device_bundles(emotivoice_build, target):
                  "--artifacts", str(art), *flags()]) == 0
     bundle = json.loads((art / target / "bundle" / "manifest.json").read_text())
     assert set(bundle["models"]) == set(FAM.graph_names)
+
+
+def test_imported_voice_speaks_through_the_runtime_and_the_server(emotivoice_build):
+    """The same runtime and server as the voxc family: speaker by name or id, the emotion prompt as the
+    style (its embedding cached, the content embedding not), streamed chunks equal to the whole."""
+    from fastapi.testclient import TestClient
+    from voxc.core import metrics
+    from voxc.runtime import Voice
+    from voxc.server import create_app
+    art, rc = emotivoice_build
+    assert rc == 0
+    voice = Voice.open(art / "cpu")
+    name = next(iter(voice.voices()))
+    speech = voice.speak("你好，今天天气很好。我们出去走走吧！", voice=name, style="开心")
+    assert speech.seconds > 0.5 and len(speech.segments) == 2 and "vocoder" in speech.timings
+    hits = voice.cache.hits
+    voice.speak("再说一遍。", voice=name, style="开心")
+    assert voice.cache.hits == hits + 1 and all(k[1] == "style" for k in voice.cache._items)
+    stats: dict = {}
+    streamed = np.concatenate(list(voice.stream("你好，今天天气很好。", voice=name, style="开心", stats=stats)))
+    whole = voice.speak("你好，今天天气很好。", voice=name, style="开心").audio
+    assert streamed.shape == whole.shape and metrics.snr_db(whole, streamed) > 40 and stats["ttfa_ms"] > 0
+    client = TestClient(create_app(voice))
+    r = client.post("/v1/audio/speech", json={"input": "你好。", "voice": name, "emotion": "悲伤", "speed": 1.5})
+    assert r.status_code == 200 and r.content[:4] == b"RIFF"
+    assert client.post("/v1/audio/speech", json={"input": "你好。", "voice": "nobody"}).status_code == 404

@@ -15,6 +15,7 @@ import torch
 
 from voxc.core import audio
 from voxc.core.errors import VoxcError
+from voxc.models import speaking
 from voxc.models.family import init_module, model_spec
 from voxc.models.pipeline import Pipeline
 from voxc.models.weights import load_into, read_checkpoint
@@ -108,13 +109,31 @@ class Voice:
 
     def synthesize(self, text: str, ref_wave: np.ndarray, style: str = "neutral",
                    style_wave: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
-        run = self.pipeline.run({"text": text, "reference_mel": audio.log_mel(ref_wave),
-                                 **self._style_inputs(style, style_wave)}, ["waveform", "frames"])
-        v = run.values
-        wave = v["waveform"][0, 0]
-        return wave, {"phonemes": v["phoneme_ids"].tolist(), "durations": v["durations"][0].tolist(),
-                      "frames": int(v["frames"]), "samples": len(wave),
-                      "timings_ms": {k: round(t, 2) for k, t in run.timings.items()}}
+        """Long text is split (models/speaking.py) into segments that fit the graphs' ranges, each
+        spoken with the embeddings computed once, and joined with pauses: memory follows the longest
+        segment, never the text, and nothing is cut."""
+        given = {"speaker_embedding": self.speaker_embedding(ref_wave).numpy(),
+                 "emotion_embedding": self.style_embedding(style, style_wave).numpy()}
+        segs = speaking.segments(self.pipeline, self.cfg, FAMILY.speaking.lengths, text)
+        waves, pauses, info = [], [], {"phonemes": [], "durations": [], "frames": 0, "segments": []}
+        timings: dict = {}
+        for seg in segs:
+            runs = list(speaking.pieces(self.pipeline, self.cfg, seg.text,
+                                        lambda t, want: self.pipeline.run({"text": t, **given}, want).values,
+                                        ["waveform", "frames"]))
+            for i, run in enumerate(runs):
+                v = run.values
+                waves.append(v["waveform"][0, 0])
+                pauses.append(seg.pause_after if i == len(runs) - 1 else 0.0)
+                info["phonemes"] += v["phoneme_ids"].tolist()
+                info["durations"] += v["durations"][0].tolist()
+                info["frames"] += int(v["frames"])
+                info["segments"].append(seg.text)
+                for k, t in run.timings.items():
+                    timings[k] = timings.get(k, 0.0) + t
+        wave = audio.join_segments(waves, pauses)
+        info.update(samples=len(wave), timings_ms={k: round(t, 2) for k, t in timings.items()})
+        return wave, info
 
 
 def synth(text: str, speaker_ref: str | Path, out: str | Path, style: str = "neutral",

@@ -6,7 +6,7 @@ streamed requests (response_format pcm) over a realistic mix of utterance length
 family's held-out texts (short, medium and long). Per level it reports throughput (audio seconds per
 wall second), time to first audio (first PCM bytes) p50/p99, total latency p50/p99, and the server's
 per-stage time shares and cache hit rate from /metrics; results go into the target's bench.json
-(key "serve") and a section of bench.md. The server is always stopped, also on failure.
+(key "serve": "mixed texts", or "fixed text" with --text) and sections of bench.md. The server is always stopped, also on failure.
 """
 from __future__ import annotations
 
@@ -127,13 +127,14 @@ def scrape(url: str) -> dict:
     return out
 
 
-def run_loadtest(target: Path, clients: list[int], per_client: int, modes=("default",)) -> dict:
+def run_loadtest(target: Path, clients: list[int], per_client: int, modes=("default",),
+                 text: str | None = None) -> dict:
     import httpx
     from voxc.core import audio
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         raise VoxcError(f"unknown server mode(s) {', '.join(unknown)}: choose from {', '.join(MODES)}")
-    texts = texts_for(target)
+    texts = [text] if text else texts_for(target)
     doc = {"texts": texts, "per_client": per_client, "modes": {}}
     for mode in modes:
         with running_server(target, MODES[mode]) as url:
@@ -151,16 +152,17 @@ def run_loadtest(target: Path, clients: list[int], per_client: int, modes=("defa
                       for mode, d in doc["modes"].items()}
     bench = target / "bench.json"
     current = json.loads(bench.read_text()) if bench.is_file() else {}
-    current["serve"] = doc
+    current.setdefault("serve", {})["fixed text" if text else "mixed texts"] = doc
     write_atomic(bench, json.dumps(current, indent=1))
     md = target / "bench.md"
     head = md.read_text().split("\n## Serving")[0] if md.is_file() else f"# voxc bench: {target.name}\n"
-    write_atomic(md, head.rstrip("\n") + "\n" + serve_markdown(doc))
+    write_atomic(md, head.rstrip("\n") + "\n" + "".join(serve_markdown(k, d) for k, d in current["serve"].items()))
     return doc
 
 
-def serve_markdown(doc: dict) -> str:
-    lines = ["", "## Serving (voxc loadtest: real HTTP, streamed pcm, mixed utterance lengths)", ""]
+def serve_markdown(kind: str, doc: dict) -> str:
+    lines = ["", f"## Serving, {kind} (voxc loadtest: real HTTP, streamed pcm)", "",
+             "Texts: " + " | ".join(doc["texts"][:3]) + (" ..." if len(doc["texts"]) > 3 else ""), ""]
     for mode, d in doc["modes"].items():
         lines += [f"### mode {mode} (voice {d['voice']}, cache hit rate {d['cache_hit_rate']})", "",
                   "| clients | requests | audio s / wall s | TTFA p50 ms | TTFA p99 ms | latency p50 ms | latency p99 ms |",

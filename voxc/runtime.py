@@ -26,7 +26,7 @@ import numpy as np
 from voxc.core import audio
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_bytes
-from voxc.models import segment
+from voxc.models import segment, speaking
 
 
 class EmbeddingCache:
@@ -145,6 +145,11 @@ class Speech:
         return len(self.audio) / self.sample_rate
 
 
+def _add(total: dict, timings: dict) -> None:
+    for k, ms in timings.items():
+        total[k] = total.get(k, 0.0) + ms
+
+
 @dataclass(frozen=True)
 class Streaming:
     """How the last graph runs on chunks: frames per chunk (the first one shorter, for a quick start),
@@ -228,17 +233,10 @@ class Voice:
 
     def fits(self, text: str) -> bool:
         """Whether a text's front-end values fit the graphs' maximum lengths."""
-        want = [v for v, _ in self.speaking.lengths]
-        try:
-            run = self.pipeline.run({"text": text}, want)
-        except VoxcError:
-            return True                 # unspeakable text is refused later with its own message
-        return all(np.asarray(run.values[v]).shape[-1] <= self.cfg["dims"][d][3] for v, d in self.speaking.lengths)
+        return speaking.fits(self.pipeline, self.cfg, self.speaking.lengths, text)
 
     def segments(self, text: str) -> list[segment.Segment]:
-        if not isinstance(text, str) or not text.strip():
-            raise VoxcError("the text is empty; give something to say")
-        return segment.split(text, self.fits)
+        return speaking.segments(self.pipeline, self.cfg, self.speaking.lengths, text)
 
     # ---- one segment ---------------------------------------------------------------------------------
 
@@ -254,38 +252,22 @@ class Voice:
                 given[value] = hit
         return given, todo
 
-    def _upto(self, text: str, options: dict, want: list[str], timings: dict) -> dict:
-        """Pipeline values for one segment up to `want`, embeddings from / into the cache; a segment
-        whose frame count exceeds the graphs' range is split between words."""
-        given, todo = self._given(options)
-        inputs = {"text": text, **given, **self.speaking.make_inputs(options, self.cfg, set(given), self.target.manifest)}
-        run = self.pipeline.run(inputs, want)
-        for value, key in todo.items():
-            if value in run.values:
-                self.cache.put(key, run.values[value])
-        for k, ms in run.timings.items():
-            timings[k] = timings.get(k, 0.0) + ms
-        return run.values
-
-    def _too_long(self, values: dict) -> bool:
-        return "frames" in values and "frames" in self.cfg["dims"] and int(values["frames"]) > self.cfg["dims"]["frames"][3]
-
     def _pieces(self, text: str, options: dict, timings: dict, want: list[str]):
-        """(values up to `want`) for a segment, split in halves between words while its frames overflow."""
-        values = self._upto(text, options, ["frames"] if "frames" in self.cfg["dims"] else want, timings)
-        if self._too_long(values):
-            words = text.split()
-            if len(words) < 2:
-                raise VoxcError(f"'{text[:40]}' makes more frames than the graphs' maximum "
-                                f"({self.cfg['dims']['frames'][3]}); rebuild with a larger frames range")
-            half = len(words) // 2
-            for part in (" ".join(words[:half]), " ".join(words[half:])):
-                yield from self._pieces(part, options, timings, want)
-            return
-        run = self.pipeline.run(values, want)
-        for k, ms in run.timings.items():
-            timings[k] = timings.get(k, 0.0) + ms
-        yield run.values
+        """Pipeline values producing `want` for one segment (split while its frames overflow), with the
+        embeddings taken from and put into the cache."""
+        def upto(t: str, first_want: list) -> dict:
+            given, todo = self._given(options)
+            inputs = {"text": t, **given,
+                      **self.speaking.make_inputs(options, self.cfg, set(given), self.target.manifest)}
+            run = self.pipeline.run(inputs, first_want)
+            for value, key in todo.items():
+                if value in run.values:
+                    self.cache.put(key, run.values[value])
+            _add(timings, run.timings)
+            return run.values
+        for run in speaking.pieces(self.pipeline, self.cfg, text, upto, want):
+            _add(timings, run.timings)
+            yield run.values
 
     # ---- speaking ------------------------------------------------------------------------------------
 

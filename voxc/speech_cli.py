@@ -73,7 +73,7 @@ def cmd_loadtest(args) -> int:
         raise VoxcError(f"--clients must be positive counts, e.g. 1,4,16; got '{args.clients}'")
     if args.requests < 1:
         raise VoxcError(f"--requests must be at least 1, got {args.requests}")
-    doc = run_loadtest(Path(args.target), clients, args.requests, modes=tuple(args.modes.split(",")))
+    doc = run_loadtest(Path(args.target), clients, args.requests, modes=tuple(args.modes.split(",")), text=args.text)
     print(json.dumps(doc["summary"], indent=1))
     return 0
 
@@ -109,5 +109,6 @@ def register(sub) -> None:
     lt.add_argument("target", help="a built target folder, e.g. artifacts/cpu")
     lt.add_argument("--clients", default="1,4,16", help="concurrency levels")
     lt.add_argument("--requests", type=int, default=4, help="requests per client per level")
-    lt.add_argument("--modes", default="default", help="server modes to compare: default,no-cache")
+    lt.add_argument("--modes", default="default", help="server modes to compare: default,no-batch,no-cache")
+    lt.add_argument("--text", help="one fixed text for every request (default: a mix of held-out texts)")
     lt.set_defaults(func=cmd_loadtest)
