@@ -198,21 +198,35 @@ def pitch_energy(wave) -> tuple[np.ndarray, np.ndarray]:
     return _yin_f0(wave), frame_energy(wave)
 
 
-def join_segments(waves: list[np.ndarray], pauses: list[float], fade_ms: float = 8.0) -> np.ndarray:
-    """Consecutive segments' audio as one wave: each faded out and the next faded in over `fade_ms`
-    (no clicks at a cut), with `pauses[i]` seconds of silence after segment i."""
+def joined(pieces, fade_ms: float = 8.0):
+    """Consecutive segments' audio as a stream of arrays: each (wave, pause) piece faded out and the
+    next faded in over `fade_ms` (no clicks at a cut), with `pause` seconds of silence after it
+    (none after the last). Holds one piece at a time, so memory does not grow with the text."""
     fade = int(SAMPLE_RATE * fade_ms / 1000)
-    out = []
-    for i, (w, pause) in enumerate(zip(waves, pauses)):
-        w = np.asarray(w, np.float32).copy()
-        n = min(fade, len(w) // 2)
-        if n:
-            ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
-            if i:
-                w[:n] *= ramp
-            if i + 1 < len(waves):
-                w[-n:] *= ramp[::-1]
-        out.append(w)
-        if i + 1 < len(waves) and pause > 0:
-            out.append(np.zeros(int(round(pause * SAMPLE_RATE)), np.float32))
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+    held, first = None, True
+    for wave, pause in pieces:
+        if held is not None:
+            yield from _faded(*held, first, False)
+            first = False
+        held = (np.asarray(wave, np.float32).copy(), pause, fade)
+    if held is not None:
+        yield from _faded(*held, first, True)
+
+
+def _faded(w: np.ndarray, pause: float, fade: int, first: bool, last: bool):
+    n = min(fade, len(w) // 2)
+    if n:
+        ramp = np.linspace(0.0, 1.0, n, dtype=np.float32)
+        if not first:
+            w[:n] *= ramp
+        if not last:
+            w[-n:] *= ramp[::-1]
+    yield w
+    if not last and pause > 0:
+        yield np.zeros(int(round(pause * SAMPLE_RATE)), np.float32)
+
+
+def join_segments(waves: list[np.ndarray], pauses: list[float], fade_ms: float = 8.0) -> np.ndarray:
+    """`joined` as one array."""
+    parts = list(joined(zip(waves, pauses), fade_ms))
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)

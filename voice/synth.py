@@ -107,32 +107,36 @@ class Voice:
         run = self.pipeline.run({"reference_mel": inputs["style_mel"], **inputs}, ["emotion_embedding"])
         return torch.from_numpy(run.values["emotion_embedding"])
 
-    def synthesize(self, text: str, ref_wave: np.ndarray, style: str = "neutral",
-                   style_wave: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
-        """Long text is split (models/speaking.py) into segments that fit the graphs' ranges, each
-        spoken with the embeddings computed once, and joined with pauses: memory follows the longest
-        segment, never the text, and nothing is cut."""
+    def pieces(self, text: str, ref_wave: np.ndarray, style: str = "neutral",
+               style_wave: np.ndarray | None = None, info: dict | None = None):
+        """(wave, pause after) per piece of `text`: long text is split (models/speaking.py) into
+        segments that fit the graphs' ranges, each spoken with the embeddings computed once; `info`
+        collects phonemes, durations, frames and per-step timings."""
         given = {"speaker_embedding": self.speaker_embedding(ref_wave).numpy(),
                  "emotion_embedding": self.style_embedding(style, style_wave).numpy()}
-        segs = speaking.segments(self.pipeline, self.cfg, FAMILY.speaking.lengths, text)
-        waves, pauses, info = [], [], {"phonemes": [], "durations": [], "frames": 0, "segments": []}
-        timings: dict = {}
-        for seg in segs:
+        info = {} if info is None else info
+        info.update(phonemes=[], durations=[], frames=0, segments=[], timings_ms={})
+        for seg in speaking.segments(self.pipeline, self.cfg, FAMILY.speaking.lengths, text):
             runs = list(speaking.pieces(self.pipeline, self.cfg, seg.text,
                                         lambda t, want: self.pipeline.run({"text": t, **given}, want).values,
                                         ["waveform", "frames"]))
             for i, run in enumerate(runs):
                 v = run.values
-                waves.append(v["waveform"][0, 0])
-                pauses.append(seg.pause_after if i == len(runs) - 1 else 0.0)
                 info["phonemes"] += v["phoneme_ids"].tolist()
                 info["durations"] += v["durations"][0].tolist()
                 info["frames"] += int(v["frames"])
                 info["segments"].append(seg.text)
                 for k, t in run.timings.items():
-                    timings[k] = timings.get(k, 0.0) + t
-        wave = audio.join_segments(waves, pauses)
-        info.update(samples=len(wave), timings_ms={k: round(t, 2) for k, t in timings.items()})
+                    info["timings_ms"][k] = round(info["timings_ms"].get(k, 0.0) + t, 2)
+                yield v["waveform"][0, 0], (seg.pause_after if i == len(runs) - 1 else 0.0)
+
+    def synthesize(self, text: str, ref_wave: np.ndarray, style: str = "neutral",
+                   style_wave: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+        """The whole text as one wave (the pieces joined with pauses and short fades)."""
+        info: dict = {}
+        pieces = list(self.pieces(text, ref_wave, style, style_wave, info))
+        wave = audio.join_segments([w for w, _ in pieces], [p for _, p in pieces])
+        info["samples"] = len(wave)
         return wave, info
 
 
@@ -143,10 +147,14 @@ def synth(text: str, speaker_ref: str | Path, out: str | Path, style: str = "neu
         raise VoxcError("the text is empty; give something to say")
     ref, style_wave = read_wav(speaker_ref), (read_wav(style_ref) if style_ref else None)
     voice = Voice(checkpoints)
-    wave, info = voice.synthesize(text, ref, style, style_wave)
+    info: dict = {}
+    samples = 0
     from voxc.core.atomic import atomic_path
-    with atomic_path(out) as tmp:
-        import soundfile as sf
-        sf.write(str(tmp), np.clip(wave, -1, 1), audio.SAMPLE_RATE, subtype="PCM_16", format="WAV")
-    info.update(seconds=round(len(wave) / audio.SAMPLE_RATE, 3), out=str(out))
+    import soundfile as sf
+    with atomic_path(out) as tmp:       # written as it is made: memory does not grow with the text
+        with sf.SoundFile(str(tmp), "w", audio.SAMPLE_RATE, 1, subtype="PCM_16", format="WAV") as f:
+            for chunk in audio.joined(voice.pieces(text, ref, style, style_wave, info)):
+                f.write(np.clip(chunk, -1, 1))
+                samples += len(chunk)
+    info.update(samples=samples, seconds=round(samples / audio.SAMPLE_RATE, 3), out=str(out))
     return info

@@ -271,22 +271,25 @@ class Voice:
 
     # ---- speaking ------------------------------------------------------------------------------------
 
-    def speak(self, text: str, voice: str | None = None, **options) -> Speech:
-        """The whole utterance at once: every segment synthesized, then joined."""
+    def pieces(self, text: str, voice: str | None = None, timings: dict | None = None, **options):
+        """(wave, pause after, info) per synthesized piece of `text`, in order: what speak() joins, for
+        callers that write audio as it comes (memory stays flat however long the text)."""
         opts = self._options(voice, options)
         out = self.family.chain.output
-        timings: dict = {}
-        waves, pauses, info = [], [], []
+        timings = {} if timings is None else timings
         for seg in self.segments(text):
             parts = list(self._pieces(seg.text, opts, timings, [out]))
             for i, values in enumerate(parts):
                 w = np.asarray(values[out], np.float32).reshape(-1)
-                waves.append(w)
-                pauses.append(seg.pause_after if i == len(parts) - 1 else 0.0)
-                info.append({"text": seg.text, "seconds": round(len(w) / self.sample_rate, 3),
-                             "frames": int(values.get("frames", 0))})
-        return Speech(audio.join_segments(waves, pauses), self.sample_rate,
-                      {k: round(v, 3) for k, v in timings.items()}, info)
+                yield w, (seg.pause_after if i == len(parts) - 1 else 0.0), \
+                    {"text": seg.text, "seconds": round(len(w) / self.sample_rate, 3), "frames": int(values.get("frames", 0))}
+
+    def speak(self, text: str, voice: str | None = None, **options) -> Speech:
+        """The whole utterance at once: every segment synthesized, then joined."""
+        timings: dict = {}
+        pieces = list(self.pieces(text, voice, timings, **options))
+        wave = audio.join_segments([w for w, _, _ in pieces], [p for _, p, _ in pieces])
+        return Speech(wave, self.sample_rate, {k: round(v, 3) for k, v in timings.items()}, [i for _, _, i in pieces])
 
     def stream(self, text: str, voice: str | None = None, stats: dict | None = None, **options):
         """Audio chunks (float32 numpy) as soon as each is made: the vocoder runs on chunks of frames

@@ -26,6 +26,7 @@ def _read_wav(path: str):
 def cmd_speak(args) -> int:
     import numpy as np
     import soundfile as sf
+    from voxc.core import audio
     from voxc.core.atomic import atomic_path
     from voxc.runtime import Voice
     out = Path(args.out)
@@ -41,17 +42,23 @@ def cmd_speak(args) -> int:
         options["speaker"] = args.speaker
     if args.voice is None and not args.speaker_ref and args.speaker is None:
         args.voice = next(iter(voice.voices()))
+    voice.segments(args.text)                       # refuse what cannot be spoken before writing anything
+    voice.validate(args.voice, **options)
+    stats: dict = {"timings": {}}
     if args.stream:
-        stats: dict = {}
-        wave = np.concatenate(list(voice.stream(args.text, args.voice, stats=stats, **options)))
-        timings, extra = stats["timings"], f", first audio after {stats['ttfa_ms']:.0f} ms in {stats['chunks']} chunks"
+        chunks = voice.stream(args.text, args.voice, stats=stats, **options)
     else:
-        speech = voice.speak(args.text, args.voice, **options)
-        wave, timings, extra = speech.audio, speech.timings, f", {len(speech.segments)} segments"
-    with atomic_path(out) as tmp:
-        sf.write(str(tmp), np.clip(wave, -1, 1), voice.sample_rate, subtype="PCM_16", format="WAV")
+        chunks = audio.joined((w, p) for w, p, _ in voice.pieces(args.text, args.voice, stats["timings"], **options))
+    samples = 0
+    with atomic_path(out) as tmp:       # written as it is made: memory does not grow with the text
+        with sf.SoundFile(str(tmp), "w", voice.sample_rate, 1, subtype="PCM_16", format="WAV") as f:
+            for chunk in chunks:
+                f.write(np.clip(chunk, -1, 1))
+                samples += len(chunk)
+    timings = stats["timings"]
+    extra = f", first audio after {stats['ttfa_ms']:.0f} ms in {stats['chunks']} chunks" if args.stream else ""
     total = sum(timings.values())
-    print(f"voxc: wrote {out} ({len(wave) / voice.sample_rate:.2f} s of audio, {total:.0f} ms of model time{extra})")
+    print(f"voxc: wrote {out} ({samples / voice.sample_rate:.2f} s of audio, {total:.0f} ms of model time{extra})")
     return 0
 
 

@@ -65,10 +65,10 @@ def speaker_row(v: dict, cfg: dict) -> dict:
     """A speaker id, or a name from the voice's speaker list -> the speaker table row [1]."""
     s = v["speaker_name"]
     names = cfg.get("speakers") or []
-    if isinstance(s, str) and not s.isdigit():
-        if s not in names:
-            raise VoxcError(f"unknown speaker '{s}': this voice has {len(names)} speakers (see its speaker list)")
+    if isinstance(s, str) and s in names:          # names first: EmotiVoice's are numbers too ("8051")
         s = names.index(s)
+    elif isinstance(s, str) and not s.isdigit():
+        raise VoxcError(f"unknown speaker '{s}': this voice has {len(names)} speakers (see its speaker list)")
     s = int(s)
     if not 0 <= s < cfg["n_speakers"]:
         raise VoxcError(f"speaker {s} is outside this voice's table (0..{cfg['n_speakers'] - 1})")
