@@ -36,6 +36,18 @@ def _task(fn, *args):
     return fn(*args), ray.get_runtime_context().get_node_id()
 
 
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Ray retries an unreachable head for minutes; a closed port is said in one line at once."""
+    import socket
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        why = exc.strerror or str(exc) if isinstance(exc, OSError) else "expected HOST:PORT"
+        raise VoxcError(f"cannot reach the Ray cluster at {address} ({why}); start one with `ray start --head`, "
+                        "or pass --address HOST:PORT, ray://HOST:PORT or auto") from None
+
+
 class RayExecutor:
     def __init__(self, address: str | None = None, cpus: int = 2, retries: int = RETRIES):
         os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")    # no GPUs are asked for
@@ -47,6 +59,8 @@ class RayExecutor:
         if not ray.is_initialized():
             env = {k: os.environ[k] for k in ("VOXC_THREADS",) if k in os.environ}
             opts = dict(logging_level=logging.WARNING, runtime_env={"env_vars": env} if env else None)
+            if address and address != "auto":
+                _reachable(address)
             try:
                 if address:
                     ray.init(address=address, **opts)
