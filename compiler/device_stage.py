@@ -59,4 +59,13 @@ def device_stage(out: Path, params: dict, inputs: dict) -> dict:
             shutil.copytree(folder / "bundle" / "engines", out / "engines")
     doc = json.loads((out / "device-parity.json").read_text())
     return {"device": {"runner": runner, "stand_in": bool(doc.get("stand_in")), "status": status,
-                       "rows": len(doc.get("results", [])), "host": doc.get("device", {}).get("host")}}
+                       "rows": len(doc.get("results", [])), "host": doc.get("device", {}).get("host"),
+                       "node": _ray_node()}}
+
+
+def _ray_node() -> str | None:
+    """The Ray node this ran on (its record only: never in a shipped file)."""
+    if "ray" not in sys.modules:
+        return None
+    import ray
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
