@@ -45,6 +45,10 @@ class BuildRequest:
     margin: float | None = None                                          # --margin override of the policy
     retime: bool = False                                                 # re-measure the policy's timings
     weight_sources: dict[str, str] = field(default_factory=dict)  # model -> "trained voice" / "user checkpoint"
+    executor: str = "local"                                              # local (process pool) or ray
+    address: str | None = None                                           # --address of a Ray cluster
+    store: str | None = None                                             # --store: shared folder or file:// URI
+    device_runner: str | None = None                                     # device stage runner (default: the backend)
 
     def __post_init__(self):
         self.models = tuple(self.models) or family_of(self.preset).graph_names
@@ -221,6 +225,72 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
     return g, {"models": chains, "tail": tail}
 
 
+def add_device_stage(g: BuildGraph, layout: dict, req: BuildRequest, profile: dict, executor) -> Stage | None:
+    """target/device (compiler/device_stage.py) when the executor has a node that offers the target's device."""
+    from voxc.compiler import device_stage
+    tail = layout["tail"]
+    if "bundle" not in tail or not hasattr(executor, "offers"):
+        return None
+    runtime = g.stages[tail["bundle"]].params["runtime"]
+    where = device_stage.placement(profile, runtime)
+    if not executor.offers(**where):
+        print(f"voxc: no Ray node offers {where['resources']}{where['labels'] or ''}; {req.target} device parity "
+              "stays deferred to the bundle", flush=True)
+        return None
+    s = g.add(Stage(label="target/device", name="device_stage", fn=device_stage.device_stage,
+                    params={"target": req.target, "runner": req.device_runner or runtime},
+                    inputs={"assemble": g.stages[tail["assemble"]], "bundle": g.stages[tail["bundle"]]},
+                    code=("voxc.compiler.merge", "voxc.targets.device_verify") + backend(runtime).shipped, **where))
+    tail["device"] = s.label
+    return s
+
+
+def make_executor(req: BuildRequest):
+    if req.executor == "ray":
+        from voxc.compiler.ray_executor import RayExecutor
+        return RayExecutor(req.address, req.jobs)
+    if req.executor != "local":
+        raise VoxcError(f"unknown executor '{req.executor}': choose local or ray")
+    if req.address or req.store:
+        raise VoxcError("--address and --store need --executor ray")
+    return graph.LocalPoolExecutor(req.jobs) if req.jobs > 1 else graph.InlineExecutor()
+
+
+def use_store(g: BuildGraph, req: BuildRequest) -> None:
+    if req.store:
+        from voxc.compiler.store import open_store
+        g.use_store(open_store(req.store, req.artifacts / "cache"))
+
+
+def sweep(req: BuildRequest, g: BuildGraph) -> None:
+    """Temporaries a killed build left, in the artifacts folder and its own cache (never a shared store's:
+    other builds may be writing there)."""
+    swept = sweep_target_temporaries(req.artifacts)
+    if g.cache == req.artifacts / "cache":
+        swept += cache.sweep_temporaries(g.cache)
+    if swept:
+        print(f"voxc: removed {swept} temporary folder(s) an interrupted build left", flush=True)
+
+
+def ship(req: BuildRequest, results: dict, layout: dict, artifacts: Path | None = None) -> Path:
+    """Place one target's folder (and its timings) from its tail stages' outputs."""
+    import json
+    artifacts = artifacts or req.artifacts
+    tail = layout["tail"]
+    for d in [d for label in tail["chains"] for d in results[label].record.get("demotions", [])]:
+        print(f"voxc: {d['model']} on {d['runtime']}: {d['reason']}; falls back to {d['to']}", flush=True)
+    folder = place(artifacts, req.target, [results[tail[k]].path for k in ("assemble", "bundle", "device") if k in tail])
+    write_atomic(timings_path(artifacts, req.target),
+                 json.dumps({"target": req.target, "models": results[tail["assemble"]].record.get("timings", {})},
+                            indent=1, sort_keys=True))
+    dev = results[tail["device"]].record.get("device") if "device" in tail else None
+    if dev:
+        print(f"voxc: device parity ran on node {dev['host']} with {dev['runner']}"
+              f"{' (stand-in: proves the bundle, not the device)' if dev['stand_in'] else ''}: {dev['rows']} rows "
+              f"merged into {folder / 'parity.json'}", flush=True)
+    return folder
+
+
 def _progress(total: int):
     count = [0]
 
@@ -303,24 +373,20 @@ def build(req: BuildRequest) -> bool:
     profile = profiles.load(req.target)
     t0 = time.perf_counter()
     g, layout = plan(req, profile)
-    print(f"voxc: building target '{req.target}' (family {family_of(req.preset).name}, preset {req.preset_name}, "
-          f"{len(req.models)} models, {len(g.stages)} stages, {req.jobs} workers)", flush=True)
+    use_store(g, req)
     with build_lock(req.artifacts):
-        swept = cache.sweep_temporaries(req.artifacts / "cache") + sweep_target_temporaries(req.artifacts)
-        if swept:
-            print(f"voxc: removed {swept} temporary folder(s) an interrupted build left", flush=True)
-        executor = graph.LocalPoolExecutor(req.jobs) if req.jobs > 1 else graph.InlineExecutor()
+        sweep(req, g)
+        executor = make_executor(req)
         try:
+            add_device_stage(g, layout, req, profile, executor)
+            print(f"voxc: building target '{req.target}' (family {family_of(req.preset).name}, preset "
+                  f"{req.preset_name}, {len(req.models)} models, {len(g.stages)} stages, "
+                  f"{f'{req.jobs} workers' if req.executor == 'local' else 'each a Ray task'})", flush=True)
             results = g.run(executor, _progress(len(g.stages)))
         finally:
             executor.shutdown()
         tail = layout["tail"]
-        for d in [d for label in tail["chains"] for d in results[label].record.get("demotions", [])]:
-            print(f"voxc: {d['model']} on {d['runtime']}: {d['reason']}; falls back to {d['to']}", flush=True)
-        folder = place(req.artifacts, req.target, [results[tail[k]].path for k in ("assemble", "bundle") if k in tail])
-        write_atomic(timings_path(req.artifacts, req.target),
-                     json.dumps({"target": req.target, "models": results[tail["assemble"]].record.get("timings", {})},
-                                indent=1, sort_keys=True))
+        folder = ship(req, results, layout)
     doc = json.loads((folder / "parity.json").read_text())
     pending = False
     if "bundle" in tail:

@@ -16,6 +16,7 @@ The bundle id is the sha256 of its manifest.json; the target manifest records it
 from __future__ import annotations
 
 import ast
+import gzip
 import json
 import shutil
 import tarfile
@@ -164,14 +165,20 @@ def write(out: Path, folder: Path, params: dict, chains: dict, results: dict, ru
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     bundle_id = sha256_file(tmp / "manifest.json")
     tarball = out / f"voxc-{target}-bundle.tar.gz"
-    with tarfile.open(tarball, "w:gz") as tar:
-        tar.add(tmp, arcname=f"voxc-{target}-bundle")
+    with open(tarball, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:          # no clocks or owners: equal builds, equal bytes
+        tar.add(tmp, arcname=f"voxc-{target}-bundle", filter=_plain)
     target_manifest = json.loads((folder / "manifest.json").read_text())
     info = {"id": bundle_id, "path": "bundle", "runtime": runtime, "tarball": tarball.name,
             "tarball_sha256": sha256_file(tarball), "tarball_bytes": tarball.stat().st_size,
             "files": len(files) + 1, "bytes": sum(f["bytes"] for f in files.values())}
     target_manifest["bundle"] = info
     write_atomic(out / "manifest.json", json.dumps(target_manifest, indent=1, sort_keys=True))
+    return info
+
+
+def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
     return info
 
 

@@ -72,12 +72,22 @@ def _request(args):
         raise VoxcError(f"--margin must be between 0 and 10 (a speed-up of 1 + margin), got {args.margin}")
     if args.set:
         _check_config(_overrides(_family_preset(args), args.set))
-    return build_request(args.target, args.family, args.preset, artifacts=args.artifacts,
+    import dataclasses
+    req = build_request(args.target, args.family, args.preset, artifacts=args.artifacts,
                          models=_csv(args.models) if args.models else (), checkpoints=_checkpoints(args.checkpoint),
                          overrides=_overrides(_family_preset(args), args.set), seeded=args.seeded, jobs=args.jobs,
                          exporter=args.exporter, precisions=_precisions(args.precisions), margin=args.margin,
                          retime=args.retime,
                          source=args.source, source_files=_pairs(args.source_file, "--from-file", "KIND=PATH"))
+    return dataclasses.replace(req, **_distributed(args))
+
+
+def _distributed(args) -> dict:
+    """--executor, --address, --store, --device-runner: where the stages run and where their outputs live."""
+    if args.executor != "ray" and (args.address or args.store or args.device_runner):
+        raise VoxcError("--address, --store and --device-runner need --executor ray")
+    return {"executor": args.executor, "address": args.address, "store": args.store,
+            "device_runner": args.device_runner}
 
 
 def _pairs(items, flag: str, form: str) -> dict[str, str]:
@@ -98,6 +108,10 @@ def _family_preset(args) -> dict:
 
 def cmd_build(args) -> int:
     from voxc.api import build
+    if args.matrix:
+        from voxc.compiler.matrix import build_matrix
+        return 0 if build_matrix(Path(args.matrix), Path(args.artifacts), jobs=args.jobs, **_distributed(args)) \
+            else EXIT_PARITY
     return 0 if build(request=_request(args)).passed else EXIT_PARITY
 
 
@@ -172,6 +186,15 @@ def register(sub) -> None:
                         "style_encoder, bert, config, tokens, speakers)")
     b.add_argument("--seeded", action="store_true",
                    help="seeded random weights instead of the trained voice (voice/weights) for the light preset")
+    b.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="where stages run: a local process pool, or Ray tasks (pip install -e '.[ray]')")
+    b.add_argument("--address", help="Ray cluster: HOST:PORT, ray://HOST:PORT or auto (default: a private local Ray)")
+    b.add_argument("--store", metavar="DIR|file:///PATH",
+                   help="shared content-addressed cache every Ray node reaches (default: ARTIFACTS/cache)")
+    b.add_argument("--device-runner", choices=["tensorrt", "coreml", "onnxruntime"],
+                   help="runner of the device stage on a device node (default: the target's; onnxruntime = stand-in)")
+    b.add_argument("--matrix", metavar="VOICES.toml",
+                   help="build several voices x targets in one graph (compiler/matrix.py); ignores --target")
     b.set_defaults(func=cmd_build)
 
     n = sub.add_parser("bench", help="latency, RTF, size and memory of a built target vs PyTorch eager")

@@ -60,6 +60,8 @@ class Stage:
     tools: tuple[str, ...] = ()
     code: tuple[str, ...] = ()      # modules it runs beyond fn's own (a backend, a model family)
     after: tuple = ()               # stages that must finish first without being inputs (not in the key)
+    resources: dict = field(default_factory=dict)   # custom resources of the node it must run on (not in the key)
+    labels: dict = field(default_factory=dict)      # node labels it must run on (not in the key)
 
     def code_hash(self) -> str:
         return source_hash((self.fn.__module__,) + tuple(self.code))
@@ -83,15 +85,23 @@ class Result:
 
 
 class Executor(Protocol):
-    """Anything that runs a picklable call somewhere and returns a Future (local pool, Ray, ...)."""
-    def submit(self, fn: Callable, *args) -> Future: ...
+    """Anything that runs a picklable call somewhere and returns a Future (local pool, Ray, ...).
+    resources/labels: what the node that runs it must offer (only a Ray executor can place by them)."""
+    def submit(self, fn: Callable, *args, resources: dict | None = None, labels: dict | None = None) -> Future: ...
     def shutdown(self) -> None: ...
+
+
+def _local_only(resources, labels) -> None:
+    if resources or labels:
+        raise VoxcError(f"a stage needs a node offering {resources or labels}; only --executor ray places stages "
+                        "on such nodes")
 
 
 class InlineExecutor:
     """Runs each stage in this process (debugging, tests, single-core hosts)."""
 
-    def submit(self, fn, *args):
+    def submit(self, fn, *args, resources=None, labels=None):
+        _local_only(resources, labels)
         quiet_torch_logs()
         fut: Future = Future()
         try:
@@ -112,7 +122,8 @@ class LocalPoolExecutor:
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
                                         initargs=(workers,))
 
-    def submit(self, fn, *args):
+    def submit(self, fn, *args, resources=None, labels=None):
+        _local_only(resources, labels)
         return self.pool.submit(fn, *args)
 
     def shutdown(self):
@@ -172,10 +183,30 @@ def _run_stage(fn, cache: str, key: str, params: dict, inputs: dict) -> tuple[di
     return record, time.perf_counter() - t0
 
 
+def _run_in_store(fn, uri: str, key: str, params: dict, refs: dict) -> tuple[dict, float]:
+    """Worker side with a shared store (compiler/store.py): inputs come from it, the output goes to it."""
+    from voxc.compiler.store import open_store
+    store = open_store(uri)
+    inputs = {}
+    for name, (kind, ref) in refs.items():
+        inputs[name] = store.open(ref) if kind == "entry" else store.get_file(ref)
+        if inputs[name] is None:
+            raise VoxcError(f"input {name} (entry {ref}) is not in the store {uri}")
+    record, seconds = _run_stage(fn, str(store.cache_dir()), key, params, inputs)
+    store.publish(key, store.cache_dir() / key)
+    return record, seconds
+
+
 class BuildGraph:
     def __init__(self, cache: Path):
         self.cache = Path(cache)
         self.stages: dict[str, Stage] = {}
+        self.store = None
+
+    def use_store(self, store) -> None:
+        """Run against a shared store (compiler/store.py): its entries are cache hits, workers write to it."""
+        self.store = store
+        self.cache = Path(store.cache_dir())
 
     def add(self, stage: Stage) -> Stage:
         if stage.label in self.stages:
@@ -211,6 +242,8 @@ class BuildGraph:
                 pending.remove(stage)
                 key = self.key(stage, done)
                 entry = self.cache / key
+                if self.store is not None:
+                    self.store.open(key)             # an object store's entry is fetched into self.cache
                 if entry.exists():
                     bad = cache_mod.problem(entry)
                     if bad is None:
@@ -222,8 +255,14 @@ class BuildGraph:
                     aside = cache_mod.move_aside(self.cache, key)
                     print(f"voxc: cache entry of {stage.label} is corrupt ({bad}); moved to {aside} and rebuilt",
                           flush=True)
-                inputs = {k: str(done[v.label].path if isinstance(v, Stage) else v) for k, v in stage.inputs.items()}
-                fut = executor.submit(_run_stage, stage.fn, str(self.cache), key, stage.params, inputs)
+                where = {"resources": stage.resources, "labels": stage.labels}
+                if self.store is not None:
+                    refs = {k: ("entry", done[v.label].key) if isinstance(v, Stage) else ("file", self.store.put_file(v))
+                            for k, v in stage.inputs.items()}
+                    fut = executor.submit(_run_in_store, stage.fn, self.store.uri, key, stage.params, refs, **where)
+                else:
+                    inputs = {k: str(done[v.label].path if isinstance(v, Stage) else v) for k, v in stage.inputs.items()}
+                    fut = executor.submit(_run_stage, stage.fn, str(self.cache), key, stage.params, inputs, **where)
                 running[fut] = (stage, key)
             if not running:
                 if pending:
@@ -243,6 +282,8 @@ class BuildGraph:
                         f.cancel()
                     raise VoxcError(f"stage {stage.label} failed: {type(exc).__name__}: "
                                     f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}") from exc
+                if self.store is not None and self.store.open(key) is None:
+                    raise VoxcError(f"stage {stage.label} ran but its entry {key} is not in the store {self.store.uri}")
                 done[stage.label] = Result(stage.label, key, self.cache / key, record, False, seconds)
                 progress(done[stage.label])
         return done

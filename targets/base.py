@@ -13,6 +13,8 @@
     host_checks(...)   device backends: what the host can check before the device does
     bundle_entry(...)  device backends: what it ships per artifact in a device bundle
     shipped       modules the bundle's verifier needs beside the common ones (numpy-only)
+    resources     device backends: the Ray custom resources of a node that can run their device stage
+                  (a target profile's [ray] table overrides it, e.g. jetson instead of cuda)
 Runners take and return dict[str, np.ndarray] keyed by the spec's names.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Backend:
     tools: tuple[str, ...] = ()
     parity: str = "host"
     shipped: tuple[str, ...] = ()
+    resources: dict = {}
     device: str = ""                      # where device parity runs, in words (bundle README)
     verify_steps: str = ""                # what the bundle's verify.py does first on the device
     bundle_notes: str = ""                # a paragraph for the bundle README

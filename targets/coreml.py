@@ -239,6 +239,7 @@ def fingerprint() -> dict:
 class CoreML(Backend):
     name, precisions, tools, parity = "coreml", PRECISIONS, ("coremltools", "torch"), "device"
     shipped = ("voxc.targets.coreml_runner",)
+    resources = {"macos": 1}
     device = "a Mac (python3 -m pip install numpy coremltools)"
     identity = ("host", "macos", "machine")
 

@@ -166,6 +166,7 @@ def fingerprint() -> dict:
 class TensorRT(Backend):
     name, precisions, tools, parity = "tensorrt", PRECISIONS, ("tensorrt", "onnx", "onnxruntime"), "device"
     shipped = ("voxc.targets.trt_engine",)
+    resources = {"cuda": 1}           # a device stage runs on a Ray node advertising this (profiles may say jetson)
     device = "the Jetson (JetPack's python3 has TensorRT and numpy) or the GPU host"
     verify_steps = "builds the engines (engines/), "
     identity = ("host", "gpu", "compute_capability", "tensorrt", "l4t", "machine")
