@@ -121,3 +121,14 @@ def split(text: str, fits: Callable[[str], bool] = lambda t: True) -> list[Segme
         raise VoxcError("the text has nothing to speak (no letters or digits); give words to say")
     out[-1] = Segment(out[-1].text, 0.0)
     return out
+
+
+def quick_start(segments: list[Segment]) -> list[Segment]:
+    """For streaming: the first segment cut at its first clause boundary (when both sides keep at
+    least two words), so the first audio waits for a clause, not a whole sentence."""
+    if not segments:
+        return segments
+    parts = _clauses(segments[0].text)
+    if len(parts) < 2 or len(parts[0].split()) < 2 or sum(len(p.split()) for p in parts[1:]) < 2:
+        return segments
+    return [Segment(parts[0], CLAUSE_PAUSE_S), Segment(" ".join(parts[1:]), segments[0].pause_after)] + segments[1:]

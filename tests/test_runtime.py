@@ -95,6 +95,8 @@ def test_segmentation_rules():
     assert [s.pause_after for s in segs] == [segment.CLAUSE_PAUSE_S, segment.CLAUSE_PAUSE_S, 0.0, 0.0]
     with pytest.raises(Exception, match="nothing to speak"):
         segment.split("?! ... \U0001F600")
+    quick = segment.quick_start(segment.split("Well then, we shall see about that. Later."))
+    assert [s.text for s in quick] == ["Well then,", "we shall see about that.", "Later."]
 
 
 def test_embedding_cache_keys_limits_and_counters(voice):
@@ -135,8 +137,8 @@ def test_streaming_gate_was_recorded_and_rejects_a_broken_chunking(tiny_build, v
 def test_streamed_audio_matches_the_whole_utterance(voice):
     name = next(iter(voice.voices()))
     stats: dict = {}
-    chunks = list(voice.stream("Hello there, this is streamed.", voice=name, stats=stats))
-    whole = voice.speak("Hello there, this is streamed.", voice=name).audio
+    chunks = list(voice.stream("Hello there this is streamed.", voice=name, stats=stats))
+    whole = voice.speak("Hello there this is streamed.", voice=name).audio
     streamed = np.concatenate(chunks)
     assert len(chunks) > 1 and stats["ttfa_ms"] > 0 and streamed.shape == whole.shape
     assert metrics.snr_db(whole, streamed) > 40

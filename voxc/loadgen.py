@@ -25,7 +25,8 @@ import numpy as np
 from voxc.core.atomic import write_atomic
 from voxc.core.errors import VoxcError
 
-MODES = {"default": [], "no-cache": ["--cache-size", "0"], "no-batch": ["--batch-window-ms", "0"]}
+MODES = {"default": [], "no-cache": ["--cache-size", "0"], "no-batch": ["--batch-window-ms", "0"],
+         "1-thread": ["--threads", "1"], "1-thread-no-batch": ["--threads", "1", "--batch-window-ms", "0"]}
 
 
 def free_port() -> int:

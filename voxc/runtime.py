@@ -15,6 +15,7 @@ the chunking the build's streaming gate accepted is used (parity.json, chain.str
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -87,6 +88,8 @@ class ChunkBatcher:
         self.runner, self.window, self.max_batch = runner, window_ms / 1e3, max(1, max_batch)
         self.queue: "queue.Queue" = queue.Queue()
         self.batches, self.items = 0, 0
+        self.active = 0                 # streams now vocoding: nobody else to wait for when it is 1
+        self._lock = threading.Lock()
         threading.Thread(target=self._loop, daemon=True, name="voxc-batcher").start()
 
     def infer(self, feeds: dict) -> dict:
@@ -100,7 +103,7 @@ class ChunkBatcher:
         while True:
             pending = [self.queue.get()]
             deadline = time.perf_counter() + self.window
-            while len(pending) < self.max_batch:
+            while len(pending) < min(self.max_batch, max(self.active, 1)):   # wait only for streams that exist
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     break
@@ -126,6 +129,21 @@ class ChunkBatcher:
                     for _, fut in items:
                         if not fut.done():
                             fut.set_exception(exc)
+
+    def joined(self):
+        """Context manager around one stream's use of the batcher (counts the streams it may wait for)."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def scope():
+            with self._lock:
+                self.active += 1
+            try:
+                yield self
+            finally:
+                with self._lock:
+                    self.active -= 1
+        return scope()
 
     def stats(self) -> dict:
         return {"batches": self.batches, "batched_items": self.items,
@@ -301,7 +319,7 @@ class Voice:
         timings: dict = {}
         t0 = time.perf_counter()
         chunks = 0
-        segs = self.segments(text)
+        segs = segment.quick_start(self.segments(text))
         for si, seg in enumerate(segs):
             want = [st.input] if st else [self.family.chain.output]
             for values in self._pieces(seg.text, opts, timings, want):
@@ -312,11 +330,12 @@ class Voice:
                     infer = (self.batcher or self.pipeline.runners[st.graph]).infer
                     parts = stream_chunks(infer, {st.input: values[st.input]},
                                           st.input, st.output, st.hop, st.chunk, st.first, st.context, st.min_len)
-                for y in parts:
-                    if chunks == 0:
-                        stats["ttfa_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
-                    chunks += 1
-                    yield np.asarray(y, np.float32).reshape(-1)
+                with (self.batcher.joined() if self.batcher and st else contextlib.nullcontext()):
+                    for y in parts:
+                        if chunks == 0:
+                            stats["ttfa_ms"] = round((time.perf_counter() - t0) * 1e3, 3)
+                        chunks += 1
+                        yield np.asarray(y, np.float32).reshape(-1)
                 if st is not None:
                     timings[st.graph] = timings.get(st.graph, 0.0) + (time.perf_counter() - tv) * 1e3
             if si + 1 < len(segs) and seg.pause_after > 0:

@@ -68,8 +68,11 @@ def cmd_serve(args) -> int:
         raise VoxcError(f"--port must be in 1..65535, got {args.port}")
     if args.cache_size < 0 or args.batch_window_ms < 0 or args.workers < 1 or args.queue < 0:
         raise VoxcError("--cache-size, --batch-window-ms and --queue must be >= 0 and --workers >= 1")
-    serve(args.target, host=args.host, port=args.port, runtime=args.runtime, max_inflight=args.workers,
-          max_queue=args.queue, cache_size=args.cache_size, batch_window_ms=args.batch_window_ms)
+    if args.threads is not None and args.threads < 0:
+        raise VoxcError(f"--threads must be >= 0 (0: the runtime's default), got {args.threads}")
+    serve(args.target, host=args.host, port=args.port, runtime=args.runtime, threads=args.threads,
+          max_inflight=args.workers, max_queue=args.queue, cache_size=args.cache_size,
+          batch_window_ms=args.batch_window_ms)
     return 0
 
 
@@ -106,6 +109,7 @@ def register(sub) -> None:
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--runtime", help="which runtime's artifacts (default: the first this host runs)")
     v.add_argument("--workers", type=int, default=4, help="syntheses in flight at once")
+    v.add_argument("--threads", type=int, help="intra-op threads per graph run (default: the runtime's)")
     v.add_argument("--cache-size", type=int, default=256, help="speaker/style embeddings kept (0: no cache)")
     v.add_argument("--batch-window-ms", type=float, default=5.0,
                    help="how long the vocoder waits to batch chunks of concurrent requests (0: no batching)")
