@@ -1,7 +1,7 @@
 """`voxc loadtest`: a load generator driving a real `voxc serve` over HTTP.
 
 It starts the server as a child process on a free loopback port (one per server mode: default,
-no-cache, no-batch), waits for /health, and runs N concurrent clients (1, 4, 16 ...) that each send
+batch, no-cache), waits for /health, and runs N concurrent clients (1, 4, 16 ...) that each send
 streamed requests (response_format pcm) over a realistic mix of utterance lengths taken from the
 family's held-out texts (short, medium and long). Per level it reports throughput (audio seconds per
 wall second), time to first audio (first PCM bytes) p50/p99, total latency p50/p99, and the server's
@@ -25,8 +25,7 @@ import numpy as np
 from voxc.core.atomic import write_atomic
 from voxc.core.errors import VoxcError
 
-MODES = {"default": [], "no-cache": ["--cache-size", "0"], "no-batch": ["--batch-window-ms", "0"],
-         "1-thread": ["--threads", "1"], "1-thread-no-batch": ["--threads", "1", "--batch-window-ms", "0"]}
+MODES = {"default": [], "batch": ["--batch-window-ms", "5"], "no-cache": ["--cache-size", "0"]}
 
 
 def free_port() -> int:

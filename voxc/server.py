@@ -220,7 +220,7 @@ def _media(fmt: str, sample_rate: int) -> str:
 
 
 def serve(folder, host: str = "127.0.0.1", port: int = 8000, runtime: str | None = None, threads: int | None = None,
-          max_inflight: int = 2, max_queue: int = 32, cache_size: int = 256, batch_window_ms: float = 5.0,
+          max_inflight: int = 4, max_queue: int = 32, cache_size: int = 256, batch_window_ms: float = 0.0,
           log_level: str = "warning") -> None:
     import uvicorn
     from voxc.runtime import Voice

@@ -111,8 +111,9 @@ def register(sub) -> None:
     v.add_argument("--workers", type=int, default=4, help="syntheses in flight at once")
     v.add_argument("--threads", type=int, help="intra-op threads per graph run (default: the runtime's)")
     v.add_argument("--cache-size", type=int, default=256, help="speaker/style embeddings kept (0: no cache)")
-    v.add_argument("--batch-window-ms", type=float, default=5.0,
-                   help="how long the vocoder waits to batch chunks of concurrent requests (0: no batching)")
+    v.add_argument("--batch-window-ms", type=float, default=0.0,
+                   help="batch the vocoder's chunks of concurrent requests arriving within this window (default 0: "
+                        "off; on this 2-core CPU batching lowered throughput, see README)")
     v.add_argument("--queue", type=int, default=32, help="requests that may wait behind them (then 503)")
     v.set_defaults(func=cmd_serve)
 
@@ -120,6 +121,6 @@ def register(sub) -> None:
     lt.add_argument("target", help="a built target folder, e.g. artifacts/cpu")
     lt.add_argument("--clients", default="1,4,16", help="concurrency levels")
     lt.add_argument("--requests", type=int, default=4, help="requests per client per level")
-    lt.add_argument("--modes", default="default", help="server modes to compare: default,no-batch,no-cache")
+    lt.add_argument("--modes", default="default", help="server modes to compare: default,batch,no-cache")
     lt.add_argument("--text", help="one fixed text for every request (default: a mix of held-out texts)")
     lt.set_defaults(func=cmd_loadtest)
