@@ -216,13 +216,13 @@ def _merge(artifacts: Path, dev: dict, path: Path) -> int:
     return main(["report", "--target", "jetson", "--artifacts", str(artifacts), "--merge", str(path)])
 
 
-@pytest.fixture()
-def standin_result(device_builds, numpy_only_path, tmp_path) -> dict:
+@pytest.fixture(scope="module")
+def standin_result(device_builds, numpy_only_path, tmp_path_factory) -> dict:
     artifacts, _ = device_builds
-    res = run_verifier(artifacts / "jetson" / "bundle", numpy_only_path, "--runner", "onnxruntime",
-                       "--out", str(tmp_path / "standin.json"))
+    out = tmp_path_factory.mktemp("standin") / "standin.json"
+    res = run_verifier(artifacts / "jetson" / "bundle", numpy_only_path, "--runner", "onnxruntime", "--out", str(out))
     assert res.returncode == 0, res.stderr
-    return json.loads((tmp_path / "standin.json").read_text())
+    return json.loads(out.read_text())
 
 
 def test_merge_replaces_deferred_rows_and_a_failing_device_fails_the_report(device_builds, standin_result, tmp_path, capsys):
