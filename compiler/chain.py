@@ -263,7 +263,8 @@ def demotions(chain: dict, layout: dict, records: dict, cfg: dict, chosen: dict 
             precision = chosen[stage][runtime]
             movable[stage] = (precision, records[label]["fallback"])
             spec = model_spec(stage, layout[stage]["config"])
-            over = _over(row, {**spec.perceptual_budget(precision), **spec.budget(precision, "durations")})
+            durations = {k: v for k, v in spec.budget(precision, "durations").items() if k in row}
+            over = _over(row, {**spec.perceptual_budget(precision), **durations})
             if over:
                 out.append({"model": stage, "runtime": runtime, "precision": precision, "to": movable[stage][1],
                             "reason": _reason(precision, "chain", *over[0], f"with only {stage} swapped in")})
