@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from voxc.core import audio_metrics, metrics
+from voxc.core import metrics
 from voxc.models.family import family_of, model_spec
 from voxc.models.pipeline import Pipeline
 
-AUDIO = ("snr_db", "snr_voiced_db", "mrstft", "logmel_l1", "mcd_db")
+AUDIO = ("pesq_wb", "stoi", "dnsmos_ovrl_drop", "level_db", "snr_db", "snr_voiced_db", "mrstft", "logmel_l1", "mcd_db")
 
 
 def chain_utterances(cfg: dict, count: int):
@@ -44,8 +44,7 @@ def _free_metrics(check, ref: dict, got: dict) -> dict:
 
 
 def output_metrics(kind: str, ref: np.ndarray, out: np.ndarray) -> dict:
-    if kind == "waveform":
-        return {"snr_db": metrics.snr_db(ref, out), **audio_metrics.waveform_metrics(ref, out)}
+    """Every metric of the output's kind, the perceptual ones included (chained parity and streaming)."""
     return metrics.compare(kind, ref, out)
 
 
@@ -86,7 +85,7 @@ def chain_parity(reference: dict, artifacts: dict, cfg: dict, budget: dict, coun
             for k, v in vals.items():
                 if k not in worst or (v > worst[k] if k in metrics.LOWER_IS_BETTER else v < worst[k]):
                     worst[k] = float(v)
-        failed = [k for k, tol in budget.items() if k in worst and not metrics.passes(k, worst[k], tol)]
+        failed = [k for k, tol in budget.items() if not metrics.passes(k, worst.get(k), tol)]
         rows.append({"config": name, **worst, "within_budget": not failed, "over_budget": failed})
     return {"runtime": label, "utterances": [u.utt_id for u in utts], "budget": budget, "rows": rows,
             "note": "waveform metrics with reference durations forced; exact_match and frame_drift from the "
@@ -96,17 +95,22 @@ def chain_parity(reference: dict, artifacts: dict, cfg: dict, budget: dict, coun
 def chain_markdown(chains: dict) -> list[str]:
     """parity.md section: one table per runtime, rows 'all artifacts' then each stage swapped alone."""
     lines = ["", "## Chained parity (text -> waveform, against the all-PyTorch chain)", "",
-             "The chain gate judges each `only <stage>` row by that stage's own precision budget -- for stages "
-             "upstream of the graph that makes the output its spectral metrics (mrstft, logmel_l1, mcd_db) and "
-             "durations, since a phase-predicting output graph turns any upstream change into a different "
-             "waveform -- and a stage over it falls back to its fallback precision. The budget column applies the loosest precision's whole "
-             "waveform budget to every row and is for reading only.", ""]
+             "The chain gate judges each `only <stage>` row by the perceptual budget of that stage's own precision "
+             "(PESQ-WB, STOI, DNSMOS OVRL drop, level change at the audio output) and the unforced chain's "
+             "durations, and a stage over it falls back to its fallback precision. The `all artifacts` row must "
+             "then pass the perceptual budget of the loosest accepted precision (the budget column), or the stage "
+             "that moved the audio most alone falls back, until it does or every stage is at its fallback; a "
+             "whole chain still over its budget fails the build. Signal metrics (SNR, MR-STFT, log-mel, MCD) "
+             "are diagnostics here.", ""]
     for d in chains.get("demotions", []):
         lines.append(f"- chain gate: {d['model']} on {d['runtime']}: {d['reason']}; fell back to {d['to']}")
     if chains.get("demotions"):
         lines.append("")
     for runtime, c in chains.get("runtimes", {}).items():
-        lines += [f"### {runtime} (utterances {', '.join(c['utterances'])}; {c['note']})", "",
+        verdict = "" if "passed" not in c else " -- whole chain PASS" if c["passed"] else " -- whole chain FAIL"
+        lines += [f"### {runtime} (utterances {', '.join(c['utterances'])}; {c['note']}; budget of "
+                  f"{c.get('budget_precision', '?')}: " + ", ".join(f"{k} {v:g}" for k, v in c["budget"].items())
+                  + f"){verdict}", "",
                   "| chain | " + " | ".join(AUDIO) + " | exact_match | frame_drift | budget |",
                   "|---|" + "---|" * (len(AUDIO) + 3)]
         for r in c["rows"]:
@@ -127,10 +131,6 @@ def chain_markdown(chains: dict) -> list[str]:
 # ---- the chain stage: chained parity of the policy's choice, the chain gate, the final selection ----
 
 LOOSENESS = ("fp32", "fp16", "int8")
-# A stage upstream of the family's output graph is judged at the output by spectral metrics only: a
-# vocoder that predicts phase (Vocos) turns any mel change, however inaudible, into a different
-# waveform, so waveform SNR says nothing there. The output graph itself keeps its whole budget.
-CHAIN_SPECTRAL = ("mrstft", "logmel_l1", "mcd_db")
 
 
 def selection(layout: dict, records: dict) -> dict:
@@ -195,76 +195,108 @@ def stream_gate(runner, spec, inputs: list, budget: dict) -> dict:
             "worst": worst, "budget": budget, "over_budget": failed, "passed": not failed}
 
 
+def measure(reference: dict, artifacts: dict, precisions: dict, configs: dict, cfg: dict) -> dict:
+    """Chained parity per runtime: reference graph -> runner; artifacts and precisions: runtime -> graph ->
+    runner / precision; configs: graph -> its config. The `all artifacts` row's verdict (`passed`) is the
+    perceptual budget of the loosest precision in the chain and that precision's durations budget (the
+    unforced chain's, as each stage alone is judged); the output graph's streaming gate is measured alongside."""
+    fam = family_of(cfg)
+    pipe = Pipeline(fam, cfg, {})
+    out_graph, dur_graph = pipe.producer(fam.chain.output), pipe.producer(fam.chain.durations or "")
+    result = {"runtimes": {}}
+    for runtime, arts in artifacts.items():
+        precs = precisions[runtime]
+        loosest = max(precs.values(), key=LOOSENESS.index)
+        budget = {**model_spec(out_graph, configs[out_graph]).perceptual_budget(loosest),
+                  **(model_spec(dur_graph, configs[dur_graph]).budget(loosest, "durations") if dur_graph in precs else {})}
+        c = {**chain_parity(reference, arts, cfg, budget, label=runtime), "precisions": precs,
+             "budget_precision": loosest}
+        c["passed"] = next(r["within_budget"] for r in c["rows"] if r["config"] == "all artifacts")
+        result["runtimes"][runtime] = c
+        if out_graph in arts:
+            spec = model_spec(out_graph, configs[out_graph])
+            x = next(t.name for t in spec.inputs if spec.sweep_dim in t.dims)
+            apipe = Pipeline(fam, cfg, arts)
+            feeds = [apipe.run(fam.item_inputs(u, cfg, forced=True), [x]).values[x] for u in chain_utterances(cfg, 3)]
+            c["stream"] = stream_gate(arts[out_graph], spec, feeds, spec.budget("fp32", fam.chain.kind))
+    result["passed"] = all(c["passed"] for c in result["runtimes"].values())
+    return result
+
+
 def run_chains(layout: dict, inputs: dict, records: dict, cfg: dict, runtimes: list[str], chosen: dict) -> dict:
     """Chained parity of the chosen artifacts, per host runtime."""
     from voxc.models.weights import load_module
     from voxc.targets.runner import TorchRunner
-    fam = family_of(cfg)
-    pipe = Pipeline(fam, cfg, {})
     ref = {n: TorchRunner(load_module(n, c["config"], inputs[c["weights"]] / "weights.safetensors"),
                           model_spec(n, c["config"])) for n, c in layout.items()}
-    out_graph, dur_graph = pipe.producer(fam.chain.output), pipe.producer(fam.chain.durations or "")
-    result = {"runtimes": {}}
-    for runtime in runtimes:
-        precs = {n: chosen[n][runtime] for n in layout if runtime in chosen[n]}
-        loosest = max(precs.values(), key=LOOSENESS.index)
-        budget = {**model_spec(out_graph, layout[out_graph]["config"]).budget(loosest, fam.chain.kind),
-                  **(model_spec(dur_graph, layout[dur_graph]["config"]).budget(precs[dur_graph], "durations")
-                     if dur_graph else {})}
-        arts = _runners(layout, inputs, records, runtime, chosen)
-        result["runtimes"][runtime] = {**chain_parity(ref, arts, cfg, budget, label=runtime),
-                                       "precisions": precs, "budget_precision": loosest}
-        if out_graph in arts:
-            spec = model_spec(out_graph, layout[out_graph]["config"])
-            x = next(t.name for t in spec.inputs if spec.sweep_dim in t.dims)
-            apipe = Pipeline(fam, cfg, arts)
-            feeds = [apipe.run(fam.item_inputs(u, cfg, forced=True), [x]).values[x] for u in chain_utterances(cfg, 3)]
-            result["runtimes"][runtime]["stream"] = stream_gate(arts[out_graph], spec, feeds,
-                                                                spec.budget("fp32", fam.chain.kind))
-    return result
+    arts = {rt: _runners(layout, inputs, records, rt, chosen) for rt in runtimes}
+    precs = {rt: {n: chosen[n][rt] for n in layout if rt in chosen[n]} for rt in runtimes}
+    return measure(ref, arts, precs, {n: c["config"] for n, c in layout.items()}, cfg)
 
 
-def demotions(chain: dict, layout: dict, records: dict, cfg: dict) -> list[dict]:
-    """The chain gate: for each host runtime, a graph whose artifact, swapped alone into the all-PyTorch
-    chain, moves the output past the budget of its own precision (spectral metrics at the output for
-    graphs upstream of the output graph, durations of the unforced chain) falls back to its ladder's
-    fallback. Returns the demotions."""
-    fam = family_of(cfg)
-    out_graph = Pipeline(fam, cfg, {}).producer(fam.chain.output)
+def _over(row: dict, budget: dict) -> list[tuple[str, float, float]]:
+    return [(k, row.get(k), tol) for k, tol in budget.items() if not metrics.passes(k, row.get(k), tol)]
+
+
+def _reason(precision: str, what: str, k: str, v, tol: float, tail: str) -> str:
+    op = ">" if k in metrics.LOWER_IS_BETTER else "<"
+    value = f"{v:.4g}" if isinstance(v, float) else "not measured"
+    return f"{precision} rejected: {what} {k} {value} {op} {tol:g} budget {tail}"
+
+
+def demotions(chain: dict, layout: dict, records: dict, cfg: dict, chosen: dict | None = None) -> list[dict]:
+    """The chain gate, per host runtime: a graph whose artifact, swapped alone into the all-PyTorch chain,
+    moves the audio past the perceptual budget of its own precision (or the unforced chain's durations past
+    its durations budget) falls back to its ladder's fallback. When no stage does so alone but the whole
+    chain misses its budget, the stage not yet at its fallback that moved the failing metric most alone
+    falls back. `chosen` (model -> runtime -> precision) defaults to the select stages' choice."""
+    chosen = chosen or selection(layout, records)
     out = []
     for runtime, c in chain.get("runtimes", {}).items():
-        for row in c["rows"]:
-            stage = row["config"].removeprefix("only ")
+        rows = {r["config"].removeprefix("only "): r for r in c["rows"] if r["config"].startswith("only ")}
+        movable = {}
+        for stage, row in rows.items():
             label = layout.get(stage, {}).get("select", {}).get(runtime)
-            if stage == row["config"] or label is None:
+            if label is None or chosen[stage].get(runtime) == records[label]["fallback"]:
                 continue
-            rec = records[label]
-            if rec["accepted"] == rec["fallback"]:
-                continue
+            precision = chosen[stage][runtime]
+            movable[stage] = (precision, records[label]["fallback"])
             spec = model_spec(stage, layout[stage]["config"])
-            wave = spec.budget(rec["accepted"], fam.chain.kind)
-            budget = {**(wave if stage == out_graph else {k: wave[k] for k in CHAIN_SPECTRAL if k in wave}),
-                      **spec.budget(rec["accepted"], "durations")}
-            over = [(k, row[k], tol) for k, tol in budget.items() if k in row and not metrics.passes(k, row[k], tol)]
+            durations = {k: v for k, v in spec.budget(precision, "durations").items() if k in row}
+            over = _over(row, {**spec.perceptual_budget(precision), **durations})
             if over:
-                k, v, tol = over[0]
-                out.append({"model": stage, "runtime": runtime, "precision": rec["accepted"], "to": rec["fallback"],
-                            "reason": f"{rec['accepted']} rejected: chain {k} {v:.4g} {'>' if k in metrics.LOWER_IS_BETTER else '<'} "
-                                      f"{tol:g} budget with only {stage} swapped in"})
+                out.append({"model": stage, "runtime": runtime, "precision": precision, "to": movable[stage][1],
+                            "reason": _reason(precision, "chain", *over[0], f"with only {stage} swapped in")})
+        whole = next((r for r in c["rows"] if r["config"] == "all artifacts"), None)
+        if any(d["runtime"] == runtime for d in out) or whole is None or c.get("passed", True) or not movable:
+            continue
+        k, v, tol = _over(whole, c["budget"])[0]
+        worse = (lambda r: -r.get(k, float("inf"))) if k in metrics.LOWER_IS_BETTER else (lambda r: r.get(k, float("-inf")))
+        stage = min(movable, key=lambda s: worse(rows[s]))
+        precision, to = movable[stage]
+        out.append({"model": stage, "runtime": runtime, "precision": precision, "to": to,
+                    "reason": _reason(precision, "whole chain", k, v, tol,
+                                      f"({c['budget_precision']}); {stage} moved it most alone")})
     return out
 
 
 def chain_stage(out, params: dict, inputs: dict) -> dict:
-    """Chained parity of the policy's choice; the chain gate demotes, and the chain is measured again
-    with the fallbacks. Records the chain report, the demotions and the final selection."""
+    """Chained parity of the policy's choice; the chain gate demotes, and the chain is measured again with
+    the fallbacks until nothing more falls back. Records the chain report (with the whole chain's
+    verdict), the demotions and the final selection."""
     from voxc.compiler.graph import read_record
     layout, cfg = params["layout"], params["preset"]
     records = {label: read_record(path) for label, path in inputs.items()}
     chosen = selection(layout, records)
     chain = run_chains(layout, inputs, records, cfg, params["runtimes"], chosen)
-    demoted = demotions(chain, layout, records, cfg)
-    if demoted:
-        for d in demoted:
+    demoted: list[dict] = []
+    for _ in range(len(layout)):
+        new = demotions(chain, layout, records, cfg, chosen)
+        if not new:
+            break
+        for d in new:
             chosen[d["model"]][d["runtime"]] = d["to"]
-        chain = {**run_chains(layout, inputs, records, cfg, params["runtimes"], chosen), "demotions": demoted}
+        demoted += new
+        chain = run_chains(layout, inputs, records, cfg, params["runtimes"], chosen)
+    chain = {**chain, **({"demotions": demoted} if demoted else {})}
     return {"chain": chain, "demotions": demoted, "selection": chosen}

@@ -129,7 +129,9 @@ def merged_chains(records: list[dict]) -> dict:
     """One chained-parity record from the per-runtime chain stages (in the profile's runtime order)."""
     runtimes = {rt: c for r in records for rt, c in r["chain"]["runtimes"].items()}
     demotions = [d for r in records for d in r["demotions"]]
-    return {"chain": {"runtimes": runtimes, **({"demotions": demotions} if demotions else {})}, "demotions": demotions}
+    passed = all(c.get("passed", True) for c in runtimes.values())
+    return {"chain": {"runtimes": runtimes, "passed": passed, **({"demotions": demotions} if demotions else {})},
+            "demotions": demotions}
 
 
 def apply_selection(chains: dict, results: dict, chain_record: dict | None) -> None:

@@ -1,7 +1,9 @@
 """`voxc parity`: re-check the artifacts of a built target against its recorded PyTorch reference.
 
 Reads artifacts/<T>/manifest.json, verifies every file's sha256, rebuilds each reference module
-from reference.safetensors and its recorded config, and reruns the gates over the spec's sweep.
+from reference.safetensors and its recorded config, reruns the gates over the spec's sweep, and
+reruns chained parity of the shipped artifacts per host runtime (the whole chain's perceptual verdict
+counts toward the result, as in the build).
 """
 from __future__ import annotations
 
@@ -91,9 +93,33 @@ def verify_target(artifacts: Path, target: str) -> bool:
         info["parity"] = deferred.status(model_rows)
         rows += model_rows
     write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
-    passed = report.write_parity(folder, target, rows)
-    print(report.parity_markdown(target, rows).split("\n## All checks")[0])
+    chain = _chain(folder, manifest, host)
+    passed = report.write_parity(folder, target, rows, chain)
+    print(report.parity_markdown(target, rows, chain).split("\n## All checks")[0])
     return passed
+
+
+def _chain(folder: Path, manifest: dict, host: set[str]) -> dict | None:
+    """Chained parity of the target's shipped artifacts on each host runtime (None when the family has
+    no chain or the target lacks some of its graphs). A demotion is the build's decision, not re-taken."""
+    from voxc.compiler.chain import measure
+    from voxc.targets.runner import TorchRunner
+    cfg, models = manifest["preset_config"], manifest["models"]
+    fam = family_of(cfg)
+    if fam.chain is None or not set(fam.graph_names) <= set(models):
+        return None
+    ref = {n: TorchRunner(_reference(folder / n, i["config"], n), model_spec(n, i["config"])) for n, i in models.items()}
+    arts: dict = {}
+    precs: dict = {}
+    for name, info in models.items():
+        for a in info["artifacts"]:
+            if a["runtime"] in host and a.get("role") != "weights":
+                arts.setdefault(a["runtime"], {})[name] = backend(a["runtime"]).open(folder / a["path"])
+                precs.setdefault(a["runtime"], {})[name] = a["precision"]
+    arts = {rt: a for rt, a in arts.items() if set(a) == set(models)}
+    if not arts:
+        return None
+    return measure(ref, arts, {rt: precs[rt] for rt in arts}, {n: i["config"] for n, i in models.items()}, cfg)
 
 
 def _reference(model_dir: Path, cfg: dict, name: str):

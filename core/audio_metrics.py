@@ -1,8 +1,9 @@
 """Audio-domain parity metrics: what a listener would notice, on top of the elementwise ones.
 
-compiler/metrics.compare() calls these per output kind:
+core/metrics.compare() calls these per output kind:
 waveform -> SNR on voiced frames, multi-resolution STFT distance, log-mel L1, mel-cepstral
-distortion; mel -> log-mel L1 and MCD (the graph's mel output is already a log-mel).
+distortion, level change, and the perceptual metrics of core/perceptual (PESQ, STOI, DNSMOS);
+mel -> log-mel L1 and MCD (the graph's mel output is already a log-mel).
 All take the PyTorch FP32 output as reference and one item ([samples] or [80, frames]) at a time.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import functools
 
 import numpy as np
 
-from voxc.core import audio
+from voxc.core import audio, perceptual
 from voxc.core.directions import LOWER_IS_BETTER
 
 # (n_fft, hop) pairs of the multi-resolution STFT distance (Parallel WaveGAN's loss resolutions,
@@ -89,15 +90,24 @@ def voiced_snr_db(ref: np.ndarray, out: np.ndarray) -> float:
     return float(min(200.0, 10 * np.log10(max(np.sum(r ** 2), 1e-20) / max(noise, 1e-20))))
 
 
-def waveform_metrics(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
-    """Audio metrics for waveforms [B, 1, samples]: the worst item of the batch for each metric."""
+def level_db(ref: np.ndarray, out: np.ndarray) -> float:
+    """|loudness change| in dB (RMS over the whole item): PESQ and STOI align levels, so a gain change
+    is this metric's to catch."""
+    rms = lambda x: np.sqrt(np.mean(x.astype(np.float64) ** 2))
+    return float(min(200.0, abs(20 * np.log10(max(rms(out), 1e-10) / max(rms(ref), 1e-10)))))
+
+
+def waveform_metrics(ref: np.ndarray, out: np.ndarray, wanted=perceptual.METRICS) -> dict[str, float]:
+    """Audio metrics for waveforms [B, 1, samples]: the worst item of the batch for each metric; the
+    perceptual ones (core/perceptual.py) named in `wanted`, on items long enough for them."""
     rows = []
     for r, o in zip(ref.reshape(ref.shape[0], -1), out.reshape(out.shape[0], -1)):
         if r.size <= audio.PAD:   # too short for a spectrum: the elementwise metrics judge it
             continue
         rm, om = audio.log_mel(r), audio.log_mel(o)
         rows.append({"snr_voiced_db": voiced_snr_db(r, o), "mrstft": mrstft(r, o),
-                     "logmel_l1": logmel_l1(rm, om), "mcd_db": mcd_db(rm, om)})
+                     "logmel_l1": logmel_l1(rm, om), "mcd_db": mcd_db(rm, om), "level_db": level_db(r, o),
+                     **perceptual.scores(r, o, wanted)})
     return _worst(rows)
 
 
@@ -107,6 +117,5 @@ def mel_metrics(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
 
 
 def _worst(rows: list[dict[str, float]]) -> dict[str, float]:
-    if not rows:
-        return {}
-    return {k: (max if k in LOWER_IS_BETTER else min)(r[k] for r in rows) for k in rows[0]}
+    keys = dict.fromkeys(k for r in rows for k in r)
+    return {k: (max if k in LOWER_IS_BETTER else min)(r[k] for r in rows if k in r) for k in keys}

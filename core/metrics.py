@@ -1,7 +1,8 @@
 """Parity metrics per output kind, and which direction each one passes in.
 
 Elementwise metrics apply to every float output; waveforms add SNR and the audio metrics of
-core/audio_metrics (voiced SNR, multi-resolution STFT, log-mel L1, MCD); mels add log-mel L1
+core/audio_metrics (voiced SNR, multi-resolution STFT, log-mel L1, MCD, level change, and the
+perceptual PESQ / STOI / DNSMOS of core/perceptual); mels add log-mel L1
 and MCD; integer durations use the exact-match rate and the relative drift of the total frame count.
 """
 from __future__ import annotations
@@ -35,14 +36,15 @@ def durations(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
             "frame_drift": float(abs(int(out.sum()) - int(ref.sum())) / total)}
 
 
-def compare(kind: str, ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
-    """All metrics for one output of the given kind (shapes already known to match)."""
+def compare(kind: str, ref: np.ndarray, out: np.ndarray, perceptual=audio_metrics.perceptual.METRICS) -> dict[str, float]:
+    """All metrics for one output of the given kind (shapes already known to match); of the (costly)
+    perceptual waveform metrics only those named in `perceptual`."""
     if kind == "durations":
         return durations(ref, out)
     values = elementwise(ref, out)
     if kind == "waveform":
         values["snr_db"] = snr_db(ref, out)
-        values.update(audio_metrics.waveform_metrics(ref, out))
+        values.update(audio_metrics.waveform_metrics(ref, out, perceptual))
     elif kind == "mel":
         values.update(audio_metrics.mel_metrics(ref, out))
     return values

@@ -8,8 +8,10 @@ by how much that helps, and the most helpful are kept in float one at a time unt
 with headroom or `max_layers` are kept. The record says which layers were kept and every score.
 
 Score: the worst gate row's excess over its budget (1.0 = exactly at the budget; below 1 passes):
-value / budget for errors, the noise-power ratio 10^((budget - value) / 10) for SNRs, and
-(1 - value) / (1 - budget) for cosine and exact-match rates.
+value / budget for errors, the noise-power ratio 10^((budget - value) / 10) for SNRs,
+(1 - value) / (1 - budget) for cosine, STOI and exact-match rates, and the same distance from the top of
+the scale for PESQ. Diagnostics (budget None) do not count, and DNSMOS (~0.5 s a clip) is left to the
+parity gate, so that trying every layer stays affordable.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from voxc.core import gates
+from voxc.core import gates, perceptual
 
 DB_METRICS = ("snr_db", "snr_voiced_db")
 
@@ -25,18 +27,23 @@ DB_METRICS = ("snr_db", "snr_voiced_db")
 def excess(row: dict) -> float:
     """How far one gate row is past its budget (< 1 passes)."""
     value, tol = row["value"], row["tolerance"]
+    if tol is None:
+        return 0.0
     if not isinstance(value, (int, float)) or not np.isfinite(value):
         return float("inf")
     if row["metric"] in DB_METRICS:
         return float(10 ** ((tol - value) / 10))
-    if row["metric"] in ("cosine", "exact_match"):
+    if row["metric"] in ("cosine", "exact_match", "stoi"):
         return float((1 - value) / max(1 - tol, 1e-12))
+    if row["metric"] == "pesq_wb":
+        return float((perceptual.PESQ_TOP - value) / max(perceptual.PESQ_TOP - tol, 1e-12))
     return float(value / tol) if tol > 0 else float("inf") * (value > 0)
 
 
 def int8_budgets(spec) -> dict:
-    """The model's int8 budget per output kind (models/spec.py)."""
-    return {t.kind: spec.budget("int8", t.kind) for t in spec.outputs}
+    """The model's int8 gates per output kind (models/spec.py), without diagnostics and DNSMOS."""
+    return {t.kind: {k: v for k, v in spec.budget("int8", t.kind).items() if v is not None and k not in perceptual.DNSMOS}
+            for t in spec.outputs}
 
 
 def score(spec, budgets: dict, reference: list[dict], outputs: list[dict]) -> float:

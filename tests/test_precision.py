@@ -173,7 +173,7 @@ def test_waveform_audio_gates_reject_a_damaged_vocoder(tiny_build, tiny_cfg, dam
     spec = model_spec("vocoder", tiny_cfg)
     maker = _maker(tiny_build, "vocoder", tiny_cfg)
     rows = parity.check(spec, _ref(tiny_build, "vocoder", tiny_cfg),
-                        Damaged(ortb.runner(tiny_build / "cpu" / "vocoder" / "vocoder.onnx"), damage), "fp16",
+                        Damaged(ortb.runner(tiny_build / "cpu" / "vocoder" / "vocoder.onnx"), damage), "fp32",
                         "onnxruntime", [(1, 96)], feeds=lambda b, n: sweep_feeds(maker, b, n))
     assert expect <= _failed(rows), _failed(rows)
 
@@ -335,7 +335,7 @@ def test_bench_quick_writes_ratios_next_to_torch(tiny_build):
 
 def test_chain_gate_demotes_a_stage_whose_swap_moves_the_audio_past_its_budget(tiny_cfg):
     """An int8 decoder that passes its own mel gates but, swapped alone into the chain, moves the audio
-    past the int8 budget falls back; waveform SNR alone (phase) does not demote an upstream stage."""
+    past the int8 perceptual budget falls back; waveform SNR (phase) demotes nothing, not even the vocoder."""
     from types import SimpleNamespace
     from voxc.compiler.chain import demotions
     from voxc.compiler.report import apply_selection
@@ -350,21 +350,22 @@ def test_chain_gate_demotes_a_stage_whose_swap_moves_the_audio_past_its_budget(t
               for n in ("acoustic_decoder", "emotion_encoder", "vocoder")}
     results = {f"{n}/onnxruntime/select": SimpleNamespace(record={
         "accepted": "int8", "fallback": "fp32", "ladder": ["int8", "fp16", "fp32"], "rejected": []}) for n in chains}
-    quiet = {"snr_db": 6.0, "snr_voiced_db": 6.0, "mrstft": 0.05, "logmel_l1": 0.01, "mcd_db": 0.3,
-             "exact_match": 0.98, "frame_drift": 0.004}
+    quiet = {"pesq_wb": 4.3, "stoi": 0.995, "dnsmos_ovrl_drop": 0.0, "level_db": 0.05, "snr_db": 6.0,
+             "snr_voiced_db": 6.0, "mrstft": 0.05, "logmel_l1": 0.01, "mcd_db": 0.3, "exact_match": 0.98,
+             "frame_drift": 0.004}
     chain = {"runtimes": {"onnxruntime": {"rows": [
-        {"config": "all artifacts", **quiet, "mcd_db": 5.0},
-        {"config": "only acoustic_decoder", **quiet, "mcd_db": 1.7},        # over the 1 dB int8 budget
+        {"config": "all artifacts", **quiet, "pesq_wb": 3.0},
+        {"config": "only acoustic_decoder", **quiet, "pesq_wb": 3.5},        # under the 3.8 int8 budget
         {"config": "only emotion_encoder", **quiet},                          # low SNR only: stays
-        {"config": "only vocoder", **quiet, "snr_db": 30.0, "snr_voiced_db": 30.0}]}}}
+        {"config": "only vocoder", **quiet, "snr_db": 3.0, "mcd_db": 2.0}]}}}  # so does the vocoder
     demoted = chain_demotions(chain, chains, results)
     assert [(d["model"], d["to"]) for d in demoted] == [("acoustic_decoder", "fp32")]
-    assert demoted[0]["reason"] == "int8 rejected: chain mcd_db 1.7 > 1 budget with only acoustic_decoder swapped in"
+    assert demoted[0]["reason"] == "int8 rejected: chain pesq_wb 3.5 < 3.8 budget with only acoustic_decoder swapped in"
     apply_demotions(demoted, chains, results)
     rec = results["acoustic_decoder/onnxruntime/select"].record
     assert rec["accepted"] == "fp32" and rec["rejected"][0]["reason"] == demoted[0]["reason"]
     assert chain_demotions(chain, chains, results) == []                   # already at its fallback
-    chain["runtimes"]["onnxruntime"]["rows"][3]["snr_db"] = 12.0            # the vocoder keeps its SNR budget
+    chain["runtimes"]["onnxruntime"]["rows"][3]["stoi"] = 0.95              # the vocoder's audio less intelligible
     assert [d["model"] for d in chain_demotions(chain, chains, results)] == ["vocoder"]
 
 
