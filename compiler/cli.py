@@ -6,8 +6,10 @@ import json
 import os
 from pathlib import Path
 
-from voxc.args import checkpoints, csv
+from voxc.args import checkpoints, csv, set_overrides
 from voxc.core.errors import VoxcError
+from voxc.targets import BACKENDS
+from voxc.targets.base import STAND_IN
 
 EXIT_USER, EXIT_PARITY = 2, 1
 
@@ -26,24 +28,6 @@ def _precisions(items: list[str]) -> dict[str, tuple[str, ...]]:
                                 f"got '{part}'")
             out[name.strip()] = _csv(ladder)
     return out
-
-
-def _overrides(cfg: dict, items: list[str]) -> dict:
-    """--set key=value on the preset (ints, floats and strings; unknown keys are refused)."""
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        if not sep or key not in cfg or key in ("dims", "family"):
-            raise VoxcError(f"--set expects KEY=VALUE with KEY one of "
-                            f"{', '.join(k for k in cfg if k not in ('dims', 'family'))}; "
-                            f"got '{item}'")
-        old = cfg[key]
-        try:
-            cfg[key] = type(old)(raw) if not isinstance(old, (list, dict)) else json.loads(raw)
-        except ValueError:
-            raise VoxcError(f"--set {key}: '{raw}' is not a valid {type(old).__name__}") from None
-        if isinstance(old, int) and key != "seed" and not 0 < cfg[key] <= 1 << 16:
-            raise VoxcError(f"--set {key}={raw}: a size must be between 1 and 65536")
-    return cfg
 
 
 def _check_config(cfg: dict) -> None:
@@ -71,11 +55,11 @@ def _request(args):
     if args.margin is not None and not 0 <= args.margin <= 10:
         raise VoxcError(f"--margin must be between 0 and 10 (a speed-up of 1 + margin), got {args.margin}")
     if args.set:
-        _check_config(_overrides(_family_preset(args), args.set))
+        _check_config(set_overrides(_family_preset(args), args.set))
     import dataclasses
     req = build_request(args.target, args.family, args.preset, artifacts=args.artifacts,
                          models=_csv(args.models) if args.models else (), checkpoints=_checkpoints(args.checkpoint),
-                         overrides=_overrides(_family_preset(args), args.set), seeded=args.seeded, jobs=args.jobs,
+                         overrides=set_overrides(_family_preset(args), args.set), seeded=args.seeded, jobs=args.jobs,
                          exporter=args.exporter, precisions=_precisions(args.precisions), margin=args.margin,
                          retime=args.retime,
                          source=args.source, source_files=_pairs(args.source_file, "--from-file", "KIND=PATH"))
@@ -191,8 +175,8 @@ def register(sub) -> None:
     b.add_argument("--address", help="Ray cluster: HOST:PORT, ray://HOST:PORT or auto (default: a private local Ray)")
     b.add_argument("--store", metavar="DIR|file:///PATH",
                    help="shared content-addressed cache every Ray node reaches (default: ARTIFACTS/cache)")
-    b.add_argument("--device-runner", choices=["tensorrt", "coreml", "onnxruntime"],
-                   help="runner of the device stage on a device node (default: the target's; onnxruntime = stand-in)")
+    b.add_argument("--device-runner", choices=list(BACKENDS),
+                   help=f"runner of the device stage on a device node (default: the target's; {STAND_IN} = stand-in)")
     b.add_argument("--matrix", metavar="VOICES.toml",
                    help="build several voices x targets in one graph (compiler/matrix.py); ignores --target")
     b.set_defaults(func=cmd_build)

@@ -67,10 +67,10 @@ def load(path: Path) -> list[dict]:
 
 def requests(voice: dict, artifacts: Path, jobs: int, distributed: dict) -> list:
     from voxc.api import build_request
-    from voxc.compiler.cli import _overrides
+    from voxc.args import set_overrides
     from voxc.models.family import family
     fam = family(voice.get("family", "voxc"))
-    overrides = _overrides(fam.preset(voice.get("preset") or fam.default_preset),
+    overrides = set_overrides(fam.preset(voice.get("preset") or fam.default_preset),
                            [f"{k}={v}" for k, v in voice.get("set", {}).items()])
     return [dataclasses.replace(build_request(
         t, fam.name, voice.get("preset"), artifacts=artifacts, models=tuple(voice.get("models", ())),
