@@ -152,9 +152,12 @@ def test_batched_chunks_equal_unbatched(voice):
     feeds = [{"mel": (-4 + rng.standard_normal((1, 80, 40))).astype(np.float32)} for _ in range(6)]
     feeds.append({"mel": (-4 + rng.standard_normal((1, 80, 23))).astype(np.float32)})   # another length
     got = [None] * len(feeds)
+    barrier = threading.Barrier(len(feeds))
 
     def call(i):
-        got[i] = batcher.infer(feeds[i])["waveform"]
+        with batcher.joined():          # a stream that is vocoding: the batcher waits for it
+            barrier.wait()
+            got[i] = batcher.infer(feeds[i])["waveform"]
     threads = [threading.Thread(target=call, args=(i,)) for i in range(len(feeds))]
     [t.start() for t in threads]
     [t.join() for t in threads]
