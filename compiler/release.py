@@ -223,6 +223,7 @@ def render(doc: dict, media_by_target: dict) -> str:
                         _e(len(t["device_parity"]))] for t in doc["targets"]], "overview")
     body = "".join(_target_html(t, media_by_target[t["target"]]) for t in doc["targets"])
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>voxc release report</title>"
+            '<link rel="icon" href="data:,">'
             f"<style>{CSS}</style></head><body><h1>voxc release report</h1>"
             f"<p>Generated {_e(doc['generated'])} from {_e(doc['artifacts'])}.</p>{overview}{body}</body></html>\n")
 
