@@ -212,7 +212,7 @@ def _target_html(t: dict, m: dict) -> str:
                f"({_e(bench['ratio'])}x), RTF {_e(bench['rtf_voxc'])}</p>" if bench else "")
             + f'<h3>Merged device results</h3><ul class="device">{merges or "<li>none</li>"}</ul>'
             f'<h3>Listening: reference vs artifact</h3><div class="listening">{_listening(t, m)}</div>'
-            f'<h3>Metrics vs length</h3><div class="plots">{plots or "<p>No numeric parity rows.</p>"}</div>'
+            f'<h3>Metrics vs length</h3><div class="plots">{plots or "<p>No parity values along the length sweep here (device checks deferred or not merged).</p>"}</div>'
             "</section>")
 
 

@@ -88,8 +88,8 @@ def listen(folder: Path, manifest: dict, count: int = 2) -> dict:
         arts = {rt: np.asarray(p.run(inputs, [out]).values[out], np.float32).reshape(-1) for rt, p in pipes.items()}
         peak = max([float(np.abs(r).max())] + [float(np.abs(w).max()) for w in arts.values()] + [1e-9])
         gain = 1.0 if peak <= 1.0 else 0.99 / peak
-        utts.append({"id": u.utt_id, "text": u.text, "gain": gain, "reference": r * gain,
-                     "runtimes": {rt: {"wave": w * gain, "metrics": {k: float(v) for k, v in
-                                                                    output_metrics("waveform", r[None, None], w[None, None]).items()}}
-                                  for rt, w in arts.items()}})
+        runtimes = {rt: {"wave": w * gain, "metrics": {k: float(v) for k, v in
+                                                       output_metrics("waveform", r[None, None], w[None, None]).items()}}
+                    for rt, w in arts.items()}
+        utts.append({"id": u.utt_id, "text": u.text, "gain": gain, "reference": r * gain, "runtimes": runtimes})
     return {"utterances": utts, "skipped": why}

@@ -46,12 +46,13 @@ def spectrograms(ref: np.ndarray, out: np.ndarray, title: str) -> bytes:
 
 def metric_vs_length(model: str, rows: list[dict]) -> bytes | None:
     """One panel per output.metric of a model's parity rows (numeric values only), a line per
-    runtime/precision, against sweep length (worst over batch sizes). None when no row has a value."""
+    runtime/precision, against sweep length (worst over batch sizes). None when no row has a value
+    at a sweep length (e.g. only spec checks on the host, the sweep deferred to the device)."""
     series: dict = {}
     for r in rows:
         v = r.get("value")
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
-            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or int(r["length"]) <= 0:
+            continue                      # no value, or a check of the whole artifact (no sweep length)
         panel = series.setdefault(f"{r['output']}.{r['metric']}", {})
         pts = panel.setdefault(f"{r['runtime']} {r['precision']}", {})
         pts.setdefault(int(r["length"]), []).append(float(v))

@@ -128,8 +128,9 @@ def test_release_report_opens_with_all_audio_and_plots(release_dir):
     assert cpu["audio"] == 2 * 3 and cpu["spectrograms"] == 2 * 2                 # 2 utterances: reference + 2 runtimes
     assert "No audio" not in cpu["listening"]
     from voxc.targets import backend
+    assert apple["plots"] == 0 and jetson["plots"] == 6       # Core ML: spec checks only until a Mac merges
     for t, rt in ((apple, "coreml"), (jetson, "tensorrt")):
-        assert t["decisions"] >= 6 and t["plots"] == 6
+        assert t["decisions"] >= 6
         if backend(rt).unavailable():                           # not runnable here: its rows, and why no audio
             assert t["audio"] == 0 and f"No audio for {rt}" in t["listening"]
     assert apple["device"] == "none"
