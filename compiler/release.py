@@ -231,13 +231,14 @@ def render(doc: dict, media_by_target: dict) -> str:
 def release(artifacts: Path, out: Path | None = None, utterances: int = 2) -> tuple[Path, dict]:
     """Writes the page (default artifacts/release.html) and its JSON beside it; returns (page, JSON doc)."""
     artifacts = Path(artifacts)
+    folders = target_folders(artifacts)
     out = Path(out) if out else artifacts / "release.html"
     if out.suffix != ".html":
         raise VoxcError(f"--out must name an .html file, got {out}")
     if not out.parent.is_dir():
         raise VoxcError(f"cannot write {out}: {out.parent} is not a folder")
     targets, media_by_target = [], {}
-    for folder in target_folders(artifacts):
+    for folder in folders:
         t = target_summary(folder)
         m = media(folder, t, utterances)
         media_by_target[t["target"]] = m
