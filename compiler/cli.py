@@ -1,4 +1,4 @@
-"""The compiler's subcommands of `voxc` (build, parity, bench, report, inspect, export triton), registered by voxc/cli.py,
+"""The compiler's subcommands of `voxc` (build, parity, bench, report [--release], inspect, export triton), registered by voxc/cli.py,
 and the argument helpers other command groups reuse. User mistakes end in one line and exit status 2."""
 from __future__ import annotations
 
@@ -106,8 +106,19 @@ def cmd_parity(args) -> int:
 
 
 def cmd_report(args) -> int:
-    """Print a target's parity summary; with --merge, first fold a device bundle's parity.json into it."""
+    """Print a target's parity summary; with --merge, first fold a device bundle's parity.json into it;
+    with --release, write the release report across every target under --artifacts."""
     from voxc.compiler import deferred, report
+    if args.release:
+        if args.merge:
+            raise VoxcError("--release reads every target as merged so far; run --merge first, then --release")
+        from voxc.compiler.release import release
+        page, doc = release(Path(args.artifacts), Path(args.out) if args.out else None)
+        print(f"voxc: release report {page} (+ {page.with_suffix('.json').name}) over "
+              f"{', '.join(t['target'] + ' ' + t['status'].upper() for t in doc['targets'])}")
+        return 0
+    if args.out:
+        raise VoxcError("--out goes with --release")
     folder = Path(args.artifacts) / args.target
     if args.merge:
         from voxc.compiler.merge import merge
@@ -197,6 +208,10 @@ def register(sub) -> None:
     r = sub.add_parser("report", help="print a target's parity report; --merge folds in a device bundle's result")
     common(r)
     r.add_argument("--merge", metavar="DEVICE_PARITY.json", help="parity.json written by a device bundle's verify.py")
+    r.add_argument("--release", action="store_true",
+                   help="write the release report (HTML with A/B audio and plots, and its JSON) across every "
+                        "target under --artifacts (ignores --target)")
+    r.add_argument("--out", metavar="FILE.html", help="where --release writes (default ARTIFACTS/release.html)")
     r.set_defaults(func=cmd_report)
 
     e = sub.add_parser("export", help="package a built target for a serving system").add_subparsers(
