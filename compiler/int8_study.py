@@ -65,7 +65,12 @@ def ort_configs(model: str) -> list[dict]:
     out += [{"name": "pt-u8rr-k4", "options": {**u8, "per_channel": False}, "keep": 4},
             {"name": "pc-s8sym-k4", "options": {**u8, "activation_type": "int8", "reduce_range": False,
                                                 "extra_options": {"ActivationSymmetric": True}}, "keep": 4},
-            {"name": "pc-u8rr-pctl-k4", "options": {**u8, "calibrate_method": "percentile"}, "keep": 4}]
+            {"name": "pc-u8rr-pctl-k4", "options": {**u8, "calibrate_method": "percentile",
+                                                    "extra_options": {"CalibStridedMinMax": 1}}, "keep": 4},
+            {"name": "pc-u8rr-k1", "options": u8, "keep": 1},
+            {"name": "pc-u8-k1", "options": {**u8, "reduce_range": False}, "keep": 1},
+            {"name": "gemm-u8rr-k0", "options": {**u8, "op_types": ["MatMul", "Gemm"]}, "keep": 0},
+            {"name": "gemm-u8rr-k2", "options": {**u8, "op_types": ["MatMul", "Gemm"]}, "keep": 2}]
     if model == "vocoder":
         out.append({"name": "pc-u8rr-k4-realpred", "options": u8, "keep": 4, "calibration": "real+predicted"})
     return [{**c, "runtime": "onnxruntime"} for c in out]
@@ -219,9 +224,12 @@ def _ov_quantize(source: Path, out_dir: Path, spec, calibration: list[dict], opt
     return {"file": ovb.FILE, "fp32_nodes": kept}
 
 
-def build_config(cfg: dict, source: Path, spec, calibration: list[dict], keep: list[str], work: Path) -> tuple[Path, dict]:
-    """Build (or reuse) one configuration's artifact; returns its path and build record."""
-    key = hashlib.sha256(json.dumps({"cfg": cfg, "keep": keep, "source": hashlib.sha256(source.read_bytes()).hexdigest(),
+def build_config(cfg: dict, source: Path, spec, calibration: list[dict], keep: list[str], work: Path,
+                 base: dict | None = None) -> tuple[Path, dict]:
+    """Build (or reuse) one configuration's artifact (the profile's options for the model, `base`,
+    under the configuration's own); returns its path and build record."""
+    base = {k: v for k, v in (base or {}).items() if k in ("model_type",)} if cfg["runtime"] == "openvino" else {}
+    key = hashlib.sha256(json.dumps({"cfg": cfg, "keep": keep, "base": base, "ov_scope": 2, "source": hashlib.sha256(source.read_bytes()).hexdigest(),
                                      "calibration": _hash_feeds(calibration)}, sort_keys=True,
                                     default=str).encode()).hexdigest()[:16]
     out = work / f"{cfg['runtime']}-{cfg['name']}"
@@ -239,7 +247,7 @@ def build_config(cfg: dict, source: Path, spec, calibration: list[dict], keep: l
         rec = ortb.build(source, out, "int8", spec, calibration=calibration, options=opts)
         rec = {"file": rec["file"], "fp32_nodes": rec.get("fp32_nodes", [])}
     else:
-        rec = _ov_quantize(source, out, spec, calibration, cfg["options"], keep)
+        rec = _ov_quantize(source, out, spec, calibration, {**base, **cfg["options"]}, keep)
     rec["build_s"] = round(time.perf_counter() - t0, 1)
     write_atomic(meta, json.dumps({"key": key, "record": rec}, indent=1))
     return out / rec["file"], rec
@@ -334,6 +342,12 @@ class _Context:
         return self.calibration[: CALIBRATION_ITEMS - len(self._predicted)] + self._predicted
 
 
+def _reason(exc: Exception) -> str:
+    """The informative line of an exception (OpenVINO puts its check on a later line)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return next((ln for ln in lines if ln.startswith("Check ")), lines[0] if lines else "")[:200]
+
+
 def _fp32_artifact(folder: Path, info: dict, runtime: str) -> Path | None:
     a = next((a for a in info["artifacts"] if a["runtime"] == runtime and a["precision"] == "fp32"
               and a["path"].endswith((".onnx", ".xml"))), None)
@@ -370,14 +384,15 @@ def study_model(folder: Path, manifest: dict, name: str, runtimes=RUNTIMES, name
         top = [ranking["weights"][n] for n in ranking["ranked"][: c["keep"]]] if c["keep"] else []
         keep = list(profile.get(rt, [])) + [w for w in top if w]
         log(f"voxc: int8 study {name}: building {rt}/{c['name']}")
-        try:
+        try:                       # a configuration that cannot be built or loaded is a row with the reason
             path, rec = build_config(c, source, ctx.spec, ctx.calibration_for(c.get("calibration", "real")), keep,
-                                     work)
-        except Exception as exc:   # a configuration that cannot be built is a row with the reason
+                                     work, base=_profile_options(manifest, rt, name))
+            loaded = backend(rt).open(path, threads=1)
+        except Exception as exc:
             rows.append({"model": name, "runtime": rt, "config": c["name"], "precision": "int8", "keep": c["keep"],
-                         "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"})
+                         "error": f"{type(exc).__name__}: {_reason(exc)}"})
             continue
-        runners[rt][c["name"]] = backend(rt).open(path, threads=1)
+        runners[rt][c["name"]] = loaded
         rows.append({"model": name, "runtime": rt, "config": c["name"], "precision": "int8", "keep": c["keep"],
                      "options": c["options"], "calibration": c.get("calibration", "real"),
                      "fp32_nodes": len(rec.get("fp32_nodes", [])), "build_s": rec.get("build_s"),
@@ -404,6 +419,11 @@ def study_model(folder: Path, manifest: dict, name: str, runtimes=RUNTIMES, name
                                                                                    " decoder + vocoder"),
             "ranking": ranking and {k: ranking[k] for k in ("score_all_int8", "trials", "weights")},
             "profile_keep_fp32": profile, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _profile_options(manifest: dict, runtime: str, model: str) -> dict:
+    prof = manifest.get("profile") if isinstance(manifest.get("profile"), dict) else {}
+    return dict(prof.get("options", {}).get(runtime, {}).get("models", {}).get(model, {}))
 
 
 def _profile_keep(manifest: dict, model: str) -> dict:
