@@ -71,6 +71,9 @@ def ort_configs(model: str) -> list[dict]:
             {"name": "pc-u8-k1", "options": {**u8, "reduce_range": False}, "keep": 1},
             {"name": "gemm-u8rr-k0", "options": {**u8, "op_types": ["MatMul", "Gemm"]}, "keep": 0},
             {"name": "gemm-u8rr-k2", "options": {**u8, "op_types": ["MatMul", "Gemm"]}, "keep": 2}]
+    if model == "vocoder":            # the profile keeps Vocos's phase head (`out.`) float: measure what that costs
+        out.append({"name": "gemm-u8rr-k0-qhead", "options": {**u8, "op_types": ["MatMul", "Gemm"]}, "keep": 0,
+                    "drop_keep": ["out."]})
     if model == "vocoder":
         out.append({"name": "pc-u8rr-k4-realpred", "options": u8, "keep": 4, "calibration": "real+predicted"})
     return [{**c, "runtime": "onnxruntime"} for c in out]
@@ -80,7 +83,9 @@ def ov_configs(model: str) -> list[dict]:
     out = [{"name": "mixed-k0", "options": {"preset": "mixed"}, "keep": 0},
            {"name": "perf-k0", "options": {"preset": "performance"}, "keep": 0},
            {"name": "mixed-k4", "options": {"preset": "mixed"}, "keep": 4},
-           {"name": "mixed-k4-fullbc", "options": {"preset": "mixed", "fast_bias_correction": False}, "keep": 4}]
+           {"name": "mixed-k4-fullbc", "options": {"preset": "mixed", "fast_bias_correction": False}, "keep": 4},
+           {"name": "mixed-mm-k0", "options": {"preset": "mixed", "ignore_types": ["Convolution", "GroupConvolution"]},
+            "keep": 0}]
     if model == "acoustic_decoder":   # the profile already runs it as a transformer (SmoothQuant matmul 0.95)
         out.append({"name": "mixed-k4-nosq", "options": {"preset": "mixed", "smooth_quant": -1.0}, "keep": 4})
     else:                             # Vocos's ConvNeXt pointwise layers are MatMuls: try SmoothQuant on them
@@ -196,9 +201,10 @@ def rank_layers(source: Path, spec, calibration: list[dict], validation: list[di
         params = {i.name for i in model.graph.initializer}
         by_name = {n.name: n for n in model.graph.node}
         weights = {c: next((i for i in by_name[c].input[1:] if i in params), None) for c in ranked}
+        ops = {c: by_name[c].op_type for c in ranked}
         source_params = {i.name for i in onnx.load(str(source)).graph.initializer}
     return {"score_all_int8": first, "trials": {c: trials[c] for c in ranked}, "ranked": ranked,
-            "weights": weights, "portable": {c: (weights[c] in source_params) for c in ranked}}
+            "weights": weights, "ops": ops, "portable": {c: (weights[c] in source_params) for c in ranked}}
 
 
 def _ov_quantize(source: Path, out_dir: Path, spec, calibration: list[dict], options: dict, keep: list[str]) -> dict:
@@ -211,8 +217,9 @@ def _ov_quantize(source: Path, out_dir: Path, spec, calibration: list[dict], opt
     scope, kept = ovb._ignored_scope(source, keep)
     kw = {"preset": preset, "subset_size": len(calibration),
           "fast_bias_correction": bool(options.get("fast_bias_correction", True))}
-    if scope is not None:
-        kw["ignored_scope"] = scope
+    if scope is not None or options.get("ignore_types"):
+        kw["ignored_scope"] = nncf.IgnoredScope(names=list(scope.names) if scope is not None else [],
+                                                types=list(options.get("ignore_types", [])), validate=False)
     if options.get("model_type") == "transformer":
         kw["model_type"] = nncf.ModelType.TRANSFORMER
     if options.get("smooth_quant") is not None:
@@ -381,8 +388,11 @@ def study_model(folder: Path, manifest: dict, name: str, runtimes=RUNTIMES, name
         rt = c["runtime"]
         if rt not in runners:
             continue
-        top = [ranking["weights"][n] for n in ranking["ranked"][: c["keep"]]] if c["keep"] else []
-        keep = list(profile.get(rt, [])) + [w for w in top if w]
+        # the k most sensitive of the layers this configuration quantises (ORT op_types; all on OpenVINO)
+        types = c["options"].get("op_types") if rt == "onnxruntime" else None
+        ranked = [n for n in (ranking or {}).get("ranked", []) if types is None or ranking["ops"][n] in types]
+        top = [ranking["weights"][n] for n in ranked[: c["keep"]]] if c["keep"] else []
+        keep = [k for k in profile.get(rt, []) if k not in c.get("drop_keep", [])] + [w for w in top if w]
         log(f"voxc: int8 study {name}: building {rt}/{c['name']}")
         try:                       # a configuration that cannot be built or loaded is a row with the reason
             path, rec = build_config(c, source, ctx.spec, ctx.calibration_for(c.get("calibration", "real")), keep,
@@ -417,7 +427,7 @@ def study_model(folder: Path, manifest: dict, name: str, runtimes=RUNTIMES, name
     return {"model": name, "rows": rows, "timing_shape": {"batch": 1, ctx.spec.sweep_dim: d.opt},
             "eval_items": len(ctx.eval_feeds), "eval_reference": "PyTorch FP32" + ("" if name == "vocoder" else
                                                                                    " decoder + vocoder"),
-            "ranking": ranking and {k: ranking[k] for k in ("score_all_int8", "trials", "weights")},
+            "ranking": ranking and {k: ranking[k] for k in ("score_all_int8", "trials", "weights", "ops")},
             "profile_keep_fp32": profile, "seconds": round(time.perf_counter() - t0, 1)}
 
 
