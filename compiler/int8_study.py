@@ -79,11 +79,24 @@ def ort_configs(model: str) -> list[dict]:
     return [{**c, "runtime": "onnxruntime"} for c in out]
 
 
+EW = ["Add", "Multiply", "Subtract", "Divide", "Select"]
+
+
 def ov_configs(model: str) -> list[dict]:
     out = [{"name": "mixed-k0", "options": {"preset": "mixed"}, "keep": 0},
            {"name": "perf-k0", "options": {"preset": "performance"}, "keep": 0},
            {"name": "mixed-k4", "options": {"preset": "mixed"}, "keep": 4},
            {"name": "mixed-k4-fullbc", "options": {"preset": "mixed", "fast_bias_correction": False}, "keep": 4},
+           # AVX2 without VNNI: oneDNN's u8s8 kernels sum pairs in 16 bits and can saturate; NNCF's
+           # overflow fix halves the weight range (7-bit, like ORT's reduce_range) in every layer, not the first only
+           {"name": "mixed-of-k0", "options": {"preset": "mixed", "overflow_fix": "enable"}, "keep": 0},
+           {"name": "mixed-of-k2", "options": {"preset": "mixed", "overflow_fix": "enable"}, "keep": 2},
+           # NNCF also quantises residual Adds, Multiplys, Subtracts and Selects (Vocos's magnitude clip): keep
+           # element-wise ops float, as the ORT builder does (op_types = layers with weights)
+           {"name": "mixed-ew-k0", "options": {"preset": "mixed", "ignore_types": EW}, "keep": 0},
+           {"name": "mixed-ew-k1", "options": {"preset": "mixed", "ignore_types": EW}, "keep": 1},
+           {"name": "mixed-ew-mm-k0", "options": {"preset": "mixed", "ignore_types": EW + ["Convolution", "GroupConvolution"]},
+            "keep": 0},
            {"name": "mixed-mm-k0", "options": {"preset": "mixed", "ignore_types": ["Convolution", "GroupConvolution"]},
             "keep": 0}]
     if model == "acoustic_decoder":   # the profile already runs it as a transformer (SmoothQuant matmul 0.95)
@@ -222,10 +235,14 @@ def _ov_quantize(source: Path, out_dir: Path, spec, calibration: list[dict], opt
                                                 types=list(options.get("ignore_types", [])), validate=False)
     if options.get("model_type") == "transformer":
         kw["model_type"] = nncf.ModelType.TRANSFORMER
+    adv = {}
     if options.get("smooth_quant") is not None:
-        a = float(options["smooth_quant"])
-        kw["advanced_parameters"] = AdvancedQuantizationParameters(
-            smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=a, convolution=-1))
+        adv["smooth_quant_alphas"] = AdvancedSmoothQuantParameters(matmul=float(options["smooth_quant"]), convolution=-1)
+    if options.get("overflow_fix"):
+        from nncf.quantization.advanced_parameters import OverflowFix
+        adv["overflow_fix"] = OverflowFix(options["overflow_fix"])
+    if adv:
+        kw["advanced_parameters"] = AdvancedQuantizationParameters(**adv)
     quantized = nncf.quantize(ovb._convert(source), dataset, **kw)
     ovb._save(quantized, out_dir, compress=False)
     return {"file": ovb.FILE, "fp32_nodes": kept}
@@ -483,7 +500,14 @@ def study_markdown(doc: dict) -> str:
              f"budget = the int8 perceptual budget (PESQ-WB >= {doc['budget']['pesq_wb']}, STOI >= {doc['budget']['stoi']}, "
              f"level <= {doc['budget']['level_db']} dB); goal = issue 13.3 (low >= {g['speed_ratio_low']}x, PESQ-WB >= "
              f"{g['pesq_wb']}, STOI >= {g['stoi']}). **P** = on the Pareto front of speed ratio vs worst PESQ-WB "
-             "(per model and runtime).", ""]
+             "(per model and runtime).", "",
+             "Configs: ORT `pc`/`pt` = per-channel / per-tensor weights (int8), `u8rr` = uint8 activations with "
+             "reduce_range (7-bit weights), `u8` = full-range, `s8sym` = int8 symmetric activations, `pctl` = percentile "
+             "calibration, `gemm` = only MatMul/Gemm quantised (convolutions float), `realpred` = calibrated on real + "
+             "PyTorch-decoder mels, `qhead` = the Vocos phase head (`out.`) quantised too; OpenVINO `mixed`/`perf` = NNCF "
+             "preset, `fullbc` = full bias correction, `sq`/`nosq` = SmoothQuant on/off, `mm` = convolutions in the "
+             "ignored scope, `of` = NNCF overflow fix in every layer (7-bit weights), `ew` = element-wise ops (Add, Multiply, Subtract, Divide, Select) in the ignored scope. `kN` = the N most sensitive quantised layers (ranked by the int8 gate score) kept float, on "
+             "top of the profile's keep_fp32 layers; 'layers float' counts all weighted layers left float.", ""]
     for name, m in doc["models"].items():
         lines += [f"### {name}", "",
                   f"{m['eval_items']} held-out items vs {m['eval_reference']} audio; timing shape "
