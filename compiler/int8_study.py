@@ -280,23 +280,26 @@ def build_config(cfg: dict, source: Path, spec, calibration: list[dict], keep: l
 # ---- measuring -------------------------------------------------------------------------------------
 
 def _audio_scores(ref_audio: list[np.ndarray], audio: list[np.ndarray]) -> dict:
+    """Worst (and mean) PESQ-WB, STOI and level change over the items. Items whose reference PESQ finds
+    no speech in (NaN: a property of the reference, the same for every config) are left out of PESQ;
+    non-finite audio scores the bottom of each scale."""
     from voxc.core import audio_metrics, perceptual
     p, s, lv = [], [], []
     for r, o in zip(ref_audio, audio):
         r, o = np.asarray(r).reshape(-1), np.asarray(o).reshape(-1)
         if not np.all(np.isfinite(o)):
-            p.append(float("nan")), s.append(0.0), lv.append(float("inf"))
+            p.append(1.0), s.append(0.0), lv.append(200.0)
             continue
         v = perceptual.scores(r, o, perceptual.PESQ_STOI)
         if not v:
             continue
-        p.append(v["pesq_wb"]), s.append(v["stoi"]), lv.append(audio_metrics.level_db(r, o))
-    if not p:
-        return {"worst_pesq_wb": None, "worst_stoi": None, "worst_level_db": None, "mean_pesq_wb": None, "items": 0}
-    worst_p = float("nan") if not all(np.isfinite(p)) else round(float(min(p)), 3)   # no speech found = worst
-    return {"worst_pesq_wb": worst_p,
-            "worst_stoi": round(float(min(s)), 4), "worst_level_db": round(float(max(lv)), 3),
-            "mean_pesq_wb": round(float(np.nanmean(p)), 3), "items": len(p)}
+        if np.isfinite(v["pesq_wb"]):
+            p.append(v["pesq_wb"])
+        s.append(v["stoi"]), lv.append(audio_metrics.level_db(r, o))
+    return {"worst_pesq_wb": round(float(min(p)), 3) if p else None,
+            "worst_stoi": round(float(min(s)), 4) if s else None,
+            "worst_level_db": round(float(max(lv)), 3) if lv else None,
+            "mean_pesq_wb": round(float(np.mean(p)), 3) if p else None, "items": len(s), "pesq_items": len(p)}
 
 
 class _Context:

@@ -64,7 +64,7 @@ def test_tiny_vocoder_study(tiny_build, tmp_path):
                   "worst_level_db", "pareto", "passes_budget", "faster", "would_ship", "goal"):
             assert k in r, (r["config"], k)
         assert r["speed_low"] <= r["speed_ratio"] <= r["speed_high"] and r["speed_ratio"] > 0
-        assert r["items"] >= 1 and 1.0 <= r["worst_pesq_wb"] <= 4.65 and 0 <= r["worst_stoi"] <= 1.0
+        assert r["pesq_items"] >= 1 and 1.0 <= r["worst_pesq_wb"] <= 4.65 and 0 <= r["worst_stoi"] <= 1.0
     fp32 = rows[0]
     assert fp32["speed_ratio"] == 1.0 and fp32["worst_pesq_wb"] > 4.4     # fp32 artifact vs PyTorch: identical audio
     assert rows[2]["fp32_nodes"] > rows[1]["fp32_nodes"]                   # k=4 kept four more layers float
