@@ -85,3 +85,30 @@ def test_tiny_vocoder_study(tiny_build, tmp_path):
                                  names={"pc-u8rr-k0"}, runs=3, items=2, log=lambda *_: None)
     assert again["models"]["vocoder"]["rows"][1]["reused"]
     assert (target / "bench.md").read_text().count(int8_study.SECTION) == 1
+
+
+def test_openvino_keep_fp32_leaves_a_biased_conv_float(tmp_path):
+    """OpenVINO names a biased Conv '<node>/WithoutBiases' (+ an Add '<node>'): keep_fp32 must reach it."""
+    pytest.importorskip("nncf")
+    import numpy as np
+    import nncf
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from voxc.targets import openvino as ovb
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n) for n, s in
+             (("a.weight", (8, 8, 3)), ("a.bias", (8,)), ("b.weight", (8, 8, 3)), ("b.bias", (8,)))]
+    nodes = [helper.make_node("Conv", ["x", "a.weight", "a.bias"], ["h"], name="conv_a", pads=[1, 1]),
+             helper.make_node("Conv", ["h", "b.weight", "b.bias"], ["y"], name="conv_b", pads=[1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 32])], inits)
+    src = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    scope, kept = ovb._ignored_scope(src, ["a."])
+    assert kept == ["conv_a"]
+    data = nncf.Dataset([{"x": rng.standard_normal((1, 8, 32)).astype(np.float32)} for _ in range(4)])
+    q = nncf.quantize(ovb._convert(src), data, ignored_scope=scope, subset_size=4)
+    fq_into = {t.get_node().get_friendly_name() for op in q.get_ops() if op.get_type_name() == "FakeQuantize"
+               for out in op.outputs() for t in out.get_target_inputs()}
+    assert "conv_b/WithoutBiases" in fq_into          # the other conv is quantised ...
+    assert "conv_a/WithoutBiases" not in fq_into      # ... the kept one is not
