@@ -153,23 +153,6 @@ def _hash_feeds(feeds: list[dict]) -> str:
     return h.hexdigest()[:16]
 
 
-def weight_names(source: Path, nodes: list[str]) -> list[str]:
-    """The initializer each named node reads (its weight): portable names across the ORT pre-processed
-    graph and OpenVINO's conversion of the source ONNX."""
-    import onnx
-    from voxc.targets.onnxruntime import _named
-    model = _named(onnx.load(str(source)))
-    params = {i.name for i in model.graph.initializer}
-    by_name = {n.name: n for n in model.graph.node}
-    out = []
-    for name in nodes:
-        n = by_name.get(name)
-        w = next((i for i in (n.input[1:] if n is not None else []) if i in params), None)
-        if w:
-            out.append(w)
-    return out
-
-
 def rank_layers(source: Path, spec, calibration: list[dict], validation: list[dict], base_keep: list[str]) -> dict:
     """Every weighted layer tried alone in float (ORT default int8 settings, ranges calibrated once),
     scored by the model's own int8 gate score on the validation items; most helpful first."""
