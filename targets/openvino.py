@@ -69,7 +69,11 @@ def _ignored_scope(source: Path, prefixes):
     import onnx
     from voxc.targets.onnx_nodes import nodes_using
     names = nodes_using(onnx.load(str(source)), prefixes)
-    return (nncf.IgnoredScope(names=names, validate=False) if names else None), names
+    # OpenVINO's ONNX frontend splits a Conv / Gemm with a bias into the op, named '<node>/WithoutBiases',
+    # plus an Add named '<node>': the bare name alone left every biased layer (a vocoder's conv_pre,
+    # its `out.` phase head) quantised while the build reported it kept float.
+    scope = sorted({n for name in names for n in (name, f"{name}/WithoutBiases")})
+    return (nncf.IgnoredScope(names=scope, validate=False) if names else None), names
 
 
 def _int8(source: Path, out_dir: Path, spec, calibration, options: dict, torch_module) -> dict:
