@@ -166,10 +166,26 @@ def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | 
                      for t in texts]}
     for runtime, why in skipped.items():
         print(f"voxc: bench skips {runtime}: {why}", flush=True)
-    write_atomic(folder / "bench.json", json.dumps(doc, indent=1))
-    write_atomic(folder / "bench.md", bench_markdown(target, doc))
+    write_atomic(folder / "bench.json", json.dumps({**_kept(folder)[0], **doc}, indent=1))
+    write_atomic(folder / "bench.md", bench_markdown(target, doc) + _kept(folder)[1])
     print(bench_markdown(target, doc))
     return doc
+
+
+OTHER_SECTIONS = {"int8_study": "\n## INT8 study", "serve": "\n## Serving"}   # written by other commands
+
+
+def _kept(folder: Path) -> tuple[dict, str]:
+    """What other commands wrote into bench.json / bench.md (`voxc bench --int8-study`, `voxc loadtest`):
+    kept when `voxc bench` rewrites its own part."""
+    try:
+        old = json.loads((folder / "bench.json").read_text())
+    except (OSError, ValueError):
+        old = {}
+    md = (folder / "bench.md").read_text() if (folder / "bench.md").is_file() else ""
+    cuts = [i for i in (md.find(m) for m in OTHER_SECTIONS.values()) if i >= 0]
+    return ({k: old[k] for k in OTHER_SECTIONS if isinstance(old, dict) and k in old},
+            ("\n" + md[min(cuts):].lstrip("\n")) if cuts else "")
 
 
 def _load_and_run(load, maker, spec):
