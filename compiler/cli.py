@@ -136,7 +136,7 @@ def cmd_bench(args) -> int:
     if args.runs is not None and args.runs < 1:
         raise VoxcError(f"--runs must be at least 1, got {args.runs}")
     if args.int8_study:
-        from voxc.compiler import int8_study
+        from voxc import int8_study
         models = tuple(m for m in (args.models or ",".join(int8_study.DEFAULT_MODELS)).split(",") if m)
         runtimes = tuple(r for r in (args.runtimes or ",".join(int8_study.RUNTIMES)).split(",") if r)
         names = set(args.configs.split(",")) if args.configs else None
@@ -208,10 +208,10 @@ def register(sub) -> None:
     n.add_argument("--input", action="append", metavar="NAME=VALUE",
                    help="a pipeline input for the --text runs, e.g. prompt=开心 or speaker_name=5 (emotivoice)")
     n.add_argument("--int8-study", action="store_true",
-                   help="search INT8 configurations (speed vs worst PESQ-WB Pareto table; compiler/int8_study.py) "
+                   help="search INT8 configurations (speed vs worst PESQ-WB Pareto table; voxc/int8_study.py) "
                         "instead of the latency benchmark")
-    n.add_argument("--models", help="--int8-study: comma-separated models (default vocoder,acoustic_decoder)")
-    n.add_argument("--runtimes", help="--int8-study: comma-separated runtimes (default onnxruntime,openvino)")
+    n.add_argument("--models", help="--int8-study: comma-separated models (default: the study's, voxc/int8_study.py)")
+    n.add_argument("--runtimes", help="--int8-study: comma-separated runtimes (default: the target's host runtimes)")
     n.add_argument("--configs", help="--int8-study: only these configurations (NAME or RUNTIME/NAME, comma-separated)")
     n.set_defaults(func=cmd_bench)
 

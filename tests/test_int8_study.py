@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from voxc.compiler import int8_study
+from voxc import int8_study
 
 
 def _row(cfg, speed, pesq, runtime="onnxruntime", model="vocoder"):

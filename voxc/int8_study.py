@@ -37,7 +37,6 @@ int8 perceptual budget and the issue's goal) goes into bench.json ("int8_study")
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -47,6 +46,7 @@ import numpy as np
 
 from voxc.core.atomic import write_atomic
 from voxc.core.errors import VoxcError
+from voxc.core.hashing import sha256_bytes, sha256_chunks, sha256_file
 
 DEFAULT_MODELS = ("vocoder", "acoustic_decoder")
 RUNTIMES = ("onnxruntime", "openvino")
@@ -145,12 +145,8 @@ def verdicts(row: dict, budget: dict) -> dict:
 # ---- building the configurations -----------------------------------------------------------------
 
 def _hash_feeds(feeds: list[dict]) -> str:
-    h = hashlib.sha256()
-    for f in feeds:
-        for k in sorted(f):
-            h.update(k.encode())
-            h.update(np.ascontiguousarray(f[k]).tobytes())
-    return h.hexdigest()[:16]
+    return sha256_chunks(part for f in feeds for k in sorted(f)
+                         for part in (k.encode(), np.ascontiguousarray(f[k]).tobytes()))[:16]
 
 
 def rank_layers(source: Path, spec, calibration: list[dict], validation: list[dict], base_keep: list[str]) -> dict:
@@ -236,9 +232,8 @@ def build_config(cfg: dict, source: Path, spec, calibration: list[dict], keep: l
     """Build (or reuse) one configuration's artifact (the profile's options for the model, `base`,
     under the configuration's own); returns its path and build record."""
     base = {k: v for k, v in (base or {}).items() if k in ("model_type",)} if cfg["runtime"] == "openvino" else {}
-    key = hashlib.sha256(json.dumps({"cfg": cfg, "keep": keep, "base": base, "ov_scope": 2, "source": hashlib.sha256(source.read_bytes()).hexdigest(),
-                                     "calibration": _hash_feeds(calibration)}, sort_keys=True,
-                                    default=str).encode()).hexdigest()[:16]
+    key = sha256_bytes(json.dumps({"cfg": cfg, "keep": keep, "base": base, "ov_scope": 2, "source": sha256_file(source),
+                                   "calibration": _hash_feeds(calibration)}, sort_keys=True, default=str))[:16]
     out = work / f"{cfg['runtime']}-{cfg['name']}"
     meta = out / "study.json"
     if meta.is_file() and json.loads(meta.read_text()).get("key") == key:
@@ -478,7 +473,7 @@ def _f(v, nd=3):
 def study_markdown(doc: dict) -> str:
     g = doc["goal"]
     lines = [SECTION, "",
-             f"`voxc bench --int8-study` (compiler/int8_study.py): INT8 configurations of each model built from the "
+             f"`voxc bench --int8-study` (voxc/int8_study.py): INT8 configurations of each model built from the "
              f"portable fp32 ONNX with the real calibration feeds; speed = fp32 artifact ms / config ms at the opt shape, "
              f"{doc['threads']} thread, {doc['runs']} runs in 5 paired rounds (ratio = median of the round ratios, "
              f"low = worst round; the build ships a rung only at low >= {1 + doc['margin']:.2f}); quality = the worst "
