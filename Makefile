@@ -29,7 +29,7 @@ bench: $(VENV)/.installed
 	$(VOXC) bench --target $(TARGET) $(ARGS)
 
 test: $(VENV)/.installed
-	$(VENV)/bin/python -m pytest -q $(ARGS)
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile $(ARGS)
 
 # A tritonserver (2.51, Python backend only; ~55 MB wheel, x86-64 Linux) for tests/test_triton.py's served
 # checks. --no-deps: nvidia-pytriton pins numpy < 2; only its bundled server binary is used, never imported.
