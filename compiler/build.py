@@ -22,7 +22,7 @@ from voxc.compiler import cache, graph
 from voxc.compiler.graph import BuildGraph, Stage
 from voxc.compiler.policy import DEFAULT_RUNS, ROUNDS
 from voxc.compiler.stages import EXPORT_TOOLS
-from voxc.core.atomic import write_atomic
+from voxc.core.atomic import swap_folder, write_atomic
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_file
 from voxc.core.sources import package_modules
@@ -346,11 +346,7 @@ def place(artifacts: Path, target: str, sources: list[Path]) -> Path:
                     if dst.exists():
                         dst.unlink()
                     shutil.copyfile(f, dst)      # a copy: editing a shipped file can never reach the cache
-        old = artifacts / f".old-{target}-{uuid.uuid4().hex[:8]}"
-        if final.exists():
-            os.rename(final, old)
-        os.rename(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+        swap_folder(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise VoxcError(f"cannot write the target folder {final} ({exc.strerror}); free some space or pass "

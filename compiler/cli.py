@@ -123,10 +123,9 @@ def cmd_report(args) -> int:
     if args.merge:
         from voxc.compiler.merge import merge
         status = merge(Path(args.artifacts), args.target, Path(args.merge))
-        print(f"voxc: merged {args.merge} into {folder / 'parity.json'}; target {args.target} parity {status.upper()}")
-    from voxc.compiler.verify import load_manifest, load_parity
-    load_manifest(folder)
-    rows = load_parity(folder)
+        print(f"voxc: merged {args.merge} into the reports of {folder}; target {args.target} parity {status.upper()}")
+    from voxc.core.target import read
+    rows = read(folder).parity.results
     print(report.parity_markdown(args.target, rows).split("\n## All checks")[0])
     return EXIT_PARITY if deferred.status(rows) == "fail" else 0
 

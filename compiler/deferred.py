@@ -14,18 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from voxc.compiler import parity
+from voxc.core import target as schema
 
-DEFERRED = "deferred"
-
-
-def is_deferred(row: dict) -> bool:
-    return row.get("status") == DEFERRED
-
-
-def gate_rows(rows: list[dict]) -> list[dict]:
-    """Rows that decide pass/fail here: not deferred to a device, and not of a precision the policy
-    rejected (those are reported; falling back is the point)."""
-    return [r for r in rows if not is_deferred(r) and r.get("gating", True)]
+DEFERRED = schema.DEFERRED
+is_deferred = schema.is_deferred
+gate_rows = schema.gating            # not deferred to a device, not of a precision the policy rejected
 
 
 def host_passed(rows: list[dict]) -> bool:
@@ -34,9 +27,7 @@ def host_passed(rows: list[dict]) -> bool:
 
 def status(rows: list[dict]) -> str:
     """'fail' if any gate failed, else 'deferred' if device checks are outstanding, else 'pass'."""
-    if not host_passed(rows):
-        return "fail"
-    return DEFERRED if any(is_deferred(r) for r in rows) else "pass"
+    return schema.status_of(rows)
 
 
 def golden_key(i: int, side: str, name: str) -> str:

@@ -1,25 +1,24 @@
 """`voxc inspect PATH`: a readable summary of an ONNX file (IO, dynamic dims, op histogram) or a target folder."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import onnx
 
 from voxc.compiler.onnx_info import graph_facts, io_summary
 from voxc.core.errors import VoxcError
+from voxc.core.target import is_target, read
 
 
 def inspect_path(path: Path) -> str:
     if path.is_dir():
-        manifest = path / "manifest.json"
-        if not manifest.is_file():
-            raise VoxcError(f"{path} is not a built target (no manifest.json); run voxc build first")
-        m = json.loads(manifest.read_text())
-        lines = [f"target {m['target']} (voxc {m['voxc_version']}, preset {m['preset']})"]
-        for name, info in m["models"].items():
-            lines.append(f"  {name}: parity {info['parity']}; " + ", ".join(
-                f"{a['path']} ({a['bytes'] / 1e6:.2f} MB, {a['precision']})" for a in info["artifacts"]))
+        if not is_target(path):
+            raise VoxcError(f"{path} is not a built target (no manifest); run voxc build first")
+        m = read(path).manifest
+        lines = [f"target {m.target} (voxc {m.doc.get('voxc_version')}, preset {m.preset})"]
+        for name, info in m.models.items():
+            lines.append(f"  {name}: parity {info.parity}; " + ", ".join(
+                f"{a.path} ({a.bytes / 1e6:.2f} MB, {a.precision})" for a in info.artifacts))
         return "\n".join(lines)
     if not path.is_file():
         raise VoxcError(f"{path} does not exist; pass an .onnx file or a target folder such as artifacts/cpu")

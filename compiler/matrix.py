@@ -22,7 +22,6 @@ merging them changes no output. Target folders go to ARTIFACTS/<voice>/<target>/
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import time
 import tomllib
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import canonical, sha256_bytes
+from voxc.core.target import read
 
 VOICE_KEYS = {"name", "family", "preset", "targets", "models", "seeded", "set", "checkpoint", "from"}
 
@@ -137,9 +137,9 @@ def build_matrix(path: Path, artifacts: Path, jobs: int = 2, **distributed) -> b
         for (name, req, _, g, layout), rename in zip(plans, renames):
             view = {label: results[rename[label]] for label in g.stages}
             folder = b.ship(req, view, layout, artifacts / name)
-            doc = json.loads((folder / "parity.json").read_text())
-            passed &= bool(doc["passed"])
-            print(f"voxc: {name}/{req.target}: parity {doc['status'].upper()}; outputs in {folder}", flush=True)
+            report = read(folder).parity
+            passed &= report.passed
+            print(f"voxc: {name}/{req.target}: parity {report.status.upper()}; outputs in {folder}", flush=True)
     ran = sum(not r.cached for r in results.values())
     print(f"voxc: matrix done: {len(plans)} builds, {planned} stages planned, {len(results)} distinct, {ran} run, "
           f"{len(results) - ran} cache hits; {time.perf_counter() - t0:.1f}s; parity {'PASS' if passed else 'FAIL'}",

@@ -2,7 +2,7 @@
 target built (`voxc build`) or merged (`voxc report --merge`) under an artifacts folder.
 
 It comes last in the flow: build -> parity (-> device bundle -> merge) -> bench -> release report. It
-reads each target folder holding manifest.json and parity.json (others are skipped) and, per model and
+reads each built target folder (core/target.py verifies it; folders that are not targets are skipped) and, per model and
 runtime, gathers the accepted precision and the rejected rungs with their reasons (manifest precision),
 the worst value of every metric in the parity rows (read generically: signal and perceptual alike), the
 shipped sizes, speed (bench.json in the folder, the policy's timings in artifacts/<target>.timings.json),
@@ -22,14 +22,15 @@ from pathlib import Path
 from voxc.compiler import deferred, parity
 from voxc.core.atomic import write_atomic
 from voxc.core.errors import VoxcError
+from voxc.core.target import dumps, is_target, read
 
 
 def target_folders(artifacts: Path) -> list[Path]:
     if not artifacts.is_dir():
         raise VoxcError(f"{artifacts} is not a folder; pass --artifacts DIR holding built targets")
-    found = sorted(p for p in artifacts.iterdir() if (p / "manifest.json").is_file() and (p / "parity.json").is_file())
+    found = sorted(p for p in artifacts.iterdir() if is_target(p))
     if not found:
-        raise VoxcError(f"no built target under {artifacts} (none has manifest.json and parity.json); "
+        raise VoxcError(f"no built target under {artifacts} (none has a manifest and a parity report); "
                         "run `voxc build --target T` first")
     return found
 
@@ -54,9 +55,8 @@ def _speed(bench: dict | None, timings: dict | None, model: str, runtime: str, p
 
 def target_summary(folder: Path) -> dict:
     """Everything the report says about one target folder, without audio or plots."""
-    from voxc.compiler.verify import load_manifest, load_parity
-    manifest, rows = load_manifest(folder), load_parity(folder)
-    doc = _json(folder / "parity.json")
+    shipped = read(folder)
+    manifest, rows, doc = shipped.manifest.doc, shipped.parity.results, shipped.parity.doc
     bench, timings = _json(folder / "bench.json"), _json(folder.parent / f"{folder.name}.timings.json")
     summary = parity.summarise(rows)
     models = {}
@@ -102,13 +102,12 @@ def _b64(data: bytes) -> str:
 def media(folder: Path, summary: dict, count: int) -> dict:
     """Plots (PNG) and A/B audio (WAV) of one target, base64; the JSON gets the per-utterance metrics."""
     from voxc.compiler import release_listen, release_plots
-    from voxc.compiler.verify import load_manifest
     plots = {}
     for name in summary["models"]:
         png = release_plots.metric_vs_length(name, [r for r in summary["rows"] if r["model"] == name])
         if png:
             plots[name] = _b64(png)
-    heard = release_listen.listen(folder, load_manifest(folder), count)
+    heard = release_listen.listen(folder, read(folder).manifest.doc, count)
     utts = []
     for u in heard["utterances"]:
         utts.append({"id": u["id"], "text": u["text"], "gain": u["gain"],
@@ -249,6 +248,6 @@ def release(artifacts: Path, out: Path | None = None, utterances: int = 2) -> tu
         targets.append(t)
     doc = {"generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "artifacts": str(artifacts), "targets": targets}
-    write_atomic(out.with_suffix(".json"), json.dumps(doc, indent=1))
+    write_atomic(out.with_suffix(".json"), dumps(doc))
     write_atomic(out, render(doc, media_by_target))
     return out, doc

@@ -1,15 +1,17 @@
-"""Reports of a target folder: manifest.json (what was built, from what, with which tools),
-parity.json (every gate row) and parity.md (the same as readable tables). Writes are atomic.
+"""Reports of a target folder: the manifest (what was built, from what, with which tools, every file
+with its role and sha256), the parity report (every gate row) and parity.md (the same as readable
+tables), written through core/target.py; and the target stage that assembles the folder from
+verified cache bytes.
 """
 from __future__ import annotations
 
 import importlib.metadata
-import json
 from pathlib import Path
 
 from voxc.compiler import deferred, parity
 from voxc.compiler.graph import tool_versions
-from voxc.core.atomic import write_atomic
+from voxc.core import target as schema
+from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_path
 from voxc.models.family import model_spec
 
@@ -26,16 +28,29 @@ def artifact_path(name: str, runtime: str, precision: str, file: str) -> str:
 
 def record_files(record: dict) -> list[str]:
     """The files (or package folders) an artifact stage produced, engine and fingerprint included."""
-    files = list(record.get("files") or [record["file"]])
+    return list(record_roles(record))
+
+
+def record_roles(record: dict) -> dict[str, str]:
+    """file -> its role (core/target.py ROLES), read off the record: its `file` is the model (a package
+    when the format is a folder), files its backend declares in `roles` (OpenVINO's weights) have that
+    role, any other file of the entry is configuration; `engine` is a built engine and its .json the
+    engine's notes. No file name is sniffed."""
+    main = record["file"]
+    declared = record.get("roles") or {}
+    roles = {f: declared.get(f, "config") for f in record.get("files") or [main]
+             if f != main and not f.startswith(main + "/")}
+    roles = {main: "package" if record.get("format") == "mlpackage" else "model", **roles}
     if record.get("engine"):
-        files += [record["engine"], record["engine"] + ".json"]
-    return files
+        roles.update({record["engine"]: "engine", record["engine"] + ".json": "engine-info"})
+    return roles
 
 
-def _file_entry(folder: Path, rel: str, **extra) -> dict:
+def _file_entry(folder: Path, rel: str, digests: dict, **extra) -> dict:
+    """A manifest file record; its sha256 is the one assembly computed over the bytes it wrote."""
     p = folder / rel
     size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
-    return {"path": rel, "sha256": sha256_path(p), "bytes": size, **extra}
+    return {"path": rel, "sha256": digests[rel], "bytes": size, **extra}
 
 
 def _weight_source(info: dict, record: dict) -> dict:
@@ -72,13 +87,18 @@ def timings_entry(sel: dict) -> dict:
     return {k: sel.get(k) for k in ("accepted", "timings", "speedups", "margin", "timing_shape", "threads")}
 
 
-def write_target(folder: Path, info: dict, chains: dict, results: dict, chained: dict | None = None) -> tuple[bool, dict]:
-    """Writes manifest.json, parity.json and parity.md; returns (passed, the policy's timings)."""
+def write_target(folder: Path, info: dict, chains: dict, results: dict, chained: dict | None = None,
+                 digests: dict | None = None) -> tuple[bool, dict]:
+    """Writes manifest.json, parity.json and parity.md (core/target.py); returns (passed, the policy's
+    timings). `digests`: rel path -> sha256 of the bytes assembly wrote (else hashed here)."""
+    if digests is None:
+        digests = _Hashes(folder)
     rows: list[dict] = []
     models, timings = {}, {}
     for name, chain in chains.items():
         spec = model_spec(name, chain["config"])
-        files = [_file_entry(folder, f"{name}/{name}.onnx", precision="fp32", format="onnx", runtime="portable")]
+        files = [_file_entry(folder, f"{name}/{name}.onnx", digests, precision="fp32", format="onnx", runtime="portable",
+                             role="model")]
         model_rows = []
         precision = {}
         for a in chain["artifacts"]:
@@ -92,10 +112,10 @@ def write_target(folder: Path, info: dict, chains: dict, results: dict, chained:
             rec = results[a["artifact"]].record
             if not accepted or not rec.get("file"):      # a device rung that failed to build: its row fails
                 continue
-            for f in record_files(rec):
-                files.append(_file_entry(folder, artifact_path(name, a["runtime"], a["precision"], f),
+            for f, role in record_roles(rec).items():
+                files.append(_file_entry(folder, artifact_path(name, a["runtime"], a["precision"], f), digests,
                                          precision=a["precision"], format=rec.get("format", "onnx"),
-                                         runtime=a["runtime"], role="weights" if f.endswith(".bin") else "model",
+                                         runtime=a["runtime"], role=role,
                                          **({"parity_set": a["parity_set"]} if a.get("parity_set") else {}),
                                          **({"calibration_set": a["calibration_set"]} if a.get("calibration_set") else {}),
                                          **({"qdq_rules": rec["qdq_rules"]} if rec.get("qdq_rules") and f == rec["file"] else {})))
@@ -105,7 +125,8 @@ def write_target(folder: Path, info: dict, chains: dict, results: dict, chained:
         simplify = results[chain["simplify"]].record
         models[name] = {
             "artifacts": files,
-            "reference": _file_entry(folder, f"{name}/reference.safetensors", format="safetensors"),
+            "reference": _file_entry(folder, f"{name}/reference.safetensors", digests, format="safetensors",
+                                     role="reference"),
             **spec.to_json(),
             "config": chain["config"],
             "stage_keys": {k: results[v].key for k, v in stage_labels.items()},
@@ -121,8 +142,20 @@ def write_target(folder: Path, info: dict, chains: dict, results: dict, chained:
     manifest = {"target": info["target"], "voxc_version": VOXC_VERSION, "preset": info["preset_name"],
                 "family": info["preset"].get("family"), "profile": info["profile"], "models": models,
                 "preset_config": info["preset"], "data_sets": info["data_sets"]}
-    write_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True))
-    return write_parity(folder, info["target"], rows, chained), timings
+    doc, markdown, passed = parity_doc(info["target"], rows, chained)
+    schema.write_reports(folder, manifest, doc, markdown)
+    return passed, timings
+
+
+class _Hashes(dict):
+    """rel path -> sha256 of a file or package folder, hashed on first use."""
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = folder
+
+    def __missing__(self, rel: str) -> str:
+        self[rel] = sha256_path(self.folder / rel)
+        return self[rel]
 
 
 def merged_chains(records: list[dict]) -> dict:
@@ -160,9 +193,11 @@ def accepted_artifacts(chain: dict, results: dict) -> list[dict]:
 
 
 def target_stage(out: Path, params: dict, inputs: dict) -> dict:
-    """The target folder, assembled once: reference weights, the portable ONNX and the accepted
-    artifacts of every model (hard links into the cache), manifest.json, parity.json, parity.md."""
-    from voxc.core.atomic import link_or_copy
+    """The target folder, assembled once from verified bytes: reference weights, the portable ONNX and
+    the accepted artifacts of every model are copied out of their cache entries, and the sha256 of each
+    byte written must equal the one its stage recorded when it was verified (stage.json `files`): an
+    entry altered since then is refused, never shipped (its next lookup finds it corrupt and rebuilds
+    it). Then manifest.json, parity.json, parity.md."""
     from voxc.compiler.graph import Result, read_record
     chains = params["layout"]
     results = {}
@@ -172,35 +207,63 @@ def target_stage(out: Path, params: dict, inputs: dict) -> dict:
     chain_record = merged_chains([results[label].record for label in params["tail"]["chains"]]) \
         if params["tail"].get("chained") else None
     apply_selection(chains, results, chain_record)
+    digests: dict[str, str] = {}
 
-    def place(src: Path, rel: str) -> None:
-        dst = out / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():  # e.g. a Core ML .mlpackage
-            import shutil
-            shutil.copytree(src, dst, copy_function=link_or_copy)
-        else:
-            link_or_copy(src, dst)
+    def place(r, src: str, rel: str) -> None:
+        digests[rel] = copy_verified(r.path, src, r.record.get("files") or {}, out / rel, r.label)
     for name, chain in chains.items():
-        place(results[chain["weights"]].path / "weights.safetensors", f"{name}/reference.safetensors")
-        place(results[chain["simplify"]].path / "model.onnx", f"{name}/{name}.onnx")
+        place(results[chain["weights"]], "weights.safetensors", f"{name}/reference.safetensors")
+        place(results[chain["simplify"]], "model.onnx", f"{name}/{name}.onnx")
         for a in accepted_artifacts(chain, results):
             r = results[a["artifact"]]
             for f in record_files(r.record):
-                place(r.path / f, artifact_path(name, a["runtime"], a["precision"], f))
-    passed, timings = write_target(out, params, chains, results, chain_record["chain"] if chain_record else None)
+                place(r, f, artifact_path(name, a["runtime"], a["precision"], f))
+    passed, timings = write_target(out, params, chains, results, chain_record["chain"] if chain_record else None,
+                                   digests)
     return {"passed": passed, "timings": timings}
 
 
-def write_parity(folder: Path, target: str, rows: list[dict], chain: dict | None = None) -> bool:
-    """parity.json + parity.md. `passed` covers the gates run so far (rejected precisions and device
-    checks excluded, chained parity included); `status` says whether device checks are pending."""
+def copy_verified(entry: Path, rel: str, recorded: dict, dst: Path, label: str) -> str:
+    """Copy entry/rel (a file or a package folder) to dst, hashing the bytes as they are written, and
+    check them against the sha256 the entry recorded when its stage ran; returns the shipped sha256."""
+    from voxc.core.hashing import sha256_file
+    src = entry / rel
+    files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
+    for f in files:
+        name = str(f.relative_to(entry))
+        want = (recorded.get(name) or {}).get("sha256")
+        target = dst / f.relative_to(src) if src.is_dir() else dst
+        target.parent.mkdir(parents=True, exist_ok=True)
+        got = _copy_hashing(f, target)
+        if want is None or got != want:
+            raise VoxcError(f"cache entry of {label} changed since its stage verified it ({name} "
+                            f"{'is not in its record' if want is None else 'no longer matches its sha256'}); "
+                            "nothing was shipped -- run the build again to rebuild that entry")
+    if src.is_dir():
+        for d in sorted(p for p in src.rglob("*") if p.is_dir()):     # empty folders a package lists
+            (dst / d.relative_to(src)).mkdir(parents=True, exist_ok=True)
+        return sha256_path(dst)
+    return sha256_file(dst)
+
+
+def _copy_hashing(src: Path, dst: Path) -> str:
+    """Copy src to dst and return the sha256 of the bytes written (one read of src)."""
+    import hashlib
+    h = hashlib.sha256()
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        while block := fi.read(1 << 20):
+            h.update(block)
+            fo.write(block)
+    return h.hexdigest()
+
+
+def parity_doc(target: str, rows: list[dict], chain: dict | None = None) -> tuple[dict, str, bool]:
+    """(parity.json, parity.md, passed). `passed` covers the gates run so far (rejected precisions and
+    device checks excluded, chained parity included); `status` says whether device checks are pending."""
     passed = deferred.host_passed(rows) and (chain is None or chain.get("passed", True))
     doc = {"target": target, "passed": passed, "status": "fail" if not passed else deferred.status(rows),
            **({"chain": chain} if chain else {}), "results": rows}
-    write_atomic(folder / "parity.json", json.dumps(doc, indent=1))
-    write_atomic(folder / "parity.md", parity_markdown(target, rows, chain))
-    return passed
+    return doc, parity_markdown(target, rows, chain), passed
 
 
 def _fmt(v) -> str:

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voxc.core.atomic import swap_folder
 from voxc.core.errors import VoxcError
 from voxc.core.sources import closure, module_file
 
@@ -125,24 +126,24 @@ def _trt_shapes(spec) -> dict[str, str]:
 
 def _place_graph(tmp: Path, target, name: str, runtime: str, serving: dict, spec, opts: dict) -> dict:
     """<graph>/config.pbtxt and its version folder; returns what the README says about it."""
-    info = target.manifest["models"][name]
-    precision = info["precision"][runtime]["accepted"]
-    arts = [a for a in info["artifacts"] if a["runtime"] == runtime and a["precision"] == precision]
+    info = target.manifest.models[name]
+    precision = info.precision[runtime]["accepted"]
+    arts = [a for a in info.artifacts if a.runtime == runtime and a.precision == precision]
     mdir = tmp / name
     (mdir / "1").mkdir(parents=True)
     (mdir / "config.pbtxt").write_text(_text(graph_config(name, spec, serving, opts["max_queue_delay_us"],
                                                           opts["instances"])))
     placed = {}
     for a in arts:
-        suffix = Path(a["path"]).suffix
+        suffix = Path(a.path).suffix
         if suffix in serving["files"]:
-            placed[serving["files"][suffix]] = target.folder / a["path"]
+            placed[serving["files"][suffix]] = target.folder / a.path
     row = {"graph": name, "precision": precision, "batched": _batched(spec)}
     if not placed:
-        onnx_art = next((a for a in arts if a["path"].endswith(".onnx")), None)
+        onnx_art = next((a for a in arts if a.role == "model" and a.format == "onnx"), None)
         if onnx_art is None or "device_build" not in serving:
             raise VoxcError(f"{target.folder}: no {runtime} artifact of {name} that Triton can load")
-        shutil.copy2(target.folder / onnx_art["path"], mdir / "model.onnx")
+        shutil.copy2(target.folder / onnx_art.path, mdir / "model.onnx")
         _check_onnx(mdir / "model.onnx", spec)
         row["device_build"] = serving["device_build"].format(onnx=f"{name}/model.onnx", plan=f"{name}/1/model.plan",
                                                              **_trt_shapes(spec))
@@ -245,9 +246,8 @@ def _place_pipeline(tmp: Path, target, specs: dict, models: dict, opts: dict) ->
     required, optional = _roots(pipe, front, [output])
     inputs = _input_types(fam, target.config, required, optional)
     last = next(s for s in reversed(fam.steps) if isinstance(s, GraphStep) and output in pipe.writes(s))
-    doc = {"family": fam.name, "config": target.config, "specs": {g: target.manifest["models"][g] for g in specs},
+    doc = {"family": fam.name, "config": target.config, "specs": {g: dict(target.manifest.models[g].io) for g in specs},
            "models": models, "inputs": inputs, "output": output}
-    doc["specs"] = {g: {k: v[k] for k in ("inputs", "outputs", "dims")} for g, v in doc["specs"].items()}
     rows = {}
     stream = _stream_plan(target, last.graph, opts)
     for kind, decoupled in (("pipeline", False), ("stream", True)):
@@ -271,11 +271,10 @@ def _stream_plan(target, graph: str, opts: dict) -> dict:
     """Chunking of the last graph for the decoupled model: the chunking the build's streaming gate
     accepted (parity.json chain.stream: chunk, first chunk, context each side), so what Triton streams
     is what the gate proved equal to the whole utterance. `--chunk-frames` overrides the chunk length."""
-    streams = [c.get("stream") for c in ((target.parity.get("chain") or {}).get("runtimes") or {}).values()]
-    accepted = next((s for s in streams if s and s.get("passed") and s.get("graph") == graph), None)
+    accepted = next((s for s in target.parity.streams().values() if s.passed and s.graph == graph), None)
     if accepted is None:
         return {"skipped": f"the build has no passed streaming gate for {graph} (rebuild with this voxc to get one)"}
-    plan = {k: accepted[k] for k in ("graph", "input", "output", "hop", "chunk", "first", "context", "min_len")}
+    plan = {k: getattr(accepted, k) for k in ("graph", "input", "output", "hop", "chunk", "first", "context", "min_len")}
     if opts.get("chunk"):
         plan["chunk"] = max(int(opts["chunk"]), plan["context"])
     return plan
@@ -292,12 +291,13 @@ def export(folder: Path, out: Path, runtime: str | None = None, max_queue_delay_
     if max_queue_delay_us < 0 or instances < 1 or (chunk is not None and chunk < 1):
         raise VoxcError("--max-queue-delay-us must be >= 0, --instances and --chunk-frames >= 1")
     target = open_target(folder)
-    runtimes = target.manifest["profile"]["backends"]
+    runtimes = target.manifest.backends
     runtime = runtime or runtimes[0]
     if runtime not in runtimes:
-        raise VoxcError(f"target {target.manifest['target']} has no {runtime} artifacts: choose from {', '.join(runtimes)}")
+        raise VoxcError(f"target {target.manifest.target} has no {runtime} artifacts: choose from {', '.join(runtimes)}")
     serving = triton(runtime)
     out = Path(out)
+    _refuse_voxc_folder(out, target.folder)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise VoxcError(f"{out} exists and is not empty; pass --force to replace it or choose another --out")
     tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:6]}.tmp"
@@ -306,26 +306,33 @@ def export(folder: Path, out: Path, runtime: str | None = None, max_queue_delay_
     except OSError as exc:
         raise VoxcError(f"cannot write to {out.parent} ({exc.strerror}); choose a writable --out") from None
     try:
-        specs = {n: spec_from_json(n, info) for n, info in target.manifest["models"].items()}
+        specs = {n: spec_from_json(n, m.io) for n, m in target.manifest.models.items()}
         opts = {"max_queue_delay_us": max_queue_delay_us, "instances": instances, "chunk": chunk}
         graphs = [_place_graph(tmp, target, n, runtime, serving, s, opts) for n, s in specs.items()]
         python = _place_pipeline(tmp, target, specs, {n: n for n in specs}, opts)
-        summary = {"target": target.manifest["target"], "runtime": runtime, "graphs": graphs, "python": python}
+        summary = {"target": target.manifest.target, "runtime": runtime, "graphs": graphs, "python": python}
         (tmp / "README.md").write_text(_readme(summary, serving))
-        _swap_in(tmp, out)
+        swap_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return summary
 
 
-def _swap_in(tmp: Path, out: Path) -> None:
-    old = out.parent / f".{out.name}.{uuid.uuid4().hex[:6]}.old"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    if old.exists():
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+def _refuse_voxc_folder(out: Path, source: Path) -> None:
+    """--out must not be (or hold, or sit inside) a voxc target folder or build cache: --force replaces
+    a Triton repository, never a build's outputs."""
+    from voxc.compiler.graph import META
+    from voxc.core.target import is_target
+    out = out.resolve()
+    for p in (out, *out.parents):
+        if is_target(p) or p.name == "cache" and any(p.glob(f"*/{META}")) or p == source.resolve():
+            raise VoxcError(f"--out {out} is {'inside ' if p != out else ''}a voxc target or cache folder ({p}); "
+                            "choose an empty folder of its own for the Triton repository")
+    if out.is_dir() and (any(out.glob(f"*/{META}")) or any(is_target(c) for c in out.iterdir() if c.is_dir())):
+        raise VoxcError(f"--out {out} holds voxc targets or cache entries; choose an empty folder of its own "
+                        "for the Triton repository")
 
 
 def _readme(s: dict, serving: dict) -> str:

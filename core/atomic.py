@@ -37,3 +37,18 @@ def link_or_copy(src, dst):
     except OSError:
         shutil.copy2(src, dst)
     return dst
+
+
+def swap_folder(tmp: str | Path, final: str | Path) -> None:
+    """Put the finished folder `tmp` at `final`, replacing what is there (a folder, a file or a symlink,
+    which is removed as a link: never followed, never left behind as a .old-* entry)."""
+    import shutil
+    tmp, final = Path(tmp), Path(final)
+    old = final.parent / f".old-{final.name}-{uuid.uuid4().hex[:8]}"
+    if final.is_symlink() or final.exists():
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old.is_symlink() or old.is_file():
+        old.unlink()
+    elif old.exists():
+        shutil.rmtree(old, ignore_errors=True)

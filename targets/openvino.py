@@ -149,7 +149,7 @@ def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=No
     if precision not in PRECISIONS:
         raise VoxcError(f"openvino precision '{precision}' unknown: choose {', '.join(PRECISIONS)}")
     out_dir = Path(out_dir)
-    record = {"file": FILE, "files": [FILE, "model.bin"], "format": "openvino-ir", "precision": precision,
+    record = {"file": FILE, "files": [FILE, "model.bin"], "roles": {"model.bin": "weights"}, "format": "openvino-ir", "precision": precision,
               "runtime": "openvino"}
     if precision == "int8":
         record.update(_int8(Path(source), out_dir, spec, calibration, options, torch_module))

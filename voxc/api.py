@@ -4,11 +4,11 @@ The `voxc` command line is a thin layer over these functions.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from voxc.core.errors import VoxcError
+from voxc.core.target import Manifest, ParityReport  # noqa: F401  (the Target's field types)
 
 
 def families() -> list[str]:
@@ -87,41 +87,40 @@ def build(target: str = "cpu", family: str = "voxc", preset: str | None = None, 
 
 @dataclass
 class Target:
-    """A built target folder: its manifest, its parity report and (after `voxc bench`) its benchmark."""
+    """A built target folder, verified when opened (core/target.py): its typed manifest, its parity
+    report and (after `voxc bench`) its benchmark."""
     folder: Path
-    manifest: dict
-    parity: dict
+    manifest: "Manifest"
+    parity: "ParityReport"
     bench: dict | None = field(default=None)
 
     @property
     def passed(self) -> bool:
-        return bool(self.parity.get("passed"))
+        return self.parity.passed
 
     @property
     def status(self) -> str:
-        return self.parity.get("status", "fail")
+        return self.parity.status
 
     @property
     def config(self) -> dict:
-        return self.manifest["preset_config"]
+        return self.manifest.preset_config
 
     def accepted(self) -> dict[str, dict[str, str]]:
         """model -> runtime -> the precision that ships."""
-        return {name: {rt: p["accepted"] for rt, p in info.get("precision", {}).items()}
-                for name, info in self.manifest["models"].items()}
+        return {name: {rt: p["accepted"] for rt, p in m.precision.items()} for name, m in self.manifest.models.items()}
 
     def runners(self, runtime: str | None = None, threads: int | None = None) -> dict:
         """One runner per graph over the accepted artifacts of a runtime this host can run."""
         from voxc.targets import backend
         out = {}
-        for name, info in self.manifest["models"].items():
-            arts = [a for a in info["artifacts"] if a["runtime"] not in ("portable",) and a.get("role") != "weights"
-                    and (runtime is None or a["runtime"] == runtime) and not backend(a["runtime"]).unavailable()]
+        for name, m in self.manifest.models.items():
+            arts = [a for a in m.runnable(runtime) if not backend(a.runtime).unavailable()]
             if not arts:
                 raise VoxcError(f"{self.folder}: no artifact of {name} runs on this host"
                                 f"{f' with {runtime}' if runtime else ''}")
             a = arts[0]
-            out[name] = backend(a["runtime"]).open(self.folder / a["path"], threads=threads)
+            out[name] = backend(a.runtime).open(self.folder / a.path, threads=threads)
         return out
 
     def pipeline(self, runtime: str | None = None, threads: int | None = None):
@@ -129,26 +128,15 @@ class Target:
         from voxc.models.family import family_of
         from voxc.models.pipeline import Pipeline
         from voxc.models.spec import spec_from_json
-        specs = {n: spec_from_json(n, info) for n, info in self.manifest["models"].items()}
+        specs = {n: spec_from_json(n, m.io) for n, m in self.manifest.models.items()}
         return Pipeline(family_of(self.config), self.config, self.runners(runtime, threads), specs)
 
 
 def open_target(folder: str | Path) -> Target:
-    """A built target folder; every listed file must still match its recorded sha256."""
-    from voxc.core.hashing import sha256_path
-    folder = Path(folder)
-    try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        parity = json.loads((folder / "parity.json").read_text())
-    except FileNotFoundError:
-        raise VoxcError(f"no build found at {folder}; run `voxc build --target {folder.name}` first") from None
-    except json.JSONDecodeError as exc:
-        raise VoxcError(f"{folder}: manifest.json or parity.json is not valid JSON ({exc.msg}); rebuild the target") from None
-    for info in manifest["models"].values():
-        for f in info["artifacts"] + [info["reference"]]:
-            p = folder / f["path"]
-            if not p.exists() or sha256_path(p) != f["sha256"]:
-                raise VoxcError(f"{p} is missing or altered since the build (sha256 mismatch); rebuild with "
-                                f"`voxc build --target {manifest['target']}`")
-    bench = json.loads((folder / "bench.json").read_text()) if (folder / "bench.json").is_file() else None
-    return Target(folder, manifest, parity, bench)
+    """A built target folder, verified: every path inside it and every file matching its recorded sha256,
+    parity.json matching the manifest's root record, the verdict agreeing with its rows."""
+    from voxc.core import target as schema
+    shipped = schema.read(folder)
+    bench_path = shipped.folder / "bench.json"
+    bench = schema.load_json(bench_path, "benchmark", "run `voxc bench` again") if bench_path.is_file() else None
+    return Target(shipped.folder, shipped.manifest, shipped.parity, bench)

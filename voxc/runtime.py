@@ -200,7 +200,7 @@ class Voice:
         self.streaming = self._streaming()
         self.batcher = None
         if batch_window_ms > 0 and self.streaming is not None:
-            dims = target.manifest["models"][self.streaming.graph].get("dims", {})
+            dims = target.manifest.models[self.streaming.graph].io.get("dims") or {}
             self.batcher = ChunkBatcher(self.pipeline.runners[self.streaming.graph], batch_window_ms,
                                         int(dims.get("batch", {}).get("max", 1)))
 
@@ -245,7 +245,7 @@ class Voice:
 
     def validate(self, voice: str | None = None, **options) -> None:
         """Raises the one-line error a request with these options would meet (before any synthesis)."""
-        self.speaking.make_inputs(self._options(voice, options), self.cfg, set(), self.target.manifest)
+        self.speaking.make_inputs(self._options(voice, options), self.cfg, set(), self.target.manifest.doc)
 
     # ---- text -> segments that fit ------------------------------------------------------------------
 
@@ -276,7 +276,7 @@ class Voice:
         def upto(t: str, first_want: list) -> dict:
             given, todo = self._given(options)
             inputs = {"text": t, **given,
-                      **self.speaking.make_inputs(options, self.cfg, set(given), self.target.manifest)}
+                      **self.speaking.make_inputs(options, self.cfg, set(given), self.target.manifest.doc)}
             run = self.pipeline.run(inputs, first_want)
             for value, key in todo.items():
                 if value in run.values:
@@ -347,10 +347,8 @@ class Voice:
 
     def _streaming(self) -> Streaming | None:
         """The chunking of the family's last graph: the build's accepted settings (parity.json), else None."""
-        chain = self.target.parity.get("chain") or {}
-        for rt, c in (chain.get("runtimes") or {}).items():
-            s = c.get("stream")
-            if s and s.get("passed"):
-                return Streaming(**{k: s[k] for k in Streaming.__dataclass_fields__})
+        for s in self.target.parity.streams().values():      # validated when the target was opened
+            if s.passed:
+                return Streaming(**{k: getattr(s, k) for k in Streaming.__dataclass_fields__})
         return None
 

@@ -122,7 +122,7 @@ def create_app(voice, max_inflight: int = 2, max_queue: int = 32):
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "target": voice.target.manifest["target"], "family": voice.family.name,
+        return {"status": "ok", "target": voice.target.manifest.target, "family": voice.family.name,
                 "voices": len(voice.voices()), "streaming": voice.streaming is not None}
 
     @app.get("/v1/voices")
