@@ -25,6 +25,7 @@ from voxc.compiler.stages import EXPORT_TOOLS
 from voxc.core.atomic import swap_folder, write_atomic
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_file
+from voxc.core.target import read as read_target
 from voxc.core.sources import package_modules
 from voxc.models.family import family_of, model_config, model_spec
 from voxc.targets import backend, profiles
@@ -104,7 +105,7 @@ def _weight_info(req: BuildRequest, name: str) -> dict:
 def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
     """The build graph plus, per model, the labels of its stages (and the tail stages' labels)."""
     from voxc.calibration.feeds import upstream_graphs
-    from voxc.compiler import bundle, chain as chain_mod, report, stages
+    from voxc.compiler import bundle, chain as chain_mod, merge, report, stages
     fam = family_of(req.preset)
     for name, path in req.checkpoints.items():
         fam.graph(name)
@@ -222,6 +223,12 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
                    {"layout": chains, "runtime": device[0], "assemble": t.label, **info},
                    {**every, t.label: t}, (), family_code + backend(device[0]).modules + backend(device[0]).shipped)
         tail["bundle"] = b.label
+        stored = merge.stored_results(req.artifacts, req.target)
+        if stored:     # device results merged before: inputs of this build, by content
+            m = _stage(g, "target/merged", merge.merged_stage, {"target": req.target},
+                       {"assemble": t, "bundle": b, **{f"device.{p.stem}": p for p in stored}}, (),
+                       (backend(device[0]).__module__,))
+            tail["merged"] = m.label
     return g, {"models": chains, "tail": tail}
 
 
@@ -274,15 +281,16 @@ def sweep(req: BuildRequest, g: BuildGraph) -> None:
 
 def ship(req: BuildRequest, results: dict, layout: dict, artifacts: Path | None = None) -> Path:
     """Place one target's folder (and its timings) from its tail stages' outputs."""
-    import json
+    from voxc.core.target import dumps
     artifacts = artifacts or req.artifacts
     tail = layout["tail"]
     for d in [d for label in tail["chains"] for d in results[label].record.get("demotions", [])]:
         print(f"voxc: {d['model']} on {d['runtime']}: {d['reason']}; falls back to {d['to']}", flush=True)
-    folder = place(artifacts, req.target, [results[tail[k]].path for k in ("assemble", "bundle", "device") if k in tail])
+    folder = place(artifacts, req.target, [results[tail[k]].path for k in ("assemble", "bundle", "device", "merged")
+                                           if k in tail])
     write_atomic(timings_path(artifacts, req.target),
-                 json.dumps({"target": req.target, "models": results[tail["assemble"]].record.get("timings", {})},
-                            indent=1, sort_keys=True))
+                 dumps({"target": req.target, "models": results[tail["assemble"]].record.get("timings", {})},
+                       sort_keys=True))
     dev = results[tail["device"]].record.get("device") if "device" in tail else None
     if dev:
         print(f"voxc: device parity ran on node {dev['host']} with {dev['runner']}"
@@ -365,7 +373,6 @@ def timings_path(artifacts: Path, target: str) -> Path:
 
 def build(req: BuildRequest) -> bool:
     """Run the whole build for one target; returns whether every parity gate passed."""
-    import json
     profile = profiles.load(req.target)
     t0 = time.perf_counter()
     g, layout = plan(req, profile)
@@ -383,12 +390,12 @@ def build(req: BuildRequest) -> bool:
             executor.shutdown()
         tail = layout["tail"]
         folder = ship(req, results, layout)
-    doc = json.loads((folder / "parity.json").read_text())
+    shipped = read_target(folder)             # what ships is what was verified: read back through the schema
     pending = False
     if "bundle" in tail:
         from voxc.compiler.bundle import announce
-        pending = announce(folder, req.target)
-    passed = bool(doc["passed"])
+        pending = announce(shipped, req.target)
+    passed = shipped.parity.passed
     cached = sum(r.cached for r in results.values())
     print(f"voxc: {cached}/{len(results)} stages cached; {time.perf_counter() - t0:.1f}s; "
           f"parity {'PASS' if passed else 'FAIL'}{' on the host, device parity deferred' if pending else ''}; "

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import ast
 import gzip
-import json
 import shutil
 import tarfile
 from pathlib import Path
 
 from voxc.compiler import report
-from voxc.core.atomic import write_atomic
+from voxc.core import target as schema
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_file
 from voxc.core.sources import closure, module_file
@@ -66,13 +65,13 @@ def bundle_path(module: str) -> str:
     return "/".join(module.split(".")) + ("/__init__.py" if f.name == "__init__.py" else ".py")
 
 
-def announce(folder: Path, target: str) -> bool:
+def announce(shipped: schema.Shipped, target: str) -> bool:
     """Say which parity is deferred and where the bundle is; True when some parity waits for a device."""
-    parity = json.loads((folder / "parity.json").read_text())
-    reasons = sorted({r.get("reason", "") for r in parity["results"] if r.get("status") == "deferred"})
+    folder = shipped.folder
+    reasons = sorted({r.get("reason", "") for r in shipped.parity.results if schema.is_deferred(r)})
     for reason in reasons:
         print(f"voxc: parity deferred: {reason}", flush=True)
-    info = json.loads((folder / "manifest.json").read_text()).get("bundle")
+    info = shipped.manifest.bundle
     if info:
         print(f"voxc: device bundle {folder / 'bundle'} ({info['files']} files, {info['bytes'] / 1e6:.1f} MB unpacked, "
               f"tarball {info['tarball_bytes'] / 1e6:.1f} MB); on the device: python3 verify.py, then "
@@ -85,15 +84,16 @@ def bundle_stage(out: Path, params: dict, inputs: dict) -> dict | None:
     from voxc.compiler.graph import Result, read_record
     results = {label: Result(label, "", Path(p), read_record(p), True, 0.0) for label, p in inputs.items()}
     folder = Path(inputs[params["assemble"]])
-    parity = json.loads((folder / "parity.json").read_text())
-    if not any(r.get("status") == "deferred" for r in parity["results"]):
+    shipped = schema.read(folder, verify_files=False)       # a verified cache entry
+    if not any(schema.is_deferred(r) for r in shipped.parity.results):
         return {"bundle": None}
-    info = write(out, folder, params, params["layout"], results, params["runtime"])
+    info = write(out, shipped, params, params["layout"], results, params["runtime"])
     return {"bundle": info}
 
 
-def write(out: Path, folder: Path, params: dict, chains: dict, results: dict, runtime: str) -> dict:
-    """bundle/ and its tarball into out/, plus out/manifest.json: the target's manifest with the bundle's id."""
+def write(out: Path, shipped: schema.Shipped, params: dict, chains: dict, results: dict, runtime: str) -> dict:
+    """bundle/ and its tarball into out/, plus the target's manifest with the bundle's id."""
+    folder = shipped.folder
     target = params["target"]
     be = backend(runtime)
     tmp = out / "bundle"
@@ -139,13 +139,14 @@ def write(out: Path, folder: Path, params: dict, chains: dict, results: dict, ru
         budgets[name] = {p: {t.kind: spec.budget(p, t.kind) for t in spec.outputs} for p in sorted(precisions)}
         j = spec.to_json()
         models[name] = {"name": name, "inputs": j["inputs"], "outputs": j["outputs"], "dims": j["dims"],
-                        "points": [list(p) for p in spec.sweep()], "golden": golden, "artifacts": entries}
+                        "points": [list(p) for p in spec.sweep()], "golden": golden, "artifacts": entries,
+                        "perceptual_points": _perceptual_points(tmp / golden, spec)}
 
     def put_text(rel: str, text: str) -> None:
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp / rel).write_text(text)
         files[rel] = {"sha256": sha256_file(tmp / rel), "bytes": (tmp / rel).stat().st_size}
-    put_text("gates.json", json.dumps(budgets, indent=1, sort_keys=True))
+    put_text("gates.json", schema.dumps(budgets, sort_keys=True))
     shipped = [bundle_path(m) for m in shipped_modules(runtime)]
     for m in shipped_modules(runtime):
         if not bundle_path(m).endswith("__init__.py"):
@@ -160,21 +161,30 @@ def write(out: Path, folder: Path, params: dict, chains: dict, results: dict, ru
     manifest = {"format": 1, "target": target, "runtime": runtime, "voxc_version": report.VOXC_VERSION,
                 "preset": params["preset_name"],
                 "profile": {k: params["profile"].get(k) for k in ("description", "build_on", "options")},
-                "target_manifest_sha256": sha256_file(folder / "manifest.json"), "models": models,
+                "target_manifest_sha256": sha256_file(folder / schema.MANIFEST), "models": models,
                 "files": dict(sorted(files.items()))}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    bundle_id = sha256_file(tmp / "manifest.json")
+    bundle_id = schema.write_bundle_manifest(tmp, manifest)
     tarball = out / f"voxc-{target}-bundle.tar.gz"
     with open(tarball, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w") as tar:          # no clocks or owners: equal builds, equal bytes
         tar.add(tmp, arcname=f"voxc-{target}-bundle", filter=_plain)
-    target_manifest = json.loads((folder / "manifest.json").read_text())
     info = {"id": bundle_id, "path": "bundle", "runtime": runtime, "tarball": tarball.name,
             "tarball_sha256": sha256_file(tarball), "tarball_bytes": tarball.stat().st_size,
             "files": len(files) + 1, "bytes": sum(f["bytes"] for f in files.values())}
-    target_manifest["bundle"] = info
-    write_atomic(out / "manifest.json", json.dumps(target_manifest, indent=1, sort_keys=True))
+    schema.write_manifest(out, {**shipped.manifest.doc, "bundle": info})
     return info
+
+
+def _perceptual_points(golden: Path, spec) -> dict[str, list[bool]]:
+    """Per output and sweep point: whether the reference is long enough for the perceptual metrics (where
+    a gated perceptual metric must have a device row)."""
+    import numpy as np
+
+    from voxc.compiler.deferred import golden_key
+    from voxc.core.perceptual import long_enough
+    with np.load(golden, allow_pickle=False) as z:
+        return {t.name: [bool(long_enough(z[golden_key(i, "out", t.name)])) for i in range(len(spec.sweep()))]
+                for t in spec.outputs}
 
 
 def _plain(info: tarfile.TarInfo) -> tarfile.TarInfo:

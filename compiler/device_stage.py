@@ -13,13 +13,13 @@ build is what it was: deferred rows and a bundle to carry over by hand.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from voxc.core import target as schema
 from voxc.core.errors import VoxcError
 
 TIMEOUT_S = 3600        # engine builds on a Jetson take minutes per graph
@@ -34,17 +34,19 @@ def placement(profile: dict, runtime: str) -> dict:
 
 
 def device_stage(out: Path, params: dict, inputs: dict) -> dict:
-    from voxc.compiler.graph import read_record
+    from voxc.compiler import cache, graph
     from voxc.compiler.merge import merge
     bundle_out, assemble = Path(inputs["bundle"]), Path(inputs["assemble"])
-    if not read_record(bundle_out).get("bundle"):        # nothing was deferred: nothing to verify
+    info = graph.read_record(bundle_out).get("bundle")
+    if not info:                                          # nothing was deferred: nothing to verify
         return {"device": None}
     target, runner = params["target"], params["runner"]
     with tempfile.TemporaryDirectory(prefix="voxc-device-") as tmp:
         folder = Path(tmp) / target
+        shutil.copytree(assemble, folder, ignore=shutil.ignore_patterns(graph.META, cache.SEEN))
         shutil.copytree(bundle_out / "bundle", folder / "bundle")
-        shutil.copyfile(bundle_out / "manifest.json", folder / "manifest.json")
-        shutil.copyfile(assemble / "parity.json", folder / "parity.json")
+        for name in (info.get("tarball"), schema.MANIFEST):
+            shutil.copyfile(bundle_out / name, folder / name)
         result = Path(tmp) / "device-parity.json"
         proc = subprocess.run([sys.executable, "verify.py", "--runner", runner, "--out", str(result)],
                               cwd=folder / "bundle", capture_output=True, text=True, timeout=TIMEOUT_S)
@@ -52,14 +54,14 @@ def device_stage(out: Path, params: dict, inputs: dict) -> dict:
             last = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}").splitlines()[-1]
             raise VoxcError(f"the {target} bundle's verify.py --runner {runner} failed on this node: {last[:300]}")
         status = merge(Path(tmp), target, result)
-        for name in ("parity.json", "parity.md", "manifest.json"):
+        for name in (schema.MANIFEST,) + schema.ROOT_FILES:
             shutil.copyfile(folder / name, out / name)
         shutil.copyfile(result, out / "device-parity.json")
         if (folder / "bundle" / "engines").is_dir():
             shutil.copytree(folder / "bundle" / "engines", out / "engines")
-    doc = json.loads((out / "device-parity.json").read_text())
-    return {"device": {"runner": runner, "stand_in": bool(doc.get("stand_in")), "status": status,
-                       "rows": len(doc.get("results", [])), "host": doc.get("device", {}).get("host"),
+    doc = schema.read_device_result(out / "device-parity.json")
+    return {"device": {"runner": runner, "stand_in": doc.runner != runner or doc.stand_in, "status": status,
+                       "rows": len(doc.results), "host": doc.device.get("host"),
                        "node": _ray_node()}}
 
 

@@ -26,6 +26,7 @@ import multiprocessing
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import canonical, sha256_bytes, sha256_file, sha256_tree
 from voxc.core.sources import source_hash
+from voxc.core.target import dumps
 from voxc.compiler import cache as cache_mod
 
 META = "stage.json"
@@ -170,7 +171,9 @@ def _run_stage(fn, cache: str, key: str, params: dict, inputs: dict) -> tuple[di
         record = {"key": key, **record, "output_sha256": sha256_tree(tmp, exclude=(META, cache_mod.SEEN)),
                   "files": cache_mod.file_table(tmp)}
         cache_mod.remember(tmp, record["files"])
-        (tmp / META).write_text(json.dumps(record, indent=1, sort_keys=True))
+        text = dumps(record, sort_keys=True)       # strict JSON: a non-finite value becomes null + a reason
+        (tmp / META).write_text(text)
+        record = json.loads(text)                 # what a later cache hit reads, exactly
         if final.exists():           # a corrupt entry left behind by a crash: never trusted, replaced
             cache_mod.move_aside(Path(cache), key)
         try:

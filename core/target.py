@@ -413,6 +413,11 @@ def write_reports(folder: Path, manifest: dict, parity: dict, markdown: str) -> 
     return doc
 
 
+def write_manifest(folder: Path, doc: dict) -> None:
+    """A target manifest written as is (its root record kept): a stage adding facts about the folder."""
+    write_atomic(Path(folder) / MANIFEST, dumps(doc, sort_keys=True))
+
+
 def rewrite_reports(folder: Path, manifest: dict, parity: dict, markdown: str) -> None:
     """Replace a built target's reports and root record together: a copy of the folder (hard links)
     gets the new files, then is swapped in whole, so no reader ever sees one without the other."""

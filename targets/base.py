@@ -36,6 +36,10 @@ class Backend:
     verify_steps: str = ""                # what the bundle's verify.py does first on the device
     bundle_notes: str = ""                # a paragraph for the bundle README
     identity: tuple[str, ...] = ("host", "machine")   # device fingerprint fields a merged result records
+    # the evidence a run of this backend on its device leaves, which `voxc report --merge` requires:
+    # device fingerprint fields, and per judged artifact the sha256 of what the runtime really loaded
+    evidence_device: tuple[str, ...] = ()
+    evidence_judged: tuple[str, ...] = ()
 
     @property
     def modules(self) -> tuple[str, ...]:

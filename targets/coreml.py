@@ -242,6 +242,8 @@ class CoreML(Backend):
     resources = {"macos": 1}
     device = "a Mac (python3 -m pip install numpy coremltools)"
     identity = ("host", "macos", "machine")
+    evidence_device = ("macos", "chip")
+    evidence_judged = ("compiled_sha256",)           # the compiled model (.mlmodelc) Core ML ran
 
     def build(self, source, out_dir, precision, spec=None, calibration=None, options=None, torch_module=None):
         return build(source, out_dir, precision, spec, calibration, options, torch_module)

@@ -26,6 +26,14 @@ class CoreMLRunner:
         self.model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit.ALL)
         self.outputs = {o["name"]: o["dtype"] for o in outputs or []}
 
+    def compiled_sha256(self) -> str:
+        """sha256 of the compiled model (.mlmodelc) Core ML runs: the evidence a device result carries."""
+        from voxc.core.hashing import sha256_tree
+        compiled = getattr(self.model, "get_compiled_model_path", None)
+        if compiled is None:
+            raise VoxcError("this coremltools cannot name its compiled model; install coremltools >= 7 to verify")
+        return sha256_tree(Path(compiled()))
+
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         got = self.model.predict({k: (v.astype(np.int32) if v.dtype.kind in "iu" else v) for k, v in feeds.items()})
         return {k: np.asarray(v).astype(self.outputs.get(k, str(np.asarray(v).dtype)))
@@ -42,5 +50,17 @@ def fingerprint() -> dict:
     except importlib.metadata.PackageNotFoundError:
         version = None
     return {"runtime": "coreml", "coremltools": version, "system": platform.system(),
-            "macos": platform.mac_ver()[0] or None, "machine": platform.machine(),
+            "macos": platform.mac_ver()[0] or None, "machine": platform.machine(), "chip": _chip(),
             "can_predict": platform.system() == "Darwin"}
+
+
+def _chip() -> str | None:
+    """The Mac's chip (e.g. Apple M2), from sysctl; None elsewhere."""
+    if platform.system() != "Darwin":
+        return None
+    import subprocess
+    try:
+        out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None

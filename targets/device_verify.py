@@ -14,7 +14,7 @@ Exit status: 0 all gates pass, 1 a gate failed, 2 the bundle or the device is wr
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,29 +24,27 @@ sys.path.insert(0, str(HERE / "lib"))
 
 import numpy as np  # noqa: E402
 
-from voxc.core import gates  # noqa: E402  (shipped copies)
-from voxc.core.atomic import write_atomic  # noqa: E402
+from voxc.core import gates, target as schema  # noqa: E402  (shipped copies)
 from voxc.core.errors import VoxcError  # noqa: E402
-from voxc.core.hashing import sha256_bytes, sha256_file  # noqa: E402
+from voxc.core.hashing import sha256_file  # noqa: E402
+
+
+FIX = "copy the bundle tarball again or rebuild it on the host"
 
 
 def load_manifest() -> tuple[dict, str]:
-    path = HERE / "manifest.json"
-    if not path.is_file():
-        raise VoxcError(f"{path} is missing: this is not a complete voxc bundle")
-    raw = path.read_bytes()
-    return json.loads(raw), sha256_bytes(raw)
+    """(the bundle manifest, the bundle id), every listed file inside the bundle and matching its sha256."""
+    if not (HERE / schema.MANIFEST).is_file():
+        raise VoxcError(f"{HERE / schema.MANIFEST} is missing: this is not a complete voxc bundle")
+    return schema.read_bundle(HERE, FIX)
 
 
-def check_files(manifest: dict) -> None:
-    """Every file the manifest lists must exist with its recorded sha256 (tamper/damage detection)."""
-    for rel, info in sorted(manifest["files"].items()):
-        p = HERE / rel
-        if not p.is_file():
-            raise VoxcError(f"{rel} is missing from the bundle; copy voxc-{manifest['target']}-bundle.tar.gz again")
-        if sha256_file(p) != info["sha256"]:
-            raise VoxcError(f"{rel} does not match its sha256 in manifest.json: the bundle was altered or damaged; "
-                            f"copy voxc-{manifest['target']}-bundle.tar.gz again or rebuild it on the host")
+def bundle_file(manifest: dict, rel) -> Path:
+    """A file the bundle manifest names: a relative path inside the bundle, listed in its file table."""
+    p = schema.inside(HERE, rel, schema.MANIFEST, FIX)
+    if rel not in manifest["files"]:
+        raise VoxcError(f"{rel} is not among the bundle's hashed files; {FIX}")
+    return p
 
 
 def judged_files(manifest: dict, art: dict, kind: str) -> list[str]:
@@ -57,6 +55,12 @@ def judged_files(manifest: dict, art: dict, kind: str) -> list[str]:
     if "package" in art:                                    # a Core ML .mlpackage folder
         return sorted(rel for rel in manifest["files"] if rel.startswith(art["package"] + "/"))
     return sorted(set(art["files"].values()))
+
+
+def judged_group(manifest: dict, model: dict, art: dict, kind: str) -> list[str]:
+    """Everything a group's verdicts depend on in the bundle: the files the runner loads and the golden
+    inputs/outputs they are judged against."""
+    return sorted(set(judged_files(manifest, art, kind)) | {model["golden"]})
 
 
 def device_fingerprint(runner: str) -> dict:
@@ -75,6 +79,8 @@ def device_fingerprint(runner: str) -> dict:
 
 
 def tensorrt_runner(manifest: dict, art: dict, model: dict, fp: dict, rebuild: bool, log):
+    """(runner, regime, evidence): the engine is reused only when it was built on a matching device from
+    the very ONNX (and calibration cache) this bundle holds; the evidence is the plan's sha256."""
     from voxc.targets import trt_engine
     if not fp.get("tensorrt"):
         raise VoxcError(f"TensorRT is not importable here ({fp.get('tensorrt_error', 'unknown')}); "
@@ -82,57 +88,69 @@ def tensorrt_runner(manifest: dict, art: dict, model: dict, fp: dict, rebuild: b
     recipe = art["recipe"]
     reg = trt_engine.regime(fp["tensorrt"], recipe.get("regime", "auto"))
     plan = trt_engine.plan(art["precision"], reg, art["files"])
+    source = {rel: sha256_file(bundle_file(manifest, rel)) for rel in (plan["onnx"], plan.get("calibration_cache"))
+              if rel}
     engines = HERE / "engines"
     engines.mkdir(exist_ok=True)
     engine = engines / f"{model['name']}.{art['precision']}.engine"
     again = f"python3 {HERE / 'verify.py'} --runner tensorrt --rebuild"
-    if engine.is_file() and not rebuild:
-        trt_engine.check_compatible(engine, trt_engine.read_sidecar(engine)["fingerprint"], fp, again)
-    else:
+    reuse = engine.is_file() and not rebuild
+    if reuse:
+        side = trt_engine.read_sidecar(engine)
+        trt_engine.check_compatible(engine, side["fingerprint"], fp, again)
+        if side.get("sources") != source:
+            log(f"  {engine.name} was built from other ONNX than this bundle's; building it again")
+            reuse = False
+    if not reuse:
         t0 = time.perf_counter()
         blob = trt_engine.build_engine(HERE / plan["onnx"], {**plan, "calibration_cache": plan["calibration_cache"] and
                                                              str(HERE / plan["calibration_cache"])},
                                        art["profiles"], recipe.get("workspace_mb", 1024), recipe.get("dla_core"),
                                        engines / "timing.cache")
         trt_engine.save_engine(engine, blob, fp, {"precision": art["precision"], "regime": reg, "onnx": plan["onnx"],
-                                                  "profiles": art["profiles"], "inputs": model["inputs"],
-                                                  "rebuild": again, "bundle": manifest["target"]})
+                                                  "sources": source, "profiles": art["profiles"],
+                                                  "inputs": model["inputs"], "rebuild": again,
+                                                  "bundle": manifest["target"]})
         log(f"  built {engine.name} ({reg} typing, {len(blob) / 1e6:.1f} MB, {time.perf_counter() - t0:.0f}s)")
-    return trt_engine.TrtRunner(trt_engine.load_engine(engine, fp, again), art["profiles"], model["inputs"]), reg
+    runner = trt_engine.TrtRunner(trt_engine.load_engine(engine, fp, again), art["profiles"], model["inputs"])
+    return runner, reg, {"engine_sha256": sha256_file(engine), "engine_sources": source}
 
 
 def make_runner(kind: str, manifest: dict, art: dict, model: dict, fp: dict, rebuild: bool, log):
-    """(runner, precision label, runtime label, regime) for one artifact of one model."""
+    """(runner, precision label, runtime label, regime, evidence) for one artifact of one model."""
     if kind == "onnxruntime":
         from voxc.targets import ort_runner as ort_backend
         stand = art["stand_in"]
-        return ort_backend.runner(HERE / stand["onnx"]), stand["precision"], "onnxruntime-standin", None
+        return ort_backend.runner(bundle_file(manifest, stand["onnx"])), stand["precision"], "onnxruntime-standin", \
+            None, {}
     if kind != art["runtime"]:
         raise VoxcError(f"this bundle holds {art['runtime']} artifacts; use --runner {art['runtime']} or onnxruntime")
     if kind == "tensorrt":
-        r, reg = tensorrt_runner(manifest, art, model, fp, rebuild, log)
-        return r, art["precision"], "tensorrt", reg
+        r, reg, evidence = tensorrt_runner(manifest, art, model, fp, rebuild, log)
+        return r, art["precision"], "tensorrt", reg, evidence
     from voxc.targets import coreml_runner
-    return coreml_runner.runner(HERE / art["package"], model["inputs"], model["outputs"]), art["precision"], "coreml", None
+    package = schema.inside(HERE, art["package"], schema.MANIFEST, FIX)
+    r = coreml_runner.runner(package, model["inputs"], model["outputs"])
+    return r, art["precision"], "coreml", None, {"compiled_sha256": r.compiled_sha256()}
 
 
 def run(kind: str, out: Path, rebuild: bool, only: set[str], log=print) -> bool:
     manifest, bundle_id = load_manifest()
-    check_files(manifest)
-    budgets = json.loads((HERE / "gates.json").read_text())
+    budgets = schema.load_json(bundle_file(manifest, "gates.json"), "gates", FIX)
     fp = device_fingerprint(kind)
     rows: list[dict] = []
     judged: list[dict] = []
     for name, model in manifest["models"].items():
         if only and name not in only:
             continue
-        with np.load(HERE / model["golden"], allow_pickle=False) as z:
+        with np.load(bundle_file(manifest, model["golden"]), allow_pickle=False) as z:
             golden = {k: z[k] for k in z.files}
         outputs = [(o["name"], o["kind"]) for o in model["outputs"]]
         for art in model["artifacts"]:
-            runner, precision, runtime, reg = make_runner(kind, manifest, art, model, fp, rebuild, log)
+            runner, precision, runtime, reg, evidence = make_runner(kind, manifest, art, model, fp, rebuild, log)
             base = {"model": name, "precision": precision, "runtime": runtime}
-            judged.append({**base, "files": {rel: sha256_file(HERE / rel) for rel in judged_files(manifest, art, kind)}})
+            judged.append({**base, **evidence,
+                           "files": {rel: sha256_file(HERE / rel) for rel in judged_group(manifest, model, art, kind)}})
             for i, (b, n) in enumerate(model["points"]):
                 feeds = {t["name"]: golden[f"p{i}.in.{t['name']}"] for t in model["inputs"]}
                 ref = {o: golden[f"p{i}.out.{o}"] for o, _ in outputs}
@@ -151,26 +169,38 @@ def run(kind: str, out: Path, rebuild: bool, only: set[str], log=print) -> bool:
     result = {"format": 2, "target": manifest["target"], "bundle": bundle_id, "runner": kind,
               "stand_in": kind != manifest["runtime"], "device": fp, "passed": passed, "judged": judged,
               "results": rows}
-    write_atomic(out, json.dumps(result, indent=1))
+    schema.write_device_result(out, result)
     log(f"voxc-bundle: parity {'PASS' if passed else 'FAIL'}: {len(rows)} checks -> {out}; on the build host run "
         f"`voxc report --target {manifest['target']} --merge {out.name}`")
     return passed
 
 
+def writable(out: str) -> Path:
+    """--out: a file in a folder that exists and is writable (checked before any work)."""
+    path = Path(out).resolve()
+    if path.is_dir():
+        raise VoxcError(f"--out {out} is a folder; pass a file name such as parity.json")
+    if not path.parent.is_dir():
+        raise VoxcError(f"--out {out}: the folder {path.parent} does not exist; create it or pass another --out")
+    if not os.access(path.parent, os.W_OK):
+        raise VoxcError(f"--out {out}: the folder {path.parent} is not writable; pass another --out")
+    return path
+
+
 def main(argv=None) -> int:
     manifest_runtime = None
     try:
-        manifest_runtime = json.loads((HERE / "manifest.json").read_text())["runtime"]
-    except (OSError, ValueError, KeyError):
+        manifest_runtime = schema.parse_json((HERE / schema.MANIFEST).read_bytes(), schema.MANIFEST, FIX)["runtime"]
+    except (OSError, VoxcError, KeyError, TypeError):
         pass
     p = argparse.ArgumentParser(description="Verify a voxc device bundle on this device")
     p.add_argument("--runner", default=manifest_runtime, choices=["tensorrt", "coreml", "onnxruntime"])
-    p.add_argument("--out", default="parity.json", help="where to write the device parity result")
+    p.add_argument("--out", default=schema.PARITY, help="where to write the device parity result")
     p.add_argument("--rebuild", action="store_true", help="TensorRT: rebuild engines even if cached ones match")
     p.add_argument("--models", default="", help="comma-separated subset of the bundle's models")
     args = p.parse_args(argv)
     try:
-        ok = run(args.runner, Path(args.out).resolve(), args.rebuild, {m for m in args.models.split(",") if m})
+        ok = run(args.runner, writable(args.out), args.rebuild, {m for m in args.models.split(",") if m})
     except VoxcError as exc:
         print(f"voxc-bundle: error: {exc}", file=sys.stderr)
         return 2

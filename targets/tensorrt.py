@@ -170,6 +170,8 @@ class TensorRT(Backend):
     device = "the Jetson (JetPack's python3 has TensorRT and numpy) or the GPU host"
     verify_steps = "builds the engines (engines/), "
     identity = ("host", "gpu", "compute_capability", "tensorrt", "l4t", "machine")
+    evidence_device = ("tensorrt", "gpu", "compute_capability")
+    evidence_judged = ("engine_sha256",)             # each engine plan verify.py built or loaded
     bundle_notes = """
 TensorRT: `--rebuild` rebuilds engines; an engine whose recorded fingerprint (TensorRT version, GPU,
 compute capability, L4T) differs from this device is refused before deserialization, naming the
