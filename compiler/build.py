@@ -295,7 +295,7 @@ def ship(req: BuildRequest, results: dict, layout: dict, artifacts: Path | None 
     if dev:
         print(f"voxc: device parity ran on node {dev['host']} with {dev['runner']}"
               f"{' (stand-in: proves the bundle, not the device)' if dev['stand_in'] else ''}: {dev['rows']} rows "
-              f"merged into {folder / 'parity.json'}", flush=True)
+              f"merged into the reports of {folder}", flush=True)
     return folder
 
 

@@ -247,18 +247,19 @@ def inside(folder: Path, rel, where: str, fix: str) -> Path:
     return cur
 
 
-def _file(folder: Path, doc, where: str, fix: str, role: str | None = None) -> FileRecord:
+def _file(folder: Path, doc, where: str, fix: str, role: str | None = None, verify: bool = True) -> FileRecord:
     path = _need(doc, "path", str, where, fix)
     digest = _need(doc, "sha256", str, where, fix)
     size = _need(doc, "bytes", int, where, fix)
     got_role = _need(doc, "role", str, where, fix, optional=True) or role
     if got_role not in ROLES:
         raise VoxcError(f"{where}: {path} has role {got_role!r}, not one of {', '.join(ROLES)}; {fix}")
-    p = inside(folder, path, where, fix)
-    if not p.exists():
-        raise VoxcError(f"{p} is missing; {fix}")
-    if sha256_path(p) != digest:
-        raise VoxcError(f"{p} is altered since the build (sha256 mismatch); {fix}")
+    if verify:
+        p = inside(folder, path, where, fix)
+        if not p.exists():
+            raise VoxcError(f"{p} is missing; {fix}")
+        if sha256_path(p) != digest:
+            raise VoxcError(f"{p} is missing or altered since the build (sha256 mismatch); {fix}")
     known = ("path", "sha256", "bytes", "role", "runtime", "precision", "format")
     return FileRecord(path, digest, size, got_role, doc.get("runtime"), doc.get("precision"), doc.get("format"),
                       {k: v for k, v in doc.items() if k not in known})
@@ -309,9 +310,8 @@ def manifest_of(doc, folder: Path, verify_files: bool = True) -> Manifest:
         _need(m, "config", dict, w, fix)
         for k in ("inputs", "outputs"):
             _need(m, k, list, w, fix)
-        read = (lambda d, ww, role=None: _file(folder, d, ww, fix, role)) if verify_files else \
-            (lambda d, ww, role=None: FileRecord(d["path"], d["sha256"], d["bytes"], d.get("role", role),
-                                                  d.get("runtime"), d.get("precision"), d.get("format")))
+        def read(d, ww, role=None):
+            return _file(folder, d, ww, fix, role, verify_files)
         files = tuple(read(a, f"{w}.artifacts[{i}]") for i, a in enumerate(arts))
         models[name] = ModelRecord(name, files, read(ref, f"{w}.reference", "reference"), m["config"],
                                    {k: m.get(k, {}) for k in ("inputs", "outputs", "dims")},
