@@ -231,19 +231,19 @@ def inside(folder: Path, rel, where: str, fix: str) -> Path:
         raise VoxcError(f"{where}: path {rel!r} is not a relative path; {fix}")
     p = PurePosixPath(rel)
     if p.is_absolute() or rel.startswith("~") or any(part in ("..", ".", "") for part in rel.split("/")):
-        raise VoxcError(f"{where}: path {rel!r} leaves the target folder (absolute or with '..'); {fix}")
+        raise VoxcError(f"{where}: path {rel!r} leaves its folder (absolute or with '..'); {fix}")
     cur = Path(folder)
     for part in p.parts:
         cur = cur / part
         if cur.is_symlink():
-            raise VoxcError(f"{where}: {cur} is a symlink; a target ships plain files only; {fix}")
+            raise VoxcError(f"{where}: {cur} is a symlink; a target or bundle holds plain files only; {fix}")
     root = Path(folder).resolve()
     if root not in cur.resolve().parents:
-        raise VoxcError(f"{where}: path {rel!r} resolves outside the target folder; {fix}")
+        raise VoxcError(f"{where}: path {rel!r} leaves its folder once resolved; {fix}")
     if cur.is_dir():
         for q in cur.rglob("*"):
             if q.is_symlink():
-                raise VoxcError(f"{where}: {q} is a symlink; a target ships plain files only; {fix}")
+                raise VoxcError(f"{where}: {q} is a symlink; a target or bundle holds plain files only; {fix}")
     return cur
 
 

@@ -2,6 +2,7 @@
 verifier on the ONNX Runtime stand-in, tamper and wrong-golden detection, merge, chunked vocoding."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -195,19 +196,31 @@ def test_verifier_fails_a_wrong_golden_output(device_builds, numpy_only_path, tm
     assert failed and {r["output"] for r in failed} == {"waveform"} and {r["length"] for r in failed} == {8}
 
 
-def _as_device_result(artifacts: Path, standin: dict) -> dict:
-    """A stand-in result relabelled as the device's own (TensorRT cannot run here): rows say tensorrt,
-    and the judged files are the ones a TensorRT runner loads, with the bundle's sha256."""
-    from voxc.targets.device_verify import judged_files
+def _forged(artifacts: Path, standin: dict) -> dict:
+    """The stand-in's result relabelled as TensorRT's: runner and rows renamed, stand_in false, and the
+    hashes of the files a TensorRT runner loads copied from the bundle manifest into `judged`."""
+    from voxc.targets.device_verify import judged_group
     bundle = json.loads((artifacts / "jetson" / "bundle" / "manifest.json").read_text())
     dev = json.loads(json.dumps(standin))
     dev.update(runner="tensorrt", stand_in=False)
     for r in dev["results"]:
         r["runtime"] = "tensorrt"
     for j in dev["judged"]:
-        art = next(a for a in bundle["models"][j["model"]]["artifacts"] if a["precision"] == j["precision"])
+        model = bundle["models"][j["model"]]
+        art = next(a for a in model["artifacts"] if a["precision"] == j["precision"])
         j.update(runtime="tensorrt", files={rel: bundle["files"][rel]["sha256"]
-                                            for rel in judged_files(bundle, art, "tensorrt")})
+                                            for rel in judged_group(bundle, model, art, "tensorrt")})
+    return dev
+
+
+def _as_device_result(artifacts: Path, standin: dict) -> dict:
+    """What a TensorRT run of verify.py on a Jetson leaves (TensorRT cannot run here): the relabelled
+    rows plus the runner's own evidence -- each engine plan's sha256, TensorRT version, GPU, compute
+    capability."""
+    dev = _forged(artifacts, standin)
+    dev["device"].update(tensorrt="10.3.0", gpu="Orin (nvgpu)", compute_capability="8.7", l4t="36.4.0")
+    for j in dev["judged"]:
+        j["engine_sha256"] = hashlib.sha256(f"{j['model']}.{j['precision']}.engine".encode()).hexdigest()
     return dev
 
 
@@ -337,3 +350,89 @@ def test_bench_on_a_device_target_says_what_this_host_cannot_run(device_builds, 
     doc = json.loads((artifacts / target / "bench.json").read_text())
     assert doc["skipped"] == {runtime: why} and f"voxc: bench skips {runtime}: {why}" in capsys.readouterr().out
     assert {r["runtime"] for r in doc["results"]} <= {"torch", "onnxruntime"} and doc["results"]
+
+
+def _forge_standin_as_tensorrt(dev):
+    """Replaced whole by the stand-in relabelled without TensorRT's evidence (see the parametrize)."""
+
+
+def _forge_duplicated(dev):
+    dev["results"] = dev["results"] + [dict(r) for r in dev["results"]]
+
+
+def _forge_no_engine(dev):
+    del dev["judged"][0]["engine_sha256"]
+
+
+@pytest.mark.parametrize("forge, message", [
+    ("standin", "carries no tensorrt, gpu, compute_capability"),
+    (_forge_duplicated, "appears twice"),
+    (_forge_no_engine, "lacks engine_sha256"),
+])
+def test_device_results_not_bound_to_what_ran_are_refused(device_builds, standin_result, tmp_path, capsys,
+                                                          forge, message):
+    artifacts, _ = device_builds
+    folder = artifacts / "jetson"
+    before = {n: (folder / n).read_bytes() for n in ("parity.json", "manifest.json", "parity.md")}
+    if forge == "standin":
+        dev = _forged(artifacts, standin_result)
+    else:
+        dev = _as_device_result(artifacts, standin_result)
+        forge(dev)
+    capsys.readouterr()
+    assert _merge(artifacts, dev, tmp_path / "forged.json") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("voxc: error:") and message in err[0], err
+    assert {n: (folder / n).read_bytes() for n in before} == before
+
+
+def test_merged_device_rows_survive_a_no_op_rebuild(device_builds, standin_result, tmp_path):
+    from voxc.compiler.build import BuildRequest, build
+    from voxc.models.voxc.presets import preset
+    artifacts, _ = device_builds
+    dev = _as_device_result(artifacts, standin_result)
+    assert _merge(artifacts, dev, tmp_path / "device.json") == 0
+    merged = json.loads((artifacts / "jetson" / "parity.json").read_text())
+    device_rows = [r for r in merged["results"] if r.get("site") == "device"]
+    assert merged["status"] == "pass" and device_rows
+    assert build(BuildRequest(target="jetson", preset=preset("tiny"), preset_name="tiny", artifacts=artifacts, jobs=2))
+    again = json.loads((artifacts / "jetson" / "parity.json").read_text())
+    assert again["status"] == "pass" and [r for r in again["results"] if r.get("site") == "device"] == device_rows
+    m = json.loads((artifacts / "jetson" / "manifest.json").read_text())
+    assert m["device_parity"][-1]["runner"] == "tensorrt" and {i["parity"] for i in m["models"].values()} == {"pass"}
+    import voxc
+    assert voxc.open(artifacts / "jetson").status == "pass"
+
+
+def test_every_json_a_device_build_writes_is_strict(device_builds, numpy_only_path, tmp_path):
+    artifacts, _ = device_builds
+    res = run_verifier(artifacts / "jetson" / "bundle", numpy_only_path, "--runner", "onnxruntime",
+                       "--out", str(tmp_path / "dev.json"))
+    assert res.returncode == 0, res.stderr
+    files = [p for t in ("jetson", "apple") for p in (artifacts / t).rglob("*.json")] + [tmp_path / "dev.json"]
+    files += [p for p in (artifacts / "cache").glob("*/stage.json")]
+    for p in files:
+        json.loads(p.read_text(), parse_constant=lambda c: pytest.fail(f"{p}: {c} is not JSON"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--out", "/nonexistent/dir/p.json"], "the folder /nonexistent/dir does not exist"),
+])
+def test_verifier_bad_arguments_are_one_line(device_builds, numpy_only_path, tmp_path, args, message):
+    artifacts, _ = device_builds
+    res = run_verifier(artifacts / "jetson" / "bundle", numpy_only_path, "--runner", "onnxruntime", *args)
+    err = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(err) == 1 and message in err[0] and "Traceback" not in res.stderr, res.stderr
+
+
+def test_verifier_refuses_a_golden_path_outside_the_bundle(device_builds, numpy_only_path, tmp_path):
+    artifacts, _ = device_builds
+    bundle = copy_bundle(artifacts, "jetson", tmp_path)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    shutil.copyfile(bundle / manifest["models"]["vocoder"]["golden"], tmp_path / "golden.npz")
+    manifest["models"]["vocoder"]["golden"] = "../golden.npz"
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    res = run_verifier(bundle, numpy_only_path, "--runner", "onnxruntime", "--out", str(tmp_path / "dev.json"))
+    err = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(err) == 1 and "leaves its folder" in err[0], res.stderr
+    assert not (tmp_path / "dev.json").exists()

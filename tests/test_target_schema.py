@@ -74,13 +74,13 @@ def test_path_traversal_with_the_outside_files_hash_is_refused(tmp_path):
     outside.mkdir()
     (outside / "evil.onnx").write_bytes(b"onnx bytes")            # same bytes, so the sha256 matches
     refused(make_target(tmp_path / "a" / "cpu", edit=_move_artifact(lambda f: "../../outside/evil.onnx")),
-            "leaves the target folder")
+            "leaves its folder")
 
 
 def test_an_absolute_path_is_refused(tmp_path):
     (tmp_path / "evil.onnx").write_bytes(b"onnx bytes")
     refused(make_target(tmp_path / "cpu", edit=_move_artifact(lambda f: str(tmp_path / "evil.onnx"))),
-            "leaves the target folder")
+            "leaves its folder")
 
 
 def test_a_symlinked_artifact_or_folder_is_refused(tmp_path):
