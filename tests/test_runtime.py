@@ -59,11 +59,17 @@ def test_a_target_that_failed_parity_or_was_altered_is_refused(tiny_build, tmp_p
     from voxc.core.errors import VoxcError
     folder = tmp_path / "cpu"
     shutil.copytree(tiny_build / "cpu", folder)
+    from voxc.core import target as schema
     p = json.loads((folder / "parity.json").read_text())
+    m = json.loads((folder / "manifest.json").read_text())
+    md = (folder / "parity.md").read_text()
     (folder / "parity.json").write_text(json.dumps({**p, "status": "fail", "passed": False}))
+    with pytest.raises(VoxcError, match="does not match the sha256 its manifest records"):   # edited by hand
+        Voice.open(folder)
+    schema.write_reports(folder, m, {**p, "status": "fail", "passed": False}, md)            # a build that failed
     with pytest.raises(VoxcError, match="parity did not pass"):
         Voice.open(folder)
-    (folder / "parity.json").write_text(json.dumps(p))
+    schema.write_reports(folder, m, p, md)
     onnx_file = next(folder.glob("vocoder/*.onnx"))
     data = bytearray(onnx_file.read_bytes())
     data[-10] ^= 1
