@@ -91,9 +91,9 @@ def bundle_stage(out: Path, params: dict, inputs: dict) -> dict | None:
     return {"bundle": info}
 
 
-def write(out: Path, shipped: schema.Shipped, params: dict, chains: dict, results: dict, runtime: str) -> dict:
+def write(out: Path, built: schema.Shipped, params: dict, chains: dict, results: dict, runtime: str) -> dict:
     """bundle/ and its tarball into out/, plus the target's manifest with the bundle's id."""
-    folder = shipped.folder
+    folder = built.folder
     target = params["target"]
     be = backend(runtime)
     tmp = out / "bundle"
@@ -171,7 +171,7 @@ def write(out: Path, shipped: schema.Shipped, params: dict, chains: dict, result
     info = {"id": bundle_id, "path": "bundle", "runtime": runtime, "tarball": tarball.name,
             "tarball_sha256": sha256_file(tarball), "tarball_bytes": tarball.stat().st_size,
             "files": len(files) + 1, "bytes": sum(f["bytes"] for f in files.values())}
-    schema.write_manifest(out, {**shipped.manifest.doc, "bundle": info})
+    schema.write_manifest(out, {**built.manifest.doc, "bundle": info})
     return info
 
 
