@@ -226,7 +226,7 @@ def target_stage(out: Path, params: dict, inputs: dict) -> dict:
 def copy_verified(entry: Path, rel: str, recorded: dict, dst: Path, label: str) -> str:
     """Copy entry/rel (a file or a package folder) to dst, hashing the bytes as they are written, and
     check them against the sha256 the entry recorded when its stage ran; returns the shipped sha256."""
-    from voxc.core.hashing import sha256_file
+    from voxc.core.hashing import copy_hashed, sha256_file
     src = entry / rel
     files = sorted(p for p in src.rglob("*") if p.is_file()) if src.is_dir() else [src]
     for f in files:
@@ -234,7 +234,7 @@ def copy_verified(entry: Path, rel: str, recorded: dict, dst: Path, label: str) 
         want = (recorded.get(name) or {}).get("sha256")
         target = dst / f.relative_to(src) if src.is_dir() else dst
         target.parent.mkdir(parents=True, exist_ok=True)
-        got = _copy_hashing(f, target)
+        got = copy_hashed(f, target)
         if want is None or got != want:
             raise VoxcError(f"cache entry of {label} changed since its stage verified it ({name} "
                             f"{'is not in its record' if want is None else 'no longer matches its sha256'}); "
@@ -244,17 +244,6 @@ def copy_verified(entry: Path, rel: str, recorded: dict, dst: Path, label: str) 
             (dst / d.relative_to(src)).mkdir(parents=True, exist_ok=True)
         return sha256_path(dst)
     return sha256_file(dst)
-
-
-def _copy_hashing(src: Path, dst: Path) -> str:
-    """Copy src to dst and return the sha256 of the bytes written (one read of src)."""
-    import hashlib
-    h = hashlib.sha256()
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
-        while block := fi.read(1 << 20):
-            h.update(block)
-            fo.write(block)
-    return h.hexdigest()
 
 
 def parity_doc(target: str, rows: list[dict], chain: dict | None = None) -> tuple[dict, str, bool]:

@@ -187,7 +187,7 @@ def artifact(out: Path, params: dict, inputs: dict) -> dict:
                 "precision": params["precision"], "runtime": params["runtime"]}
     if params.get("calibration_set"):
         record["calibration_set"] = params["calibration_set"]
-    if record["file"].endswith(".onnx"):  # a Core ML package records its own facts
+    if record.get("format") == "onnx":    # a Core ML package or an OpenVINO IR records its own facts
         record.update(onnx_info.graph_facts(onnx.load(str(out / record["file"]))))
     return record
 

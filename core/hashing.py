@@ -25,8 +25,7 @@ def sha256_bytes(data: bytes | str) -> str:
 
 def _file_chunks(path: Path, size: int = 1 << 20):
     with open(path, "rb") as f:
-        while block := f.read(size):
-            yield block
+        yield from _file_chunks_of(f, size)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -45,3 +44,18 @@ def sha256_tree(folder: Path, exclude: tuple[str, ...] = ()) -> str:
 def sha256_path(p: Path) -> str:
     """sha256 of a file, or of a folder artifact's tree (e.g. a Core ML .mlpackage)."""
     return sha256_tree(p) if Path(p).is_dir() else sha256_file(p)
+
+
+def copy_hashed(src: str | Path, dst: str | Path) -> str:
+    """Copy a file and return the sha256 of the bytes written (src is read once)."""
+    h = hashlib.sha256()
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        for block in _file_chunks_of(fi):
+            h.update(block)
+            fo.write(block)
+    return h.hexdigest()
+
+
+def _file_chunks_of(f, size: int = 1 << 20):
+    while block := f.read(size):
+        yield block

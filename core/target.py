@@ -362,7 +362,9 @@ def read(folder: str | Path, verify_files: bool = True) -> Shipped:
     mdoc = parse_json(_read_bytes(folder / MANIFEST, fix), folder / MANIFEST, fix)
     pdoc = parse_json(raw_parity, folder / PARITY, f"run `voxc parity --target {folder.name}` to rewrite it")
     manifest_of(mdoc, folder, verify_files=False)
-    report = parity_of(pdoc, folder / PARITY, f"run `voxc parity --target {folder.name}` to rewrite it")
+    rewrite = f"run `voxc parity --target {folder.name}` to rewrite it"
+    if not isinstance(pdoc, dict) or not isinstance(pdoc.get("results"), list):
+        raise VoxcError(f"{folder / PARITY} is not a voxc parity report; {rewrite}")
     root = mdoc.get("root")
     if not isinstance(root, dict) or not isinstance(root.get(PARITY), str):
         raise VoxcError(f"{folder / MANIFEST} has no root record over {PARITY} (built by an older voxc, or "
@@ -370,6 +372,7 @@ def read(folder: str | Path, verify_files: bool = True) -> Shipped:
     if sha256_bytes(raw_parity) != root[PARITY]:
         raise VoxcError(f"{folder / PARITY} does not match the sha256 its manifest records: the verdict or "
                         f"stream settings were altered since the build; {fix}")
+    report = parity_of(pdoc, folder / PARITY, rewrite)
     if verify_files and (folder / PARITY_MD).exists():
         inside(folder, PARITY_MD, str(folder), fix)
         if sha256_file(folder / PARITY_MD) != root.get(PARITY_MD):
