@@ -175,7 +175,7 @@ def _run_stage(fn, cache: str, key: str, params: dict, inputs: dict) -> tuple[di
         return json.loads((final / META).read_text()), 0.0
     tmp = Path(cache) / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
-    aimed_kill.arm(getattr(fn, "__name__", ""))
+    disarm = aimed_kill.arm(getattr(fn, "__name__", ""))
     t0 = time.perf_counter()
     try:
         record = fn(tmp, params, {k: Path(v) for k, v in inputs.items()}) or {}
@@ -192,6 +192,9 @@ def _run_stage(fn, cache: str, key: str, params: dict, inputs: dict) -> tuple[di
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if disarm is not None:
+            disarm()
     return record, time.perf_counter() - t0
 
 
