@@ -47,7 +47,7 @@ def test_an_argument_error_is_one_line(capsys, argv, message):
     (["--text", "Hello.", "--input", "nosuch=1"], "--input nosuch: the voxc pipeline takes no input of that name"),
     (["--input", "speed=1.5"], "--input sets a pipeline input of the --text runs; pass --text too"),
     (["--int8-study", "--runtimes", "nosuch"], "--runtimes nosuch: the INT8 study builds for onnxruntime, openvino"),
-    (["--int8-study", "--runtimes", "onnxruntime", "--configs", "pc-u8rr,nosuch"], "--configs nosuch: no such "
+    (["--int8-study", "--runtimes", "onnxruntime", "--configs", "pc-u8rr-k0,nosuch"], "--configs nosuch: no such "
                                                                                    "configuration"),
 ])
 def test_a_bench_request_it_would_ignore_is_refused_before_any_work(tiny_build, tmp_path, capsys, argv, message):
