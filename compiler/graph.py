@@ -6,7 +6,9 @@ and of the modules it names: its backend, its model family -- core/sources.py), 
 the tools it calls. No hand-bumped version numbers. Its output lives in
 artifacts/cache/<key>/, written into a temporary folder and renamed into place last, so an
 interrupted build never leaves a half-written entry that a later build would trust. Unchanged
-keys are cache hits and do no work; a changed input rebuilds only what depends on it.
+keys are cache hits and do no work; a changed input rebuilds only what depends on it. A worker
+killed mid-stage (the out-of-memory killer) breaks the local pool: the stages it held run once more
+in a fresh pool, and a second death is one line naming the stage.
 """
 from __future__ import annotations
 
