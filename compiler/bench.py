@@ -117,6 +117,13 @@ def _from_text(fam) -> set[str]:
     return {w for s in fam.steps if isinstance(s, HostStep) and "text" in s.reads for w in s.writes}
 
 
+def text_inputs(fam, cfg: dict, item, text: str, overrides: dict) -> dict:
+    """Pipeline inputs of a --text run: the held-out item's voice and style, the given text and
+    --input values, and none of the item's values its front end would make from the text."""
+    own = {k: v for k, v in fam.item_inputs(item, cfg).items() if k not in _from_text(fam)}
+    return {**own, **overrides, "text": text}
+
+
 def check_speech_request(manifest: dict, texts: tuple[str, ...], inputs: dict) -> None:
     """Refuses, before any timing, a --text / --input the chain benchmark would not use as given: inputs
     without a text, a target without the family's whole chain, an empty text, an input name the family's
@@ -268,8 +275,7 @@ def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, thread
     # the reference (aligned) durations are forced so the clip has the utterance's real length whatever
     # the duration predictor says (an untrained one predicts 1 frame per phone)
     overrides = inputs or {}
-    own = {k: v for k, v in fam.item_inputs(u, cfg).items() if k not in _from_text(fam)}
-    inputs = fam.item_inputs(u, cfg, forced=True) if text is None else {**own, **overrides, "text": text}
+    inputs = fam.item_inputs(u, cfg, forced=True) if text is None else text_inputs(fam, cfg, u, text, overrides)
     speak = {k: (lambda p=p: p.run(inputs, [fam.chain.output])) for k, p in pipes.items()}
 
     class _Call:

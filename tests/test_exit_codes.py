@@ -58,17 +58,17 @@ def test_a_bench_request_it_would_ignore_is_refused_before_any_work(tiny_build, 
     assert sorted(p.name for p in (tmp_path / "cpu").iterdir()) == before       # no bench.json: nothing ran
 
 
-def test_bench_times_the_text_it_is_given(tiny_build):
+def test_bench_times_the_text_it_is_given(tiny_cfg):
     """--text replaces the held-out item's own phonemes (before, the item was timed under the text's name)."""
-    import json
-
-    from voxc.compiler.bench import _from_text
+    from voxc.compiler.bench import text_inputs
     from voxc.models.family import family_of
-    cfg = json.loads((tiny_build / "cpu" / "manifest.json").read_text())["preset_config"]
-    fam = family_of(cfg)
-    assert _from_text(fam) == {"phoneme_ids"}
-    assert not _from_text(fam) & {k for k in fam.item_inputs(fam.items("parity")[0], cfg) if k != "text"} - \
-        {"phoneme_ids"}
+    from voxc.models.pipeline import Pipeline
+    fam = family_of(tiny_cfg)
+    item = fam.items("parity")[0]
+    inputs = text_inputs(fam, tiny_cfg, item, "Hi.", {"speed": "1.5"})
+    assert "phoneme_ids" not in inputs and inputs["text"] == "Hi." and inputs["speed"] == "1.5"
+    ids = Pipeline(fam, tiny_cfg, {}).run(inputs, ["phoneme_ids"]).values["phoneme_ids"]
+    assert 0 < ids.size < item.phoneme_ids.size           # the text's phonemes, not the item's
 
 
 def test_speak_with_a_file_for_its_target_is_one_line(tmp_path, capsys):
