@@ -191,9 +191,13 @@ def trial_failed(row: dict) -> bool:
 
 
 def aimed(args, rng: random.Random) -> int:
-    art = Path(tempfile.mkdtemp(prefix="voxc-aimed-"))
-    clean = subprocess.run(_build_cmd(art, args), capture_output=True, text=True, check=True, timeout=3600)
-    took = durations(clean.stdout)
+    if args.reuse:                   # a clean build made by an earlier run (its log beside its cache)
+        art = Path(args.reuse)
+    else:
+        art = Path(tempfile.mkdtemp(prefix="voxc-aimed-"))
+        clean = subprocess.run(_build_cmd(art, args), capture_output=True, text=True, check=True, timeout=3600)
+        (art / "clean-build.log").write_text(clean.stdout)
+    took = durations((art / "clean-build.log").read_text())
     reference = folder_hashes(art / args.target)
     keys = stage_keys(art, args)
     plans = []
@@ -203,7 +207,8 @@ def aimed(args, rng: random.Random) -> int:
         for n in range(args.aimed):
             plans.append((rng.choice(long), kind, "build"))
     runnable = [lab for lab, (k, _) in keys.items() if k in KINDS.values() and took.get(lab, 0) >= args.min_stage_seconds]
-    plans += [(rng.choice(runnable), keys[lab][0], "worker") for lab in [None] * args.aimed]
+    for label in [rng.choice(runnable) for _ in range(args.aimed)]:
+        plans.append((label, keys[label][0], "worker"))
     rows = []
     for i, (label, kind, whom) in enumerate(plans):
         delay = rng.uniform(0.1, 0.8) * took.get(label, 0.0)
@@ -217,7 +222,8 @@ def aimed(args, rng: random.Random) -> int:
                "failed": sum(trial_failed(r) for r in rows)}
     Path(args.out).write_text(json.dumps({"summary": summary, "trials": rows}, indent=1))
     print(json.dumps(summary))
-    shutil.rmtree(art, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(art, ignore_errors=True)
     return 1 if summary["failed"] else 0
 
 
@@ -226,6 +232,8 @@ def main() -> int:
     p.add_argument("--trials", type=int, default=50)
     p.add_argument("--aimed", type=int, default=0,
                    help="aimed trials: this many build kills per stage kind, and as many worker kills")
+    p.add_argument("--reuse", metavar="DIR", help="aimed: the artifacts folder of an earlier run's clean build "
+                                                    "(kept when a run stops early) instead of a new one")
     p.add_argument("--min-stage-seconds", type=float, default=1.0, help="aimed: prefer stages at least this long")
     p.add_argument("--preset", default="tiny")
     p.add_argument("--target", default="onnxruntime")
