@@ -211,7 +211,7 @@ def aimed(args, rng: random.Random) -> int:
         plans.append((label, keys[label][0], "worker"))
     rows = []
     for i, (label, kind, whom) in enumerate(plans):
-        delay = rng.uniform(0.1, 0.8) * took.get(label, 0.0)
+        delay = rng.uniform(*args.fraction) * took.get(label, 0.0)
         rows.append(aimed_trial(i, art, args, label, kind, keys[label][1], delay, whom, reference))
     summary = {"trials": len(rows), "clean_build_s": sum(took.values()),
                **{f"kills_in_{name}": sum(r["kind"] == kind and r["whom"] == "build" and r["fired"] for r in rows)
@@ -234,6 +234,9 @@ def main() -> int:
                    help="aimed trials: this many build kills per stage kind, and as many worker kills")
     p.add_argument("--reuse", metavar="DIR", help="aimed: the artifacts folder of an earlier run's clean build "
                                                     "(kept when a run stops early) instead of a new one")
+    p.add_argument("--fraction", type=lambda v: tuple(float(x) for x in v.split(",")), default=(0.1, 0.8),
+                   metavar="LOW,HIGH", help="aimed: kill this fraction into the stage's clean-build duration (lower it "
+                                            "when the clean build ran on a busier machine than the trials)")
     p.add_argument("--min-stage-seconds", type=float, default=1.0, help="aimed: prefer stages at least this long")
     p.add_argument("--preset", default="tiny")
     p.add_argument("--target", default="onnxruntime")
