@@ -24,7 +24,7 @@ from voxc.compiler.verify import _reference, load_manifest
 from voxc.core.audio import SAMPLE_RATE
 from voxc.core.atomic import write_atomic
 from voxc.core.errors import VoxcError
-from voxc.models.family import family_of, model_spec
+from voxc.models.family import HostStep, family_of, model_spec
 from voxc.models.pipeline import Pipeline
 from voxc.targets import backend
 from voxc.targets.runner import TorchRunner
@@ -111,10 +111,57 @@ def _artifact_runners(folder: Path, info: dict, threads: int, skipped: dict) -> 
     return out
 
 
+def _from_text(fam) -> set[str]:
+    """Values the family's front end makes from the text (a data item's own copies are dropped when a
+    --text is timed, so the text is what gets spoken)."""
+    return {w for s in fam.steps if isinstance(s, HostStep) and "text" in s.reads for w in s.writes}
+
+
+def text_inputs(fam, cfg: dict, item, text: str, overrides: dict) -> dict:
+    """Pipeline inputs of a --text run: the held-out item's voice and style, the given text and
+    --input values, and none of the item's values its front end would make from the text."""
+    own = {k: v for k, v in fam.item_inputs(item, cfg).items() if k not in _from_text(fam)}
+    return {**own, **overrides, "text": text}
+
+
+def check_speech_request(manifest: dict, texts: tuple[str, ...], inputs: dict) -> None:
+    """Refuses, before any timing, a --text / --input the chain benchmark would not use as given: inputs
+    without a text, a target without the family's whole chain, an empty text, an input name the family's
+    pipeline does not take, and text or values its front end cannot read."""
+    cfg = manifest["preset_config"]
+    fam = family_of(cfg)
+    if inputs and not texts:
+        raise VoxcError("--input sets a pipeline input of the --text runs; pass --text too")
+    if not texts:
+        return
+    missing = sorted(set(fam.graph_names) - set(manifest["models"])) if fam.chain is not None else ["its chain"]
+    if missing:
+        raise VoxcError(f"--text times the whole chain, and this target lacks {', '.join(missing)} of family "
+                        f"{fam.name}; rebuild without --models")
+    pipe = Pipeline(fam, cfg, {})
+    reads = {r for s in fam.steps for r in pipe.reads(s) + list(getattr(s, "optional", ()))}
+    takes = sorted(reads - {w for s in fam.steps for w in pipe.writes(s)} - {"text"})
+    for name in inputs:
+        if name not in takes:
+            raise VoxcError(f"--input {name}: the {fam.name} pipeline takes no input of that name; choose from "
+                            f"{', '.join(takes)} (the text goes in --text)")
+    for text in texts:
+        if not text.strip():
+            raise VoxcError("--text is empty; give a sentence to time")
+        values = {**inputs, "text": text}
+        for step in fam.steps:        # the front end's host steps the text and inputs feed: errors are one line
+            if isinstance(step, HostStep) and step.reads and set(step.reads) <= set(values):
+                try:
+                    step.fn(values, cfg)
+                except VoxcError as exc:
+                    raise VoxcError(f"--text '{text[:40]}'{' with --input' if inputs else ''}: {exc}") from None
+
+
 def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | None = None,
                  texts: tuple[str, ...] = (), inputs: dict | None = None) -> dict:
     folder = artifacts / target
     manifest = load_manifest(folder)
+    check_speech_request(manifest, texts, inputs or {})
     threads = int(os.environ.get("VOXC_THREADS", "0") or 0) or (os.cpu_count() or 1)
     torch.set_num_threads(threads)
     runs = runs or (3 if quick else 20)
@@ -228,8 +275,7 @@ def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, thread
     # the reference (aligned) durations are forced so the clip has the utterance's real length whatever
     # the duration predictor says (an untrained one predicts 1 frame per phone)
     overrides = inputs or {}
-    inputs = fam.item_inputs(u, cfg, forced=True) if text is None else {**fam.item_inputs(u, cfg), **overrides,
-                                                                         "text": text}
+    inputs = fam.item_inputs(u, cfg, forced=True) if text is None else text_inputs(fam, cfg, u, text, overrides)
     speak = {k: (lambda p=p: p.run(inputs, [fam.chain.output])) for k, p in pipes.items()}
 
     class _Call:

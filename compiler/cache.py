@@ -4,7 +4,8 @@ sha256 recorded when it was written.
 Each entry's stage.json lists every output file's sha256 and size. A hit re-checks them: a file whose
 (inode, size, mtime, ctime) still equals what was seen when it was last hashed is trusted without
 re-reading it (an in-place edit changes mtime and ctime, and ctime cannot be set back); any other
-file is hashed again. A missing, truncated, altered or unreadable entry is moved aside to
+file is hashed again. An entry holds its own bytes: the entry, its stage.json or any file in it being
+a symbolic link (e.g. to a copy outside the cache) is a problem like a changed byte. A missing, truncated, altered or unreadable entry is moved aside to
 cache/.corrupt/ with one line saying so, and its stage runs again. Shipped target folders are copies,
 never links into the cache, so a user's edit of a shipped file cannot reach the cache.
 """
@@ -24,7 +25,12 @@ SEEN = ".verified.json"          # per entry: rel path -> [ino, size, mtime_ns, 
 
 
 def file_table(folder: Path) -> dict[str, dict]:
-    """rel path -> {sha256, bytes} of every output file of an entry (written into its stage.json)."""
+    """rel path -> {sha256, bytes} of every output file of an entry (written into its stage.json).
+    A stage that wrote a symbolic link is a bug: an entry must hold bytes, not point at them."""
+    links = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_symlink()]
+    if links:
+        raise RuntimeError(f"the stage wrote symbolic link(s) {', '.join(sorted(links)[:3])}; a cache entry "
+                           "holds its own files")
     return {str(p.relative_to(folder)): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
             for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in (META, SEEN)}
 
@@ -38,8 +44,21 @@ def remember(entry: Path, files: dict) -> None:
     write_atomic(entry / SEEN, json.dumps({rel: _stamp((entry / rel).stat()) for rel in files}))
 
 
+def symlink_in(entry: Path, rel: str) -> str | None:
+    """The first symbolic link on the way from the entry to rel (the entry itself included), or None."""
+    here = Path(entry)
+    for part in ("",) + Path(rel).parts:
+        here = here / part if part else here
+        if here.is_symlink():
+            return str(here.relative_to(entry)) if here != Path(entry) else "the entry itself"
+    return None
+
+
 def problem(entry: Path) -> str | None:
     """None when the entry is intact; else what is wrong with it, in a few words."""
+    link = symlink_in(entry, META)
+    if link is not None:
+        return f"{link} is a symbolic link (a cache entry holds its own files)"
     try:
         record = json.loads((entry / META).read_text())
     except FileNotFoundError:
@@ -56,6 +75,9 @@ def problem(entry: Path) -> str | None:
     fresh, changed = {}, False
     for rel, info in files.items():
         p = entry / rel
+        link = symlink_in(entry, rel)
+        if link is not None:
+            return f"{link} is a symbolic link (a cache entry holds its own files)"
         try:
             st = p.stat()
         except OSError:

@@ -139,12 +139,26 @@ def cmd_bench(args) -> int:
         models = tuple(m for m in (args.models or ",".join(int8_study.DEFAULT_MODELS)).split(",") if m)
         runtimes = tuple(r for r in (args.runtimes or ",".join(int8_study.RUNTIMES)).split(",") if r)
         names = set(args.configs.split(",")) if args.configs else None
+        _check_study(int8_study, models, runtimes, names)
         doc = int8_study.run_study(Path(args.artifacts), args.target, models, runtimes, names, runs=args.runs)
         print(int8_study.study_markdown(doc))
         return 0
     bench_target(Path(args.artifacts), args.target, quick=args.quick, runs=args.runs, texts=tuple(args.text or ()),
                  inputs=_pairs(args.input, "--input", "NAME=VALUE"))
     return 0
+
+
+def _check_study(study, models: tuple, runtimes: tuple, names: set | None) -> None:
+    """--int8-study: runtimes it can build for, and configurations that exist (no empty table)."""
+    unknown = [r for r in runtimes if r not in study.RUNTIMES]
+    if unknown or not runtimes:
+        raise VoxcError(f"--runtimes {','.join(unknown) or '(none)'}: the INT8 study builds for "
+                        f"{', '.join(study.RUNTIMES)}; choose from those")
+    if names is not None:
+        known = {k for m in models for c in study.configs_for(m, runtimes) for k in (c["name"], f"{c['runtime']}/{c['name']}")}
+        if names - known:
+            raise VoxcError(f"--configs {','.join(sorted(names - known))}: no such configuration for {', '.join(models)} on "
+                            f"{', '.join(runtimes)}; `voxc bench --int8-study` without --configs runs them all")
 
 
 def cmd_inspect(args) -> int:

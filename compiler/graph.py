@@ -6,7 +6,9 @@ and of the modules it names: its backend, its model family -- core/sources.py), 
 the tools it calls. No hand-bumped version numbers. Its output lives in
 artifacts/cache/<key>/, written into a temporary folder and renamed into place last, so an
 interrupted build never leaves a half-written entry that a later build would trust. Unchanged
-keys are cache hits and do no work; a changed input rebuilds only what depends on it.
+keys are cache hits and do no work; a changed input rebuilds only what depends on it. A worker
+killed mid-stage (the out-of-memory killer) breaks the local pool: the stages it held run once more
+in a fresh pool, and a second death is one line naming the stage.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import os
 import shutil
 import time
 import uuid
-from concurrent.futures import Future, ProcessPoolExecutor, FIRST_COMPLETED, wait
+from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor, FIRST_COMPLETED, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -27,7 +29,7 @@ from voxc.core.errors import VoxcError
 from voxc.core.hashing import canonical, sha256_bytes, sha256_file, sha256_tree
 from voxc.core.sources import source_hash
 from voxc.core.target import dumps
-from voxc.compiler import cache as cache_mod
+from voxc.compiler import aimed_kill, cache as cache_mod
 
 META = "stage.json"
 
@@ -119,13 +121,22 @@ class LocalPoolExecutor:
     """A pool of spawned worker processes; torch and ONNX tools are imported once per worker."""
 
     def __init__(self, workers: int):
+        self.workers = workers
+        self.pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("spawn")
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                        initargs=(workers,))
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(self.workers,))
 
     def submit(self, fn, *args, resources=None, labels=None):
         _local_only(resources, labels)
         return self.pool.submit(fn, *args)
+
+    def restart(self) -> None:
+        """A fresh pool after a worker died (a dead worker breaks the whole pool)."""
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool = self._start()
 
     def shutdown(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -145,6 +156,8 @@ def _die_with_parent() -> None:
 
 def _init_worker(workers: int) -> None:
     _die_with_parent()
+    from voxc.core import reader_gone
+    reader_gone.install()            # a tool's progress output must not fail a stage when the build's reader left
     threads = max(1, (os.cpu_count() or 1) // workers)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     quiet_torch_logs()
@@ -165,6 +178,7 @@ def _run_stage(fn, cache: str, key: str, params: dict, inputs: dict) -> tuple[di
         return json.loads((final / META).read_text()), 0.0
     tmp = Path(cache) / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
+    disarm = aimed_kill.arm(getattr(fn, "__name__", ""))
     t0 = time.perf_counter()
     try:
         record = fn(tmp, params, {k: Path(v) for k, v in inputs.items()}) or {}
@@ -183,6 +197,9 @@ def _run_stage(fn, cache: str, key: str, params: dict, inputs: dict) -> tuple[di
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if disarm is not None:
+            disarm()
     return record, time.perf_counter() - t0
 
 
@@ -236,6 +253,7 @@ class BuildGraph:
             raise VoxcError(f"cannot write to the artifacts cache {self.cache} ({exc.strerror}); "
                             "pass --artifacts DIR to a writable folder") from None
         done: dict[str, Result] = {}
+        deaths: dict[str, int] = {}
         running: dict[Future, tuple[Stage, str]] = {}
         pending = list(self.stages.values())
         while pending or running:
@@ -262,20 +280,32 @@ class BuildGraph:
                 if self.store is not None:
                     refs = {k: ("entry", done[v.label].key) if isinstance(v, Stage) else ("file", self.store.put_file(v))
                             for k, v in stage.inputs.items()}
-                    fut = executor.submit(_run_in_store, stage.fn, self.store.uri, key, stage.params, refs, **where)
+                    call = (_run_in_store, stage.fn, self.store.uri, key, stage.params, refs)
                 else:
                     inputs = {k: str(done[v.label].path if isinstance(v, Stage) else v) for k, v in stage.inputs.items()}
-                    fut = executor.submit(_run_stage, stage.fn, str(self.cache), key, stage.params, inputs, **where)
+                    call = (_run_stage, stage.fn, str(self.cache), key, stage.params, inputs)
+                try:
+                    fut = executor.submit(*call, **where)
+                except BrokenExecutor as exc:        # a worker died since the last look: collected below
+                    fut = Future()
+                    fut.set_exception(exc)
                 running[fut] = (stage, key)
             if not running:
                 if pending:
                     raise ValueError("build graph has a cycle: " + ", ".join(s.label for s in pending))
                 break
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            if any(isinstance(f.exception(), BrokenExecutor) for f in finished):
+                finished = list(running)         # every stage of a broken pool fails: collect them all
+                wait(finished)
+            died = []
             for fut in finished:
                 stage, key = running.pop(fut)
                 try:
                     record, seconds = fut.result()
+                except BrokenExecutor:
+                    died.append(stage)
+                    continue
                 except VoxcError:
                     for f in running:
                         f.cancel()
@@ -289,4 +319,23 @@ class BuildGraph:
                     raise VoxcError(f"stage {stage.label} ran but its entry {key} is not in the store {self.store.uri}")
                 done[stage.label] = Result(stage.label, key, self.cache / key, record, False, seconds)
                 progress(done[stage.label])
+            if died:
+                self._after_worker_death(executor, died, deaths)
+                pending[:0] = died               # run again, first
         return done
+
+    @staticmethod
+    def _after_worker_death(executor, died: list[Stage], deaths: dict[str, int]) -> None:
+        """A worker process died (SIGKILL: the out-of-memory killer, an operator): its stages run once more
+        in a fresh pool; a stage that was running at two deaths ends the build with one line."""
+        for s in died:
+            deaths[s.label] = deaths.get(s.label, 0) + 1
+        twice = [s.label for s in died if deaths[s.label] > 1]
+        if twice or not hasattr(executor, "restart"):
+            raise VoxcError(f"a worker process died (killed, e.g. by the out-of-memory killer) while running stage "
+                            f"{', '.join(twice or [s.label for s in died])}"
+                            f"{' for the second time' if twice else ''}; free some memory or build with fewer "
+                            "workers (--jobs 1), then build again: finished stages are kept")
+        print(f"voxc: a worker process died (e.g. out of memory) while running {', '.join(s.label for s in died)}; "
+              "running it again in a fresh worker", flush=True)
+        executor.restart()

@@ -18,6 +18,7 @@ import onnx
 import torch
 
 from voxc.compiler import onnx_info, parity
+from voxc.core.errors import VoxcError
 from voxc.models.family import init_module, model_spec
 from voxc.models.weights import load_into, load_module as load_reference, save_safetensors
 
@@ -160,31 +161,91 @@ def feed_maker(params: dict, inputs: dict):
 VALIDATION_ITEMS = 4
 
 
-def artifact(out: Path, params: dict, inputs: dict) -> dict:
-    """One precision of one graph. A rung that is not the ladder's fallback may fail to build: that
-    is recorded (and the policy rejects it) instead of failing the build."""
+def _build_rung(out: Path, params: dict, inputs: dict) -> dict:
+    """Build one precision of one graph into out; an int8 build that quantised nothing is refused."""
     from voxc.calibration.feeds import calibration_feeds
     from voxc.targets import backend
     spec = model_spec(params["model"], params["config"])
     options = dict(params.get("options", {}))
     calibration = None
+    if params["precision"] == "int8":
+        maker = feed_maker(params, inputs)
+        n = int(options.get("calibration_items", 32))
+        d = spec.dims[spec.sweep_dim]
+        items = calibration_feeds(maker, n + VALIDATION_ITEMS, max_length=d.opt)
+        calibration, options["validation"] = items[:-VALIDATION_ITEMS] or items, items[-VALIDATION_ITEMS:]
+    be = backend(params["runtime"])
+    record = be.build(inputs["onnx"] / ONNX, out, params["precision"], spec, calibration=calibration, options=options,
+                      torch_module=lambda: load_module(params, inputs["weights"]))
+    if params["precision"] == "int8":
+        record["quantised"] = quantised_or_refused(be, out, record, f"{params['model']} {params['runtime']} int8",
+                                                   options)
+    return record
+
+
+def quantised_or_refused(be, out: Path, record: dict, label: str, options: dict) -> dict | None:
+    """What an int8 artifact quantised (the backend's count: markers, nodes, ops per type); an artifact
+    with no quantisation marker is the float graph under an int8 name and is refused with that reason."""
+    counts = be.quantised(out, record)
+    if counts is not None and not counts["markers"]:
+        raise VoxcError(f"{label}: no quantised node in the built graph (no QuantizeLinear/DequantizeLinear or "
+                        f"FakeQuantize): op_types {list(options.get('op_types') or [])} quantise nothing here; list "
+                        "its weighted layer types (e.g. Conv, ConvTranspose) in op_types")
+    return counts
+
+
+def _clear(out: Path) -> None:
+    import shutil
+    for p in out.iterdir():
+        shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+
+def _said(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+
+
+def _refused(out: Path, params: dict, error: str, attempts: int) -> dict:
+    _clear(out)
+    return {"file": None, "error": error, "attempts": attempts, "precision": params["precision"],
+            "runtime": params["runtime"]}
+
+
+def attempt_rung(out: Path, params: dict, build) -> dict:
+    """A rung's record. A rung that is not the ladder's fallback may fail to build: a refusal (VoxcError:
+    settings it cannot use, nothing quantised) is its result at once; any other error is retried once
+    from an empty folder, and becomes its result only when the retry fails the same way (deterministic).
+    Two different errors are transient: raised, so no cache entry records them. The fallback's errors
+    fail the build."""
+    fallback = params.get("fallback", True)
     try:
-        if params["precision"] == "int8":
-            maker = feed_maker(params, inputs)
-            n = int(options.get("calibration_items", 32))
-            d = spec.dims[spec.sweep_dim]
-            items = calibration_feeds(maker, n + VALIDATION_ITEMS, max_length=d.opt)
-            calibration, options["validation"] = items[:-VALIDATION_ITEMS] or items, items[-VALIDATION_ITEMS:]
-        record = backend(params["runtime"]).build(
-            inputs["onnx"] / ONNX, out, params["precision"], spec, calibration=calibration, options=options,
-            torch_module=lambda: load_module(params, inputs["weights"]))
-    except Exception as exc:
-        if params.get("fallback", True):
+        return build()
+    except VoxcError as exc:
+        if fallback:
             raise
-        for p in out.iterdir():
-            p.unlink()
-        return {"file": None, "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:240] if str(exc).strip() else ''}",
-                "precision": params["precision"], "runtime": params["runtime"]}
+        return _refused(out, params, _said(exc), 1)
+    except Exception as first:
+        if fallback:
+            raise
+        _clear(out)
+        try:
+            record = build()
+        except VoxcError as exc:
+            return _refused(out, params, _said(exc), 2)
+        except Exception as second:
+            if _said(second) != _said(first):
+                raise RuntimeError(f"the {params['precision']} rung raised two different errors ({_said(first)}; "
+                                   f"then {_said(second)}): a transient failure, not recorded as its result; "
+                                   "build again") from second
+            return _refused(out, params, _said(second), 2)
+        return {**record, "retried_after": _said(first)}
+
+
+def artifact(out: Path, params: dict, inputs: dict) -> dict:
+    """One precision of one graph (attempt_rung: what a failing rung records). Records, for int8, how
+    many nodes run quantised (`quantised`: markers, nodes, ops per type)."""
+    record = attempt_rung(out, params, lambda: _build_rung(out, params, inputs))
+    if record.get("file") is None:
+        return record
     if params.get("calibration_set"):
         record["calibration_set"] = params["calibration_set"]
     if record.get("format") == "onnx":    # a Core ML package or an OpenVINO IR records its own facts

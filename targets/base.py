@@ -8,6 +8,8 @@
                   source: the checked, simplified ONNX; torch_module: a callable returning the PyTorch
                   module (for backends that convert from PyTorch); the record names the files written
     open(path, record=None, threads=None) -> Runner    the same signature for every backend
+    quantised(out_dir, record) -> {"markers", "nodes", "ops"}   how much of a built artifact runs quantised
+                  (ONNX files: Q/DQ nodes and the nodes reading them; OpenVINO IR: FakeQuantize layers)
     unavailable() why this host cannot run its artifacts (None when it can)
     fingerprint() the runtime and host it runs on
     host_checks(...)   device backends: what the host can check before the device does
@@ -55,6 +57,15 @@ class Backend:
 
     def unavailable(self) -> str | None:
         return None
+
+    def quantised(self, out_dir: Path, record: dict) -> dict | None:
+        """Quantisation markers and quantised nodes of the artifact a build wrote (None: a format this
+        backend cannot inspect)."""
+        if not str(record.get("file") or "").endswith(".onnx"):
+            return None
+        import onnx
+        from voxc.targets.onnx_nodes import quantised_nodes
+        return quantised_nodes(onnx.load(str(Path(out_dir) / record["file"]), load_external_data=False))
 
     def fingerprint(self) -> dict:
         return {"runtime": self.name}

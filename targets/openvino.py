@@ -173,6 +173,39 @@ class OvRunner:
         return {o.get_any_name(): np.array(v) for o, v in res.items()}
 
 
+LOW_BITS = ("i8", "u8", "i4", "u4", "nf4")
+_PASS_THROUGH = ("Convert", "Subtract", "Multiply", "Reshape", "Transpose", "Unsqueeze")
+
+
+def quantised_layers(xml: str) -> dict:
+    """How much of an OpenVINO IR runs quantised: `markers` counts FakeQuantize / FakeConvert layers
+    and low-bit weight constants (NNCF's compressed weights); `ops` counts, per layer type, the layers
+    fed by one (through the Convert / Subtract / Multiply that dequantise a weight); `nodes` their total."""
+    import xml.etree.ElementTree as ET
+    from collections import Counter
+    root = ET.fromstring(xml)
+    layers = {lay.get("id"): lay for lay in root.iter("layer")}
+    inputs: dict[str, list[str]] = {}
+    for e in root.iter("edge"):
+        inputs.setdefault(e.get("to-layer"), []).append(e.get("from-layer"))
+
+    def marker(lay) -> bool:
+        data = lay.find("data")
+        return lay.get("type") in ("FakeQuantize", "FakeConvert") or (
+            lay.get("type") == "Constant" and data is not None and data.get("element_type") in LOW_BITS)
+
+    def fed(lid: str, depth: int = 0) -> bool:
+        for src in inputs.get(lid, []):
+            lay = layers[src]
+            if marker(lay) or (depth < 4 and lay.get("type") in _PASS_THROUGH and fed(src, depth + 1)):
+                return True
+        return False
+    markers = sum(marker(lay) for lay in layers.values())
+    ops = Counter(lay.get("type") for lid, lay in layers.items()
+                  if not marker(lay) and lay.get("type") not in _PASS_THROUGH + ("Result",) and fed(lid))
+    return {"markers": markers, "nodes": sum(ops.values()), "ops": dict(sorted(ops.items()))}
+
+
 def runner(path: Path, threads: int | None = None) -> OvRunner:
     return OvRunner(path, threads)
 
@@ -190,6 +223,9 @@ class OpenVino(Backend):
 
     def open(self, path, record=None, threads=None):
         return OvRunner(Path(path), threads)
+
+    def quantised(self, out_dir, record):
+        return quantised_layers((Path(out_dir) / record["file"]).read_text())
 
     def fingerprint(self):
         return fingerprint()

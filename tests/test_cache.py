@@ -38,11 +38,20 @@ def _flip(p: Path) -> None:
     p.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "meta-truncate", "meta-delete", "flip-keep-mtime"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "meta-truncate", "meta-delete", "flip-keep-mtime",
+                                    "file-symlink", "folder-symlink", "meta-symlink", "entry-symlink"])
 def test_a_damaged_cache_entry_is_moved_aside_and_rebuilt(tmp_path, capsys, damage):
     first = _graph(tmp_path).run(InlineExecutor())
     entry = first["a"].path
     target = entry / "sub" / "more.bin"
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"       # identical bytes, outside the cache
+    if damage.endswith("symlink"):
+        shutil.copytree(entry, outside, symlinks=True)
+        link = {"file-symlink": target, "folder-symlink": entry / "sub", "meta-symlink": entry / META,
+                "entry-symlink": entry}[damage]
+        (shutil.rmtree if link.is_dir() else Path.unlink)(link)
+        link.symlink_to(outside / link.relative_to(entry))
+        assert (entry / "sub" / "more.bin").read_bytes() == b"a" * 100    # the same bytes, reached through a link
     if damage == "truncate":
         target.write_bytes(target.read_bytes()[:10])
     elif damage == "flip":
@@ -168,3 +177,18 @@ def test_a_full_disk_while_shipping_leaves_the_previous_target_intact(own_build,
     assert rc == 2 and len(err) == 1 and "No space left on device" in err[0] and "left as it was" in err[0], err
     after = {p.relative_to(own_build): sha256_file(p) for p in (own_build / "cpu").rglob("*") if p.is_file()}
     assert after == before and not list(own_build.glob(".tmp-*"))
+
+
+def link_out(out: Path, params: dict, inputs: dict) -> dict:
+    (out / "model.onnx").symlink_to(params["target"])
+    return {}
+
+
+def test_a_stage_that_writes_a_symbolic_link_makes_no_entry(tmp_path):
+    from voxc.core.errors import VoxcError
+    (tmp_path / "outside.onnx").write_text("bytes outside the cache")
+    g = BuildGraph(tmp_path / "cache")
+    g.add(Stage("a", "link", link_out, {"target": str(tmp_path / "outside.onnx")}))
+    with pytest.raises(VoxcError, match="stage a failed: RuntimeError: the stage wrote symbolic link"):
+        g.run(InlineExecutor())
+    assert not list((tmp_path / "cache").iterdir())

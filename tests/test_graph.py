@@ -129,3 +129,46 @@ def test_a_simplifier_that_changes_the_outputs_is_not_used(tmp_path, monkeypatch
     both.mkdir()
     rec = stages.simplify(both, params, {"onnx": c})
     assert rec["simplifier"] == "none" and len(rec["fallback_reasons"]) == 2
+
+
+def die_first(out: Path, params: dict, inputs: dict) -> dict:
+    """Kills its own worker (SIGKILL, as the out-of-memory killer does) the first `deaths` times it runs."""
+    import os
+    import signal
+    count = Path(params["count"])
+    runs = int(count.read_text()) if count.exists() else 0
+    count.write_text(str(runs + 1))
+    if runs < params["deaths"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+    (out / "out.txt").write_text("survived")
+    return {"runs": runs + 1}
+
+
+def _dying(cache: Path, deaths: int) -> BuildGraph:
+    g = BuildGraph(cache)
+    a = g.add(Stage("a", "write", write_text, {"text": "a"}))
+    g.add(Stage("vocoder/export", "die", die_first, {"count": str(cache.parent / "count"), "deaths": deaths},
+                {"a": a}))
+    return g
+
+
+def test_a_worker_killed_mid_stage_is_replaced_and_its_stage_runs_again(tmp_path, capsys):
+    ex = LocalPoolExecutor(2)
+    try:
+        done = _dying(tmp_path / "cache", deaths=1).run(ex)
+    finally:
+        ex.shutdown()
+    assert done["vocoder/export"].record["runs"] == 2 and not done["vocoder/export"].cached
+    assert "a worker process died (e.g. out of memory) while running vocoder/export; running it again" \
+        in capsys.readouterr().out
+
+
+def test_a_stage_whose_worker_dies_twice_ends_the_build_in_one_line(tmp_path):
+    ex = LocalPoolExecutor(2)
+    try:
+        with pytest.raises(VoxcError, match=r"a worker process died \(killed, e.g. by the out-of-memory killer\) "
+                                            r"while running stage vocoder/export for the second time; .*--jobs 1"):
+            _dying(tmp_path / "cache", deaths=2).run(ex)
+    finally:
+        ex.shutdown()
+    assert (tmp_path / "count").read_text() == "2"

@@ -148,13 +148,7 @@ def synth(text: str, speaker_ref: str | Path, out: str | Path, style: str = "neu
     ref, style_wave = read_wav(speaker_ref), (read_wav(style_ref) if style_ref else None)
     voice = Voice(checkpoints)
     info: dict = {}
-    samples = 0
-    from voxc.core.atomic import atomic_path
-    import soundfile as sf
-    with atomic_path(out) as tmp:       # written as it is made: memory does not grow with the text
-        with sf.SoundFile(str(tmp), "w", audio.SAMPLE_RATE, 1, subtype="PCM_16", format="WAV") as f:
-            for chunk in audio.joined(voice.pieces(text, ref, style, style_wave, info)):
-                f.write(np.clip(chunk, -1, 1))
-                samples += len(chunk)
+    from voxc.core.wav_file import write_wav
+    samples = write_wav(out, audio.joined(voice.pieces(text, ref, style, style_wave, info)), audio.SAMPLE_RATE)
     info.update(samples=samples, seconds=round(samples / audio.SAMPLE_RATE, 3), out=str(out))
     return info

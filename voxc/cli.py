@@ -1,7 +1,9 @@
 """The `voxc` command line: assembles every command group (compiler: build, parity, bench, report,
 inspect; voice: train, voice-report, synth; speech: speak, serve, loadtest) so that neither group imports the other. Exit status: 1 a
 parity gate failed; 2 a user's mistake (one `voxc: error: ...` line saying what and what to do); 3 an
-internal error (one line and the path of a log file holding the traceback)."""
+internal error (one line and the path of a log file holding the traceback). Argument errors are one line
+too, and a reader that leaves early (`voxc build | head -1`) neither stops a command nor changes its exit
+status (core/reader_gone.py)."""
 from __future__ import annotations
 
 import argparse
@@ -28,11 +30,21 @@ def _internal_error(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one `voxc: error:` line (no usage block) and exit status 2;
+    subcommand parsers inherit it (add_subparsers makes parsers of the parent's class)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("voxc").strip()
+        self.exit(EXIT_USER, f"voxc: error: {command + ': ' if command else ''}{message}; see "
+                             f"`{self.prog} --help`\n")
+
+
 def parser() -> argparse.ArgumentParser:
     from voxc.compiler import cli as compiler_cli
     from voxc import speech_cli
     from voxc.voice import cli as voice_cli
-    p = argparse.ArgumentParser(prog="voxc", description="Compile an expressive TTS stack into verified artifacts.")
+    p = OneLineParser(prog="voxc", description="Compile an expressive TTS stack into verified artifacts.")
     sub = p.add_subparsers(dest="command", required=True)
     compiler_cli.register(sub)
     voice_cli.register(sub)
@@ -41,16 +53,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from voxc.core import reader_gone
+    reader_gone.install()             # `voxc build | head -1`: the build goes on to its own exit status
     args = parser().parse_args(argv)
     try:
         return args.func(args)
     except VoxcError as exc:
         print(f"voxc: error: {exc}", file=sys.stderr)
         return EXIT_USER
-    except BrokenPipeError:           # e.g. `voxc report | head`: the reader left; nothing to say
-        import os
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except KeyboardInterrupt:
         print("voxc: interrupted; no partial artifact was kept", file=sys.stderr)
         return 130

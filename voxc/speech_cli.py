@@ -24,14 +24,15 @@ def _read_wav(path: str):
 
 
 def cmd_speak(args) -> int:
-    import numpy as np
-    import soundfile as sf
     from voxc.core import audio
-    from voxc.core.atomic import atomic_path
+    from voxc.core.wav_file import write_wav
     from voxc.runtime import Voice
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir() or out.suffix.lower() != ".wav":
         raise VoxcError(f"-o {out}: give a .wav file path in an existing folder")
+    if not Path(args.target).is_dir():
+        raise VoxcError(f"--target {args.target} is not a folder: give a built target folder, e.g. artifacts/cpu "
+                        "(`voxc build --target cpu` makes it)")
     voice = Voice.open(args.target, runtime=args.runtime)
     options = {"style": args.style, "speed": args.speed}
     if args.speaker_ref:
@@ -49,12 +50,7 @@ def cmd_speak(args) -> int:
         chunks = voice.stream(args.text, args.voice, stats=stats, **options)
     else:
         chunks = audio.joined((w, p) for w, p, _ in voice.pieces(args.text, args.voice, stats["timings"], **options))
-    samples = 0
-    with atomic_path(out) as tmp:       # written as it is made: memory does not grow with the text
-        with sf.SoundFile(str(tmp), "w", voice.sample_rate, 1, subtype="PCM_16", format="WAV") as f:
-            for chunk in chunks:
-                f.write(np.clip(chunk, -1, 1))
-                samples += len(chunk)
+    samples = write_wav(out, chunks, voice.sample_rate)     # as it is made; a full disk is one line
     timings = stats["timings"]
     extra = f", first audio after {stats['ttfa_ms']:.0f} ms in {stats['chunks']} chunks" if args.stream else ""
     total = sum(timings.values())
