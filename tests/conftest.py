@@ -11,11 +11,21 @@ os.environ.setdefault("VOXC_THREADS", "1")
 
 @pytest.fixture(scope="session")
 def tiny_build(tmp_path_factory) -> Path:
-    """artifacts folder holding a complete tiny `cpu` build (built once per session)."""
+    """artifacts folder holding a complete tiny `cpu` build: built once per run and shared by every pytest-xdist
+    worker (the first to take the lock builds it, the others wait for it). Tests copy what they alter."""
+    from filelock import FileLock
     from voxc.compiler.build import BuildRequest, build
     from voxc.models.voxc.presets import preset
-    artifacts = tmp_path_factory.mktemp("artifacts")
-    assert build(BuildRequest(target="cpu", preset=preset("tiny"), preset_name="tiny", artifacts=artifacts, jobs=2))
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent                      # the run's folder, above each worker's own
+    artifacts = root / "tiny-artifacts"
+    with FileLock(str(root / "tiny-artifacts.lock")):
+        if not (artifacts / ".built").is_file():
+            artifacts.mkdir(exist_ok=True)
+            assert build(BuildRequest(target="cpu", preset=preset("tiny"), preset_name="tiny", artifacts=artifacts,
+                                      jobs=2))
+            (artifacts / ".built").touch()
     return artifacts
 
 
