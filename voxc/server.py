@@ -29,6 +29,9 @@ import os
 import sys
 import time
 
+from starlette.requests import Request       # at module level: FastAPI resolves the route's annotations here
+from starlette.responses import Response
+
 from voxc.admission import Capacity, Job
 from voxc.audio_formats import Encoder, media_type, output_rate
 from voxc.core.errors import VoxcError
@@ -96,9 +99,9 @@ def create_app(voice, workers: int = 4, queue: int = 32, request_timeout: float 
                body_timeout: float = 10.0, api_key: str | None = None, cors_origins=(), docs: bool = False,
                voice_overrides: dict | None = None, default_voice: str | None = None):
     """The ASGI app speaking with `voice` (a voxc.runtime.Voice); app.state.capacity is its Capacity."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import JSONResponse, Response
+    from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
 
     from voxc.core import audio
@@ -302,17 +305,19 @@ async def _whole(capacity: Capacity, job: Job, fmt: str, voice) -> bytes:
     return await capacity.run(encode)
 
 
-class AudioStream:
+class AudioStream(Response):
     """A chunked response whose end, however it comes (all sent, the client left, an error, the request's
     deadline), calls done(status) exactly once: the request's place and its synthesis are given back."""
 
     def __init__(self, body, deadline: float, done, media: str, headers: dict):
-        self.body, self.deadline, self.done, self.media, self.headers = body, deadline, done, media, headers
+        self._chunks, self.deadline, self.done, self._media, self._extra = body, deadline, done, media, headers
+        self.background = None
+        self.status_code = 200
 
     async def _pump(self, send) -> None:
-        headers = [(b"content-type", self.media.encode())] + [(k.encode(), v.encode()) for k, v in self.headers.items()]
+        headers = [(b"content-type", self._media.encode())] + [(k.encode(), v.encode()) for k, v in self._extra.items()]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        async for data in self.body:
+        async for data in self._chunks:
             await send({"type": "http.response.body", "body": data, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -336,7 +341,7 @@ class AudioStream:
             for t in (pump, watch):
                 t.cancel()
             await asyncio.gather(pump, watch, return_exceptions=True)
-            await self.body.aclose()
+            await self._chunks.aclose()
             self.done(status)
 
 
@@ -381,6 +386,8 @@ def serve(folder, host: str = "127.0.0.1", port: int = 8000, runtime: str | None
                      stall_timeout=stall_timeout, body_timeout=body_timeout, api_key=api_key,
                      cors_origins=cors_origins, docs=docs, voice_overrides=voice_overrides, default_voice=default_voice)
     capacity: Capacity = app.state.capacity
+    if voice.default_voice is not None:       # warm the runtimes before the first user waits for them
+        voice.speak("Hello.", default_voice or voice.default_voice)
     protocol = type("VoxcH11", (HeaderTimeoutH11,), {"header_timeout": header_timeout})
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, http=protocol, lifespan="off",
                             timeout_graceful_shutdown=max(1, int(round(drain_timeout))), timeout_keep_alive=5)

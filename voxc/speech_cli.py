@@ -97,7 +97,9 @@ def cmd_loadtest(args) -> int:
     clients = [int(c) for c in items]
     if args.requests < 1:
         raise VoxcError(f"--requests must be at least 1, got {args.requests}")
-    doc = run_loadtest(Path(args.target), clients, args.requests, modes=tuple(args.modes.split(",")), text=args.text)
+    import shlex
+    doc = run_loadtest(Path(args.target), clients, args.requests, modes=tuple(args.modes.split(",")), text=args.text,
+                       server_args=shlex.split(args.server_args or ""))
     print(json.dumps(doc["summary"], indent=1))
     return 0
 
@@ -151,4 +153,5 @@ def register(sub) -> None:
     lt.add_argument("--requests", type=int, default=4, help="requests per client per level")
     lt.add_argument("--modes", default="default", help="server modes to compare: default,batch,no-cache")
     lt.add_argument("--text", help="one fixed text for every request (default: a mix of held-out texts)")
+    lt.add_argument("--server-args", help="extra `voxc serve` options, e.g. \"--workers 2 --queue 64\"")
     lt.set_defaults(func=cmd_loadtest)
