@@ -1,4 +1,4 @@
-"""Speech commands over a built target (no PyTorch): `voxc speak`, `voxc serve`, `voxc loadtest`."""
+"""Speech commands over a built target (no PyTorch): `voxc speak`, `voxc serve`, `voxc loadtest`, `voxc soak`."""
 from __future__ import annotations
 
 import json
@@ -104,6 +104,15 @@ def cmd_loadtest(args) -> int:
     return 0
 
 
+def cmd_soak(args) -> int:
+    import shlex
+    from voxc.soak import run_soak
+    doc = run_soak(Path(args.target), args.minutes, args.max_requests, args.clients, slow_s=args.slow_s,
+                   rss_growth_mb=args.rss_growth_mb, server_args=shlex.split(args.server_args or ""))
+    print(json.dumps(doc, indent=1))
+    return 0 if doc["passed"] else 1
+
+
 def register(sub) -> None:
     s = sub.add_parser("speak", help="text -> a wav file with a built target's artifacts (no PyTorch)")
     s.add_argument("text")
@@ -155,3 +164,14 @@ def register(sub) -> None:
     lt.add_argument("--text", help="one fixed text for every request (default: a mix of held-out texts)")
     lt.add_argument("--server-args", help="extra `voxc serve` options, e.g. \"--workers 2 --queue 64\"")
     lt.set_defaults(func=cmd_loadtest)
+
+    sk = sub.add_parser("soak", help="mixed clients (SDK, hang-ups, slow readers, oversized bodies) against a real "
+                                     "`voxc serve`, then checks it recovered")
+    sk.add_argument("target", help="a built target folder, e.g. artifacts/cpu")
+    sk.add_argument("--minutes", type=float, default=10.0)
+    sk.add_argument("--max-requests", type=int, default=5000)
+    sk.add_argument("--clients", type=int, default=16, help="concurrent client threads")
+    sk.add_argument("--slow-s", type=float, default=5.0, help="how long a slow reader reads before leaving")
+    sk.add_argument("--rss-growth-mb", type=float, default=300.0, help="largest RSS growth that passes")
+    sk.add_argument("--server-args", help="extra `voxc serve` options")
+    sk.set_defaults(func=cmd_soak)
