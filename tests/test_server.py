@@ -329,3 +329,25 @@ def test_serving_commands_refuse_bad_options_in_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("voxc: error:") and message in err[0]
+
+
+def test_pool_threads_go_to_the_earliest_request_and_cancelled_waiters_leak_nothing():
+    import asyncio
+    from voxc.admission import Slots
+
+    async def main():
+        slots, order = Slots(1), []
+        await slots.acquire(0)
+
+        async def step(priority):
+            await slots.acquire(priority)
+            order.append(priority)
+            await asyncio.sleep(0.01)
+            slots.release()
+        tasks = [asyncio.create_task(step(p)) for p in (5, 3, 9, 1)]
+        await asyncio.sleep(0.01)
+        tasks[2].cancel()                                   # a client that left while waiting
+        slots.release()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return order, slots.free
+    assert asyncio.run(main()) == ([1, 3, 5], 1)

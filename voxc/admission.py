@@ -5,8 +5,12 @@ voxc/server.py asks `Capacity.admit()` on the event loop for every speech reques
 segment or one streamed chunk at a time) in a dedicated thread pool of `workers` threads, separate
 from the loop's default executor; an asyncio.Semaphore on the loop hands out the pool's threads, so
 nothing ever blocks a thread waiting for capacity and a step never queues behind another inside the
-pool. A `Job` wraps one request's synchronous generator (the runtime's pieces or chunks): each next()
-is one step, and closing the job stops the generator between steps (a client that left, a deadline).
+pool. Free threads go to the waiting step of the earliest-started request first (`Slots`), so under
+overload the oldest requests run to completion at full speed instead of every admitted request
+crawling along together; a request whose client reads slowly asks for its next step only when the
+last one was sent, so it never holds a thread while it waits. A `Job` wraps one request's synchronous
+generator (the runtime's pieces or chunks): each next() is one step, and closing the job stops the
+generator between steps (a client that left, a deadline).
 
 The watchdog: every finished step is progress; `stalled()` is true when steps are running or waiting
 and none has finished for `stall_s` seconds (a wedged pool), which /health reports as a failure.
@@ -14,6 +18,8 @@ and none has finished for `stall_s` seconds (a wedged pool), which /health repor
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import os
 import threading
 import time
@@ -39,6 +45,36 @@ class Ticket:
             self._capacity._leave()
 
 
+class Slots:
+    """An asyncio semaphore that wakes the waiter with the lowest priority number first (event loop only)."""
+
+    def __init__(self, n: int):
+        self.free = n
+        self._waiters: list = []
+        self._seq = itertools.count()
+
+    async def acquire(self, priority: int) -> None:
+        if self.free > 0:               # a free slot means nobody waits: release() hands slots to waiters first
+            self.free -= 1
+            return
+        fut = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._seq), fut))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():      # handed a slot just as we were cancelled: pass it on
+                self.release()
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _, _, fut = heapq.heappop(self._waiters)
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self.free += 1
+
+
 class Capacity:
     def __init__(self, workers: int, queue: int, stall_s: float = 30.0, on_depth=None):
         self.workers, self.limit, self.stall_s = workers, workers + queue, stall_s
@@ -50,7 +86,8 @@ class Capacity:
         self.last_progress = time.monotonic()
         self.draining = False
         self._on_depth = on_depth or (lambda n: None)
-        self._sem: asyncio.Semaphore | None = None
+        self._slots = Slots(workers)
+        self._order = itertools.count()
         self._wedge = float(os.environ.get(WEDGE_ENV, "0") or 0)
 
     # ---- admission (event loop only) ------------------------------------------------------------------
@@ -75,17 +112,20 @@ class Capacity:
 
     # ---- running steps in the pool ----------------------------------------------------------------------
 
-    async def run(self, fn, *args):
-        """fn(*args) on a pool thread once one is free; the thread is handed back when fn returns (also
-        when the awaiting request was cancelled meanwhile)."""
+    def order(self) -> int:
+        """A request's place in line for pool threads (earlier: served first)."""
+        return next(self._order)
+
+    async def run(self, fn, *args, priority: int | None = None):
+        """fn(*args) on a pool thread once one is free (lowest `priority` first; None: behind everyone
+        now waiting); the thread is handed back when fn returns, also when the awaiting request was
+        cancelled meanwhile."""
         loop = asyncio.get_running_loop()
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.workers)
         if self.busy + self.waiting == 0:
             self.last_progress = time.monotonic()
         self.waiting += 1
         try:
-            await self._sem.acquire()
+            await self._slots.acquire(self.order() if priority is None else priority)
         finally:
             self.waiting -= 1
         self.busy += 1
@@ -112,7 +152,7 @@ class Capacity:
         self.busy -= 1
         self.steps += 1
         self.last_progress = time.monotonic()
-        self._sem.release()
+        self._slots.release()
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -123,6 +163,7 @@ class Job:
 
     def __init__(self, capacity: Capacity, gen, transform=None):
         self.capacity, self.gen = capacity, gen
+        self.priority = capacity.order()
         self.transform = transform or (lambda x: x)
         self._lock = threading.Lock()
         self._running = False
@@ -148,7 +189,7 @@ class Job:
 
     async def next(self):
         """The next transformed item, or None at the end."""
-        item = await self.capacity.run(self._next)
+        item = await self.capacity.run(self._next, priority=self.priority)
         return None if item is _END else item
 
     def close(self) -> None:

@@ -5,6 +5,9 @@
   open with half-sent headers is otherwise kept forever).
 - `BodyGuard` (ASGI middleware): reads a request body up to a size limit while it arrives, chunked
   or not (413 past it), within a deadline (408 past it), then hands the app the whole body.
+- `AdmissionGate` (ASGI middleware): a speech request's place (voxc/admission.py) is taken before
+  its body is read -- 503 at once when there is none -- and given back when the whole exchange ends,
+  however it ends (a try/finally around the request, its streamed response included).
 - `BearerAuth` (ASGI middleware): `Authorization: Bearer <key>` on every route but /health and /ready.
 """
 from __future__ import annotations
@@ -99,6 +102,25 @@ class BodyGuard:
                 return {"type": "http.request", "body": bytes(body), "more_body": False}
             return await receive()
         return await self.app(scope, replay, send)
+
+
+class AdmissionGate:
+    def __init__(self, app, capacity, path: str, on_reject=None):
+        self.app, self.capacity, self.path = app, capacity, path
+        self.on_reject = on_reject or (lambda status: None)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        ticket = self.capacity.admit()
+        if ticket is None:
+            self.on_reject(503)
+            return await send_error(send, 503, "the server is at capacity; retry shortly", "overloaded",
+                                    [(b"retry-after", b"1"), (b"connection", b"close")])
+        try:
+            return await self.app(scope, receive, send)
+        finally:
+            ticket.release()
 
 
 class BearerAuth:

@@ -105,7 +105,7 @@ def create_app(voice, workers: int = 4, queue: int = 32, request_timeout: float 
     from starlette.exceptions import HTTPException
 
     from voxc.core import audio
-    from voxc.http_guard import BearerAuth, BodyGuard
+    from voxc.http_guard import AdmissionGate, BearerAuth, BodyGuard
 
     metrics = Metrics(voice)
     capacity = Capacity(workers, queue, stall_timeout, on_depth=metrics.queue.set)
@@ -187,101 +187,91 @@ def create_app(voice, workers: int = 4, queue: int = 32, request_timeout: float 
 
     @app.post("/v1/audio/speech")
     async def speech(request: Request, req: SpeechRequest):
-        ticket = capacity.admit()
-        if ticket is None:
-            metrics.requests.labels("503").inc()
-            return JSONResponse({"error": {"message": "the server is at capacity; retry shortly", "type": "overloaded",
-                                           "param": None, "code": None}}, status_code=503,
-                                headers={"retry-after": "1"})
-        handed_over = False
+        """Admitted already (AdmissionGate holds this request's place until the whole exchange ends)."""
+        t0 = time.perf_counter()
+        deadline = asyncio.get_running_loop().time() + request_timeout
         try:
-            t0 = time.perf_counter()
-            deadline = asyncio.get_running_loop().time() + request_timeout
-            try:
-                check_model(req.model, voices)
-                name = resolve_voice(req.voice_name if req.voice_name is not None or req.model not in voices
-                                     else req.model, voices, mapping, default)
-            except LookupError as exc:
-                return error(404, str(exc).strip("'\""), param="voice" if "voice" in str(exc) else "model")
-            except VoxcError as exc:
-                return error(400, str(exc), param="voice")
-            try:
-                voice.speaking.check_speed(req.speed)
-            except VoxcError as exc:
-                return error(400, str(exc), param="speed")
-            opts, fmt = options(req), req.response_format
-            stats: dict = {"timings": {}}
-            streamed = req.stream or req.stream_format == "sse"
-            if streamed:
-                gen = voice.stream(req.input, name, stats=stats, **opts)
-            else:
-                gen = audio.joined((w, p) for w, p, _ in voice.pieces(req.input, name, stats["timings"], **opts))
-            encoder = Encoder(fmt, voice.sample_rate) if streamed else None
-            samples = {"n": 0}
+            check_model(req.model, voices)
+            name = resolve_voice(req.voice_name if req.voice_name is not None or req.model not in voices
+                                 else req.model, voices, mapping, default)
+        except LookupError as exc:
+            return error(404, str(exc).strip("'\""), param="voice" if "voice" in str(exc) else "model")
+        except VoxcError as exc:
+            return error(400, str(exc), param="voice")
+        try:
+            voice.speaking.check_speed(req.speed)
+        except VoxcError as exc:
+            return error(400, str(exc), param="speed")
+        opts, fmt = options(req), req.response_format
+        stats: dict = {"timings": {}}
+        streamed = req.stream or req.stream_format == "sse"
+        if streamed:
+            gen = voice.stream(req.input, name, stats=stats, **opts)
+        else:
+            gen = audio.joined((w, p) for w, p, _ in voice.pieces(req.input, name, stats["timings"], **opts))
+        encoder = Encoder(fmt, voice.sample_rate) if streamed else None
+        samples = {"n": 0}
 
-            def step(chunk):
-                samples["n"] += len(chunk)
-                if encoder is None:
-                    return chunk
-                data = encoder.feed(chunk)
-                if req.stream_format == "sse":
-                    return _sse("speech.audio.delta", audio=base64.b64encode(data).decode()) if data else b""
-                return data
-            job = Job(capacity, gen, step)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    if not streamed:
-                        body = await _unless_disconnected(request.receive, _whole(capacity, job, fmt, voice))
-                    else:
-                        first = await _unless_disconnected(request.receive, job.next())
-            except VoxcError as exc:
-                job.close()
-                return error(400, str(exc))
-            except ClientLeft:
-                job.close()
-                finished("499", t0)
-                return Response(status_code=204)
-            except TimeoutError:
-                job.close()
-                return error(504, f"the speech was not ready within the server's request timeout "
-                                  f"({request_timeout:g} s); send a shorter text or retry later", "timeout")
-            metrics.ttfa.observe(time.perf_counter() - t0)
-            if not streamed:
-                finished("200", t0, samples["n"] / voice.sample_rate, stats["timings"])
-                return Response(body, media_type=media_type(fmt), headers={
-                    "x-voxc-audio-seconds": f"{samples['n'] / voice.sample_rate:.3f}",
-                    "x-voxc-sample-rate": str(output_rate(fmt, voice.sample_rate))})
+        def step(chunk):
+            samples["n"] += len(chunk)
+            if encoder is None:
+                return chunk
+            data = encoder.feed(chunk)
+            if req.stream_format == "sse":
+                return _sse("speech.audio.delta", audio=base64.b64encode(data).decode()) if data else b""
+            return data
+        job = Job(capacity, gen, step)
+        try:
+            async with asyncio.timeout_at(deadline):
+                if not streamed:
+                    body = await _unless_disconnected(request.receive, _whole(capacity, job, fmt, voice))
+                else:
+                    first = await _unless_disconnected(request.receive, job.next())
+        except VoxcError as exc:
+            job.close()
+            return error(400, str(exc))
+        except ClientLeft:
+            job.close()
+            finished("499", t0)
+            return Response(status_code=204)
+        except TimeoutError:
+            job.close()
+            return error(504, f"the speech was not ready within the server's request timeout "
+                              f"({request_timeout:g} s); send a shorter text or retry later", "timeout")
+        metrics.ttfa.observe(time.perf_counter() - t0)
+        if not streamed:
+            finished("200", t0, samples["n"] / voice.sample_rate, stats["timings"])
+            return Response(body, media_type=media_type(fmt), headers={
+                "x-voxc-audio-seconds": f"{samples['n'] / voice.sample_rate:.3f}",
+                "x-voxc-sample-rate": str(output_rate(fmt, voice.sample_rate))})
 
-            async def rest():
-                if first is not None:
-                    yield first
-                    while (data := await job.next()) is not None:
-                        if data:
-                            yield data
-                tail = await capacity.run(encoder.finish)
-                if req.stream_format == "sse":
-                    if tail:
-                        yield _sse("speech.audio.delta", audio=base64.b64encode(tail).decode())
-                    words = len(req.input.split())
-                    yield _sse("speech.audio.done", usage={"input_tokens": words, "output_tokens": 0,
-                                                           "total_tokens": words})
-                elif tail:
-                    yield tail
+        async def rest():
+            if first is not None:
+                yield first
+                while (data := await job.next()) is not None:
+                    if data:
+                        yield data
+            tail = await capacity.run(encoder.finish)
+            if req.stream_format == "sse":
+                if tail:
+                    yield _sse("speech.audio.delta", audio=base64.b64encode(tail).decode())
+                words = len(req.input.split())
+                yield _sse("speech.audio.done", usage={"input_tokens": words, "output_tokens": 0,
+                                                       "total_tokens": words})
+            elif tail:
+                yield tail
 
-            def done(status: str) -> None:
-                job.close()
-                ticket.release()
-                finished(status, t0, samples["n"] / voice.sample_rate if status == "200" else None,
-                         stats.get("timings"))
-            handed_over = True
-            return AudioStream(rest(), deadline, done,
-                               "text/event-stream" if req.stream_format == "sse" else media_type(fmt),
-                               {"x-voxc-sample-rate": str(output_rate(fmt, voice.sample_rate))})
-        finally:
-            if not handed_over:
-                ticket.release()
+        def done(status: str) -> None:
+            job.close()
+            finished(status, t0, samples["n"] / voice.sample_rate if status == "200" else None,
+                     stats.get("timings"))
+        return AudioStream(rest(), deadline, done,
+                           "text/event-stream" if req.stream_format == "sse" else media_type(fmt),
+                           {"x-voxc-sample-rate": str(output_rate(fmt, voice.sample_rate))})
 
-    guarded = BodyGuard(app, MAX_BODY_BYTES, body_timeout, on_reject=lambda s: metrics.requests.labels(str(s)).inc())
+    count = lambda status: metrics.requests.labels(str(status)).inc()      # noqa: E731
+    guarded = AdmissionGate(BodyGuard(app, MAX_BODY_BYTES, body_timeout, on_reject=count), capacity,
+                            "/v1/audio/speech", on_reject=count)
     outer = BearerAuth(guarded, api_key) if api_key else guarded
     if cors_origins:
         from starlette.middleware.cors import CORSMiddleware
@@ -302,7 +292,7 @@ async def _whole(capacity: Capacity, job: Job, fmt: str, voice) -> bytes:
     def encode() -> bytes:
         enc = Encoder(fmt, voice.sample_rate, total_samples=len(wave))
         return enc.feed(wave) + enc.finish()
-    return await capacity.run(encode)
+    return await capacity.run(encode, priority=job.priority)
 
 
 class AudioStream(Response):
