@@ -4,7 +4,9 @@ It starts the server as a child process on a free loopback port (one per server 
 batch, no-cache), waits for /health, and runs N concurrent clients (1, 4, 16 ...) that each send
 streamed requests (response_format pcm) over a realistic mix of utterance lengths taken from the
 family's held-out texts (short, medium and long). Per level it reports throughput (audio seconds per
-wall second), time to first audio (first PCM bytes) p50/p99, total latency p50/p99, and the server's
+wall second), time to first audio (first PCM bytes) p50/p99, total latency p50/p99, the 503s (at
+capacity) the clients met and their latency, the latency of 503s seen by a probe in a process of its
+own (the clients' own CPU use delays what they measure), and the server's
 per-stage time shares and cache hit rate from /metrics; results go into the target's bench.json
 (key "serve": "mixed texts", or "fixed text" with --text) and sections of bench.md. The server is always stopped, also on failure.
 """
@@ -113,18 +115,50 @@ async def _client(url: str, texts: list[str], voice: str, n: int, offset: int, o
                         "audio_s": size / 2 / rate})
 
 
+def probe_rejections(port: int, seconds: float, out) -> None:
+    """In a process of its own (so the clients' own load does not delay it): one small speech request
+    every 50 ms for `seconds`, reading only the status line; puts the latencies (ms) of the 503s on
+    the queue `out`. What a new client sees when the server is full."""
+    import json as _json
+    body = _json.dumps({"input": "Hello.", "response_format": "pcm"}).encode()
+    req = (b"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+           + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    lat, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                s.sendall(req)
+                if s.recv(64)[9:12] == b"503":
+                    lat.append((time.perf_counter() - t0) * 1e3)
+        except OSError:
+            pass
+        time.sleep(0.05)
+    out.put(lat)
+
+
 def _pct(values, q) -> float | None:
     return round(float(np.percentile(np.array(values) * 1e3, q)), 2) if len(values) else None
 
 
-def _level(url: str, texts: list[str], voice: str, clients: int, per_client: int) -> dict:
+def _level(url: str, texts: list[str], voice: str, clients: int, per_client: int, probe: bool = True) -> dict:
+    import multiprocessing
     results: list = []
 
     async def main():
         await asyncio.gather(*[_client(url, texts, voice, per_client, 3 * c, results) for c in range(clients)])
+    ctx = multiprocessing.get_context("spawn")
+    probed = ctx.Queue()
+    prober = ctx.Process(target=probe_rejections, args=(int(url.rsplit(":", 1)[1]), 3.0, probed), daemon=True) \
+        if probe else None
     t0 = time.perf_counter()
+    if prober:
+        prober.start()
     asyncio.run(main())
     wall = time.perf_counter() - t0
+    probe_ms = probed.get(timeout=60) if prober else []
+    if prober:
+        prober.join(10)
     ok = [r for r in results if r["status"] == 200]
     busy = [r["latency_s"] for r in results if r["status"] == 503]
     audio_s = sum(r["audio_s"] for r in ok)
@@ -133,7 +167,9 @@ def _level(url: str, texts: list[str], voice: str, clients: int, per_client: int
             "wall_s": round(wall, 3), "audio_s": round(audio_s, 3), "throughput": round(audio_s / wall, 3),
             "ttfa_ms_p50": _pct(ttfa, 50), "ttfa_ms_p99": _pct(ttfa, 99),
             "latency_ms_p50": _pct(lat, 50), "latency_ms_p99": _pct(lat, 99),
-            "rejected_ms_p50": _pct(busy, 50), "rejected_ms_p99": _pct(busy, 99)}
+            "rejected_ms_p50": _pct(busy, 50), "rejected_ms_p99": _pct(busy, 99),
+            "probe_503s": len(probe_ms), "probe_503_ms_p50": _pct(np.array(probe_ms) / 1e3, 50),
+            "probe_503_ms_p99": _pct(np.array(probe_ms) / 1e3, 99)}
 
 
 def scrape(url: str) -> dict:
@@ -158,7 +194,7 @@ def run_loadtest(target: Path, clients: list[int], per_client: int, modes=("defa
     for mode in modes:
         with running_server(target, [*MODES[mode], *server_args]) as url:
             voice = httpx.get(url + "/v1/voices", timeout=5.0).json()["voices"][0]
-            _level(url, texts[:2], voice, 1, 2)              # warm-up
+            _level(url, texts[:2], voice, 1, 2, probe=False)              # warm-up
             levels = [_level(url, texts, voice, c, per_client) for c in clients]
             m = scrape(url)
             stages = {k[len("voxc_stage_ms_total{stage=\""):-2]: v for k, v in m.items()
@@ -167,7 +203,8 @@ def run_loadtest(target: Path, clients: list[int], per_client: int, modes=("defa
             doc["modes"][mode] = {"voice": voice, "levels": levels, "cache_hit_rate": m.get("voxc_cache_hit_rate"),
                                   "stage_share": {k: round(v / total, 4) for k, v in stages.items()}}
     doc["summary"] = {mode: [{k: lv[k] for k in ("clients", "ok", "rejected_503", "throughput", "ttfa_ms_p50",
-                                                 "ttfa_ms_p99", "latency_ms_p50", "latency_ms_p99", "rejected_ms_p99")}
+                                                 "ttfa_ms_p99", "latency_ms_p50", "latency_ms_p99", "rejected_ms_p99", "probe_503s",
+                                                 "probe_503_ms_p99")}
                              for lv in d["levels"]]
                       for mode, d in doc["modes"].items()}
     bench = target / "bench.json"
@@ -186,12 +223,12 @@ def serve_markdown(kind: str, doc: dict) -> str:
     for mode, d in doc["modes"].items():
         lines += [f"### mode {mode} (voice {d['voice']}, cache hit rate {d['cache_hit_rate']})", "",
                   "| clients | requests | 503s | audio s / wall s | TTFA p50 ms | TTFA p99 ms | latency p50 ms | "
-                  "latency p99 ms | 503 p99 ms |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "latency p99 ms | 503 p99 ms (clients) | 503 p99 ms (probe) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for lv in d["levels"]:
             lines.append(f"| {lv['clients']} | {lv['requests']} | {lv.get('rejected_503', 0)} | {lv['throughput']} | "
                          f"{lv['ttfa_ms_p50']} | {lv['ttfa_ms_p99']} | {lv['latency_ms_p50']} | {lv['latency_ms_p99']} | "
-                         f"{lv.get('rejected_ms_p99')} |")
+                         f"{lv.get('rejected_ms_p99')} | {lv.get('probe_503_ms_p99')} |")
         if d["stage_share"]:
             lines += ["", "Stage shares: " + ", ".join(f"{k} {v:.1%}" for k, v in d["stage_share"].items())]
         lines.append("")
