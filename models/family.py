@@ -110,14 +110,15 @@ class Speaking:
     cached: dict = field(default_factory=dict)   # pipeline value -> option names of its cache key
     options: tuple[str, ...] = ()          # option names a request may carry
     speed: tuple[float, float] = (0.25, 4.0)   # the speaking rates it takes (1.0: as trained), inclusive
-    instruct: str | Callable | None = None     # (instructions, cfg) -> options (e.g. {"style": ...}); None: ignored
+    instruct: str | Callable | None = None     # (instructions, cfg, manifest) -> options ({"style": ...}); None: ignored
 
     def make_inputs(self, options: dict, cfg: dict, given: set, manifest: dict) -> dict:
         return _resolve(self.inputs)(options, cfg, given, manifest)
 
-    def instructions(self, text: str, cfg: dict) -> dict:
-        """The options a free-text instruction maps to through the family's style control."""
-        return {} if self.instruct is None or not text.strip() else _resolve(self.instruct)(text, cfg)
+    def instructions(self, text: str, cfg: dict, manifest: dict) -> dict:
+        """The options a free-text instruction maps to through the family's style control (none where
+        the target has no style control for it)."""
+        return {} if self.instruct is None or not text.strip() else _resolve(self.instruct)(text, cfg, manifest)
 
     def check_speed(self, speed) -> None:
         """Refuses a speaking rate that is not a finite number within the family's range."""

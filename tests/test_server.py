@@ -264,15 +264,26 @@ def test_openai_names_instructions_default_voice_and_emoji(server):
     assert set(voices["openai_voices"]) >= {"alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx",
                                             "sage", "shimmer", "verse"} and voices["default"] in voices["voices"]
     sdk = _openai(server, timeout=60)
-    plain = sdk.audio.speech.create(model="gpt-4o-mini-tts", voice="coral", input="Hello there.",
-                                    response_format="wav").content
     styled = sdk.audio.speech.create(model="gpt-4o-mini-tts", voice="coral", input="Hello there.",
                                      response_format="wav", instructions="Speak slowly and calmly.").content
-    assert plain[:4] == styled[:4] == b"RIFF" and plain != styled       # instructions reach the style control
+    assert styled[:4] == b"RIFF"           # the tiny build has no named styles: the instruction is not used
     r = httpx.post(server + "/v1/audio/speech", json={"input": "I love \U0001F355 pizza and \u2764\ufe0f music."},
                    timeout=60)                                           # no voice: the default; mp3 by default
     assert r.status_code == 200 and r.headers["content-type"] == "audio/mpeg"
     assert httpx.get(server + "/openapi.json").status_code == 404 and httpx.get(server + "/docs").status_code == 404
+
+
+def test_instructions_map_through_each_familys_style_control():
+    from voxc.models.family import family
+    trained = {"models": {"emotion_encoder": {"weights": {"source": "trained voice"}}}}
+    voxc = family("voxc").speaking
+    assert voxc.instructions("Speak slowly and calmly.", {}, trained) == {"style": "slow_low"}
+    assert voxc.instructions("Cheerful and fast!", {}, trained) == {"style": "fast_high"}
+    assert voxc.instructions("use fast_high", {}, trained) == {"style": "fast_high"}
+    assert voxc.instructions("Read it.", {}, trained) == {"style": "neutral"}
+    assert voxc.instructions("Speak slowly.", {}, {"models": {}}) == {}         # no named styles on this target
+    emoti = family("emotivoice").speaking
+    assert emoti.instructions(" 开心 ", {}, {}) == {"style": "开心"}            # EmotiVoice: the prompt itself
 
 
 def test_bodies_and_headers_are_limited_while_they_arrive(tiny_build):

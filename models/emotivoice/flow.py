@@ -182,7 +182,7 @@ def speak_inputs(o: dict, cfg: dict, given: set, manifest: dict) -> dict:
 DEFAULT_PROMPT = "普通"
 
 
-def style_for_instructions(text: str, cfg: dict) -> dict:
+def style_for_instructions(text: str, cfg: dict, manifest: dict) -> dict:
     """EmotiVoice's style control is a free-text emotion prompt: the instruction is the prompt itself."""
     return {"style": text.strip()}
 

@@ -153,10 +153,14 @@ STYLE_WORDS = {
 }
 
 
-def style_for_instructions(text: str, cfg: dict) -> dict:
+def style_for_instructions(text: str, cfg: dict, manifest: dict) -> dict:
     """A style name in the instruction, else the style whose cue words it uses most (a tie or none:
-    neutral). The voxc voice knows three styles: neutral, fast_high, slow_low."""
+    neutral). The voxc voice knows three styles: neutral, fast_high, slow_low; a target without named
+    styles (an emotion encoder with other than the trained voice's weights) takes no instruction."""
     import re
+    weights = manifest.get("models", {}).get("emotion_encoder", {}).get("weights", {})
+    if cfg.get("emotion_mode") != "table" and weights.get("source") != "trained voice":
+        return {}
     words = re.findall(r"[a-z_]+", text.lower())
     named = [w for w in words if w in STYLES]
     if named:
