@@ -331,19 +331,22 @@ def test_api_key_and_cors(tiny_build):
         assert "access-control-allow-origin" not in other.headers
 
 
-def test_warning_when_reachable_from_other_machines_without_a_key(tiny_build):
-    with server_process(tiny_build / "cpu", ["--host", "0.0.0.0"]) as (url, proc):
-        pass
-    out = proc.stdout.read()
-    assert "voxc: warning: serving on 0.0.0.0" in out and "--api-key" in out
+def test_warning_when_reachable_from_other_machines_without_a_key():
+    from voxc.server import exposure_warning
+    assert exposure_warning("127.0.0.1", None) is None and exposure_warning("localhost", None) is None
+    assert exposure_warning("0.0.0.0", "key") is None
+    warning = exposure_warning("0.0.0.0", None)
+    assert warning.startswith("voxc: warning: serving on 0.0.0.0") and "--api-key" in warning
 
 
 @pytest.mark.parametrize("argv, message", [
     (["loadtest", "x", "--clients", "a,b"], "--clients"),
     (["serve", "x", "--host", "999.1.1.1"], "--host"),
     (["serve", "x", "--request-timeout", "0"], "--request-timeout"),
+    (["serve", "x", "--voice-map", "alloy"], "--voice-map"),
 ])
 def test_serving_commands_refuse_bad_options_in_one_line(argv, message, capsys):
+    """Each is refused before any target is opened (x is not one)."""
     from voxc.cli import main
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -370,3 +373,14 @@ def test_pool_threads_go_to_the_earliest_request_and_cancelled_waiters_leak_noth
         await asyncio.gather(*tasks, return_exceptions=True)
         return order, slots.free
     assert asyncio.run(main()) == ([1, 3, 5], 1)
+
+
+def test_a_port_in_use_is_one_line_before_the_voice_is_loaded(capsys):
+    from voxc.cli import main
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "x", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot listen on 127.0.0.1" in err[0]

@@ -351,6 +351,27 @@ def check_host(host: str) -> None:
                         "give e.g. 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None
 
 
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The start-up warning for a server reachable from other machines with no API key."""
+    if api_key or is_loopback(host):
+        return None
+    return (f"voxc: warning: serving on {host} (reachable from other machines) without an API key; anyone who "
+            "can reach it may use it -- pass --api-key or set VOXC_API_KEY")
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuses, in one line, a host/port that cannot be listened on (before the voice is loaded)."""
+    import socket
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as exc:
+        raise VoxcError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port or --host") \
+            from None
+
+
 def is_loopback(host: str) -> bool:
     import ipaddress
     import socket
@@ -370,6 +391,7 @@ def serve(folder, host: str = "127.0.0.1", port: int = 8000, runtime: str | None
     from voxc.http_guard import HeaderTimeoutH11
     from voxc.runtime import Voice
     check_host(host)
+    check_port_free(host, port)
     voice = Voice.open(folder, runtime=runtime, threads=threads, cache_size=cache_size,
                        batch_window_ms=batch_window_ms)
     app = create_app(voice, workers=workers, queue=queue, request_timeout=request_timeout,
@@ -394,15 +416,12 @@ def serve(folder, host: str = "127.0.0.1", port: int = 8000, runtime: str | None
             super().handle_exit(sig, frame)
             self._captured_signals.clear()
 
-    if not api_key and not is_loopback(host):
-        print(f"voxc: warning: serving on {host} (reachable from other machines) without an API key; anyone who "
-              "can reach it may use it -- pass --api-key or set VOXC_API_KEY", file=sys.stderr, flush=True)
+    warning = exposure_warning(host, api_key)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     print(f"voxc: serving {folder} ({voice.family.name}, {len(voice.voices())} voices) on http://{host}:{port}",
           flush=True)
-    try:
-        Draining(config).run()
-    except OSError as exc:
-        raise VoxcError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port or --host") from None
+    Draining(config).run()
     capacity.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -80,6 +80,7 @@ def cmd_serve(args) -> int:
     if bad:
         raise VoxcError(f"{', '.join(bad)} must be a positive number of seconds")
     check_host(args.host)
+    parse_voice_map(args.voice_map)
     serve(args.target, host=args.host, port=args.port, runtime=args.runtime, threads=args.threads,
           workers=args.workers, queue=args.queue, cache_size=args.cache_size, batch_window_ms=args.batch_window_ms,
           request_timeout=args.request_timeout, drain_timeout=args.drain_timeout, stall_timeout=args.stall_timeout,
