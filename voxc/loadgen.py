@@ -89,11 +89,13 @@ def texts_for(target: Path) -> list[str]:
 
 
 async def _client(url: str, texts: list[str], voice: str, n: int, offset: int, out: list):
-    """n streamed pcm requests one after another; a 503 (at capacity) is recorded with its latency."""
+    """n streamed pcm requests one after another; a 503 (at capacity) is recorded with its latency and
+    the request is sent again 0.2 s later (so the server stays at capacity for the whole level)."""
     import httpx
     limits = httpx.Limits(max_connections=1)
     async with httpx.AsyncClient(timeout=300.0, limits=limits) as client:
-        for i in range(n):
+        i = 0
+        while i < n:
             text = texts[(offset + i) % len(texts)]
             t0 = time.perf_counter()
             first, size = None, 0
@@ -103,6 +105,7 @@ async def _client(url: str, texts: list[str], voice: str, n: int, offset: int, o
                 if r.status_code == 503:
                     await r.aread()
                     out.append({"status": 503, "latency_s": time.perf_counter() - t0})
+                    await asyncio.sleep(0.2)
                     continue
                 if r.status_code != 200:
                     raise VoxcError(f"the server answered {r.status_code}: {(await r.aread())[:200]!r}")
@@ -113,18 +116,19 @@ async def _client(url: str, texts: list[str], voice: str, n: int, offset: int, o
                     size += len(chunk)
             out.append({"status": 200, "ttfa_s": first, "latency_s": time.perf_counter() - t0,
                         "audio_s": size / 2 / rate})
+            i += 1
 
 
-def probe_rejections(port: int, seconds: float, out) -> None:
+def probe_rejections(port: int, stop, out) -> None:
     """In a process of its own (so the clients' own load does not delay it): one small speech request
-    every 50 ms for `seconds`, reading only the status line; puts the latencies (ms) of the 503s on
-    the queue `out`. What a new client sees when the server is full."""
+    every 50 ms until `stop` is set, reading only the status line; puts the latencies (ms) of the 503s
+    on the queue `out`. What a new client sees when the server is full."""
     import json as _json
     body = _json.dumps({"input": "Hello.", "response_format": "pcm"}).encode()
     req = (b"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    lat, end = [], time.monotonic() + seconds
-    while time.monotonic() < end:
+    lat = []
+    while not stop.is_set():
         t0 = time.perf_counter()
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
@@ -148,14 +152,15 @@ def _level(url: str, texts: list[str], voice: str, clients: int, per_client: int
     async def main():
         await asyncio.gather(*[_client(url, texts, voice, per_client, 3 * c, results) for c in range(clients)])
     ctx = multiprocessing.get_context("spawn")
-    probed = ctx.Queue()
-    prober = ctx.Process(target=probe_rejections, args=(int(url.rsplit(":", 1)[1]), 3.0, probed), daemon=True) \
+    probed, stop = ctx.Queue(), ctx.Event()
+    prober = ctx.Process(target=probe_rejections, args=(int(url.rsplit(":", 1)[1]), stop, probed), daemon=True) \
         if probe else None
-    t0 = time.perf_counter()
     if prober:
         prober.start()
+    t0 = time.perf_counter()
     asyncio.run(main())
     wall = time.perf_counter() - t0
+    stop.set()
     probe_ms = probed.get(timeout=60) if prober else []
     if prober:
         prober.join(10)

@@ -209,14 +209,18 @@ def create_app(voice, workers: int = 4, queue: int = 32, request_timeout: float 
             gen = voice.stream(req.input, name, stats=stats, **opts)
         else:
             gen = audio.joined((w, p) for w, p, _ in voice.pieces(req.input, name, stats["timings"], **opts))
-        encoder = Encoder(fmt, voice.sample_rate) if streamed else None
-        samples = {"n": 0}
+        samples, made = {"n": 0}, {}
+
+        def encoder() -> Encoder:            # made on a pool thread, with the first chunk
+            if "encoder" not in made:
+                made["encoder"] = Encoder(fmt, voice.sample_rate)
+            return made["encoder"]
 
         def step(chunk):
             samples["n"] += len(chunk)
-            if encoder is None:
+            if not streamed:
                 return chunk
-            data = encoder.feed(chunk)
+            data = encoder().feed(chunk)
             if req.stream_format == "sse":
                 return _sse("speech.audio.delta", audio=base64.b64encode(data).decode()) if data else b""
             return data
@@ -238,6 +242,9 @@ def create_app(voice, workers: int = 4, queue: int = 32, request_timeout: float 
             job.close()
             return error(504, f"the speech was not ready within the server's request timeout "
                               f"({request_timeout:g} s); send a shorter text or retry later", "timeout")
+        except BaseException:
+            job.close()
+            raise
         metrics.ttfa.observe(time.perf_counter() - t0)
         if not streamed:
             finished("200", t0, samples["n"] / voice.sample_rate, stats["timings"])
@@ -251,7 +258,7 @@ def create_app(voice, workers: int = 4, queue: int = 32, request_timeout: float 
                 while (data := await job.next()) is not None:
                     if data:
                         yield data
-            tail = await capacity.run(encoder.finish)
+            tail = await capacity.run(lambda: encoder().finish(), priority=job.priority)
             if req.stream_format == "sse":
                 if tail:
                     yield _sse("speech.audio.delta", audio=base64.b64encode(tail).decode())
