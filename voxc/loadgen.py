@@ -121,16 +121,23 @@ async def _client(url: str, texts: list[str], voice: str, n: int, offset: int, o
 
 def probe_rejections(port: int, stop, out) -> None:
     """In a process of its own (so the clients' own load does not delay it): one small speech request
-    every 50 ms until `stop` is set, reading only the status line; puts the latencies (ms) of the 503s
-    on the queue `out`. What a new client sees when the server is full."""
+    every 50 ms while /ready says the server is full, until `stop` is set, reading only the status line;
+    puts the latencies (ms) of the 503s on the queue `out`. What a new client sees when the server is
+    full (and no extra load while it is not)."""
     import json as _json
     body = _json.dumps({"input": "Hello.", "response_format": "pcm"}).encode()
     req = (b"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
     lat = []
     while not stop.is_set():
-        t0 = time.perf_counter()
         try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                s.sendall(b"GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                full = s.recv(64)[9:12] == b"503"
+            if not full:
+                time.sleep(0.05)
+                continue
+            t0 = time.perf_counter()
             with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
                 s.sendall(req)
                 if s.recv(64)[9:12] == b"503":
