@@ -129,8 +129,15 @@ def run_soak(target: Path, minutes: float, max_requests: int, clients: int, slow
                 with lock:
                     outcomes[(kind, result)] += 1
         threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
+        samples: list = []
+
+        def sample_rss() -> None:              # RSS once a minute: growth that levels off is warm-up, not a leak
+            while any(t.is_alive() for t in threads):
+                samples.append(round(rss_mb(proc.pid), 1))
+                time.sleep(60)
         t0 = time.monotonic()
         [t.start() for t in threads]
+        threading.Thread(target=sample_rss, daemon=True).start()
         [t.join(minutes * 60 + 180) for t in threads]
         wall = time.monotonic() - t0
         settle = time.monotonic() + 40
@@ -151,7 +158,7 @@ def run_soak(target: Path, minutes: float, max_requests: int, clients: int, slow
     errors = {f"{k}:{r}": n for (k, r), n in outcomes.items() if r not in expected[k]}
     doc = {"minutes": round(wall / 60, 2), "requests": sum(outcomes.values()), "clients": clients,
            "by_kind": by_kind, "errors": errors, "queue_depth_end": depth, "health_end": health,
-           "normal_request_end": final.status_code, "rss_mb_start": round(rss_start, 1), "rss_mb_end": round(rss_end, 1)}
+           "normal_request_end": final.status_code, "rss_mb_start": round(rss_start, 1), "rss_mb_each_minute": samples, "rss_mb_end": round(rss_end, 1)}
     doc["passed"] = (depth == 0 and health == 200 and final.status_code == 200 and not errors
                      and rss_end - rss_start <= rss_growth_mb)
     return doc

@@ -170,7 +170,7 @@ def register(sub) -> None:
                                      "`voxc serve`, then checks it recovered")
     sk.add_argument("target", help="a built target folder, e.g. artifacts/cpu")
     sk.add_argument("--minutes", type=float, default=10.0)
-    sk.add_argument("--max-requests", type=int, default=5000)
+    sk.add_argument("--max-requests", type=int, default=20000)
     sk.add_argument("--clients", type=int, default=16, help="concurrent client threads")
     sk.add_argument("--slow-s", type=float, default=5.0, help="how long a slow reader reads before leaving")
     sk.add_argument("--rss-growth-mb", type=float, default=300.0, help="largest RSS growth that passes")
