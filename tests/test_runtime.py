@@ -93,6 +93,11 @@ def test_the_python_api_refuses_a_speed_outside_the_familys_range(voice, speed):
     assert voice.speak(text, name, speed=0.5).seconds > voice.speak(text, name).seconds
 
 
+def test_a_voice_is_spoken_with_when_none_is_named(voice):
+    assert np.array_equal(voice.speak("Hello there.").audio, voice.speak("Hello there.", voice.default_voice).audio)
+    assert np.concatenate(list(voice.stream("Hello there."))).size > 0
+
+
 def test_emoji_presentation_marks_are_dropped_like_emoji(voice):
     name = next(iter(voice.voices()))
     dressed = voice.speak("I love \U0001F355 pizza and \u2764\ufe0f music 1\ufe0f\u20e3.", name).audio

@@ -384,3 +384,12 @@ def test_a_port_in_use_is_one_line_before_the_voice_is_loaded(capsys):
         assert main(["serve", "x", "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot listen on 127.0.0.1" in err[0]
+
+
+@pytest.mark.slow
+def test_a_short_soak_recovers_and_its_checks_can_fail(tiny_build):
+    from voxc.soak import run_soak
+    doc = run_soak(tiny_build / "cpu", minutes=0.2, max_requests=80, clients=4, slow_s=1.0, rss_growth_mb=-1.0)
+    assert doc["requests"] > 0 and not doc["errors"] and doc["queue_depth_end"] == 0
+    assert doc["health_end"] == 200 and doc["normal_request_end"] == 200
+    assert not doc["passed"]                                # an RSS bound no server can meet fails the run

@@ -242,6 +242,9 @@ class Voice:
                             f"use {', '.join(self.speaking.options)}")
         if options.get("speed") is not None:
             self.speaking.check_speed(options["speed"])
+        who = {k for opts in self.voices().values() for k in opts}      # what names a speaker (speaker_ref ...)
+        if voice is None and not any(options.get(k) is not None for k in who):
+            voice = self.default_voice
         base = {}
         if voice is not None:
             if voice not in self.voices():
