@@ -90,7 +90,8 @@ def texts_for(target: Path) -> list[str]:
 
 async def _client(url: str, texts: list[str], voice: str, n: int, offset: int, out: list):
     """n streamed pcm requests one after another; a 503 (at capacity) is recorded with its latency and
-    the request is sent again 0.2 s later (so the server stays at capacity for the whole level)."""
+    the request is sent again after the server's Retry-After, as the OpenAI SDK does (so the server
+    stays at capacity for the whole level)."""
     import httpx
     limits = httpx.Limits(max_connections=1)
     async with httpx.AsyncClient(timeout=300.0, limits=limits) as client:
@@ -105,7 +106,10 @@ async def _client(url: str, texts: list[str], voice: str, n: int, offset: int, o
                 if r.status_code == 503:
                     await r.aread()
                     out.append({"status": 503, "latency_s": time.perf_counter() - t0})
-                    await asyncio.sleep(0.2)
+                    try:
+                        await asyncio.sleep(min(float(r.headers.get("retry-after", "1")), 5.0))
+                    except ValueError:
+                        await asyncio.sleep(1.0)
                     continue
                 if r.status_code != 200:
                     raise VoxcError(f"the server answered {r.status_code}: {(await r.aread())[:200]!r}")
