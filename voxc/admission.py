@@ -1,7 +1,8 @@
 """Capacity of the speech server: who gets in, where synthesis runs, and whether it still progresses.
 
-voxc/server.py asks `Capacity.admit()` on the event loop for every speech request: it answers at once
-(a `Ticket`, or None when workers + queue are taken: 503). Admitted work runs step by step (one
+The speech server's AdmissionGate (voxc/http_guard.py) asks `Capacity.admit()` on the event loop for
+every speech request before its body is read: it answers at once (a `Ticket`, held until the whole
+exchange ends, or None when workers + queue are taken: 503). Admitted work runs step by step (one
 segment or one streamed chunk at a time) in a dedicated thread pool of `workers` threads, separate
 from the loop's default executor; an asyncio.Semaphore on the loop hands out the pool's threads, so
 nothing ever blocks a thread waiting for capacity and a step never queues behind another inside the
