@@ -262,3 +262,14 @@ def test_malformed_oversized_and_misrouted_requests(server):
     assert r.status_code == 413 and "error" in r.json()
     assert httpx.get(server + "/v1/audio/speech").status_code == 405
     assert httpx.get(server + "/nowhere").json()["error"]
+
+
+def test_a_word_longer_than_one_piece_is_split_not_refused(tiny_build):
+    """A long digit string is one word; when its frames overflow a piece it is cut between characters,
+    and nobody asking for speech is told to rebuild the target."""
+    import copy
+    v = Voice.open(tiny_build / "cpu")
+    v.cfg = copy.deepcopy(v.cfg)
+    v.cfg["dims"]["frames"][3] = 40                          # a piece holds at most 40 frames here
+    speech = v.speak("12345678901234567", v.default_voice)
+    assert speech.seconds > 0 and all(seg["frames"] <= 40 for seg in speech.segments) and len(speech.segments) > 1
