@@ -393,3 +393,19 @@ def test_a_short_soak_recovers_and_its_checks_can_fail(tiny_build):
     assert doc["requests"] > 0 and not doc["errors"] and doc["queue_depth_end"] == 0
     assert doc["health_end"] == 200 and doc["normal_request_end"] == 200
     assert not doc["passed"]                                # an RSS bound no server can meet fails the run
+
+
+def test_docs_only_when_asked_and_the_voice_map_is_checked(tiny_build):
+    from fastapi.testclient import TestClient
+    from voxc.core.errors import VoxcError
+    from voxc.runtime import Voice
+    from voxc.server import create_app
+    voice = Voice.open(tiny_build / "cpu")
+    name = sorted(voice.voices())[-1]
+    client = TestClient(create_app(voice, docs=True, voice_overrides={"alloy": name}))
+    assert client.get("/openapi.json").status_code == 200 and client.get("/docs").status_code == 200
+    assert client.get("/v1/voices").json()["openai_voices"]["alloy"] == name
+    with pytest.raises(VoxcError, match="unknown voice"):
+        create_app(voice, voice_overrides={"alloy": "nobody"})
+    with pytest.raises(VoxcError, match="default-voice"):
+        create_app(voice, default_voice="nobody")
