@@ -127,8 +127,7 @@ class Speaking:
         lo, hi = self.speed
         if isinstance(speed, bool) or not isinstance(speed, numbers.Real) or not math.isfinite(speed) \
                 or not lo <= speed <= hi:
-            raise VoxcError(f"speed {speed!r} is not a finite number in [{lo}, {hi}]; give a speaking rate in that "
-                            "range (1.0: normal, 2.0: twice as fast)")
+            raise VoxcError(f"speed must be a number from {lo} to {hi} (1.0: normal, 2.0: twice as fast); got {speed!r}")
 
     def builtin_voices(self, cfg: dict) -> dict:
         return _resolve(self.voices)(cfg)
