@@ -102,15 +102,32 @@ class Speaking:
     """How a family speaks text at run time (voxc/runtime.py, the server): the request options it
     takes and how they become pipeline inputs, its built-in voices, the text-derived values whose
     length a dim's maximum bounds (so long text is split before synthesis, never truncated), and the
-    embeddings worth caching with the options their cache key is made of."""
+    embeddings worth caching with the options their cache key is made of; the speaking rates it
+    takes, and how a free-text instruction ("speak cheerfully") becomes its style control."""
     inputs: str | Callable                 # (options, cfg, given: cached value names, manifest) -> inputs
     voices: str | Callable                 # cfg -> {voice name: options}
     lengths: tuple[tuple[str, str], ...]   # (pipeline value made from the text, dim bounding its last axis)
     cached: dict = field(default_factory=dict)   # pipeline value -> option names of its cache key
     options: tuple[str, ...] = ()          # option names a request may carry
+    speed: tuple[float, float] = (0.25, 4.0)   # the speaking rates it takes (1.0: as trained), inclusive
+    instruct: str | Callable | None = None     # (instructions, cfg, manifest) -> options ({"style": ...}); None: ignored
 
     def make_inputs(self, options: dict, cfg: dict, given: set, manifest: dict) -> dict:
         return _resolve(self.inputs)(options, cfg, given, manifest)
+
+    def instructions(self, text: str, cfg: dict, manifest: dict) -> dict:
+        """The options a free-text instruction maps to through the family's style control (none where
+        the target has no style control for it)."""
+        return {} if self.instruct is None or not text.strip() else _resolve(self.instruct)(text, cfg, manifest)
+
+    def check_speed(self, speed) -> None:
+        """Refuses a speaking rate that is not a finite number within the family's range."""
+        import math
+        import numbers
+        lo, hi = self.speed
+        if isinstance(speed, bool) or not isinstance(speed, numbers.Real) or not math.isfinite(speed) \
+                or not lo <= speed <= hi:
+            raise VoxcError(f"speed must be a number from {lo} to {hi} (1.0: normal, 2.0: twice as fast); got {speed!r}")
 
     def builtin_voices(self, cfg: dict) -> dict:
         return _resolve(self.voices)(cfg)

@@ -95,8 +95,8 @@ def _fit(text: str, fits: Callable[[str], bool], level: int = 0) -> list[tuple[s
     else:
         parts, pause, joiner = list(text), 0.0, ""
     if level == 2 and len(parts) <= 1:
-        raise VoxcError(f"'{text[:40]}' cannot be made short enough for the graphs' maximum lengths; "
-                        "rebuild the target with larger length ranges")
+        raise VoxcError(f"'{text[:40]}' cannot be made short enough for this voice to say in one piece; "
+                        "shorten it or add spaces or punctuation")
     if len(parts) <= 1:
         return _fit(text, fits, level + 1)
     out = []

@@ -38,11 +38,16 @@ def pieces(pipeline, cfg: dict, text: str, upto: Callable[[str, list], dict], wa
     values = upto(text, ["frames"] if limit else want)
     if limit and "frames" in values and int(values["frames"]) > limit:
         words = text.split()
-        if len(words) < 2:
-            raise VoxcError(f"'{text[:40]}' makes more frames than the graphs' maximum ({limit}); "
-                            "rebuild with a larger frames range")
-        half = len(words) // 2
-        for part in (" ".join(words[:half]), " ".join(words[half:])):
+        if len(words) >= 2:                 # between words; one long word (a digit string): between characters
+            half = len(words) // 2
+            parts = (" ".join(words[:half]), " ".join(words[half:]))
+        elif len(text.strip()) >= 2:
+            word = text.strip()
+            parts = (word[: len(word) // 2], word[len(word) // 2:])
+        else:
+            raise VoxcError(f"'{text[:40]}' is too long for this voice to say in one piece; "
+                            "shorten it or add spaces or punctuation")
+        for part in parts:
             yield from pieces(pipeline, cfg, part, upto, want)
         return
     yield pipeline.run(values, want)

@@ -90,14 +90,22 @@ def normalize(text: str, errors: str = "strict") -> list[str]:
             i += 1
         elif c in _SEPARATORS or c.isspace():
             i += 1
-        elif errors == "skip" or (errors == "speakable" and unicodedata.category(c)[0] in "SCZP"):
-            i += 1                      # speakable: emoji, symbols and control characters are not spoken
+        elif errors == "skip" or (errors == "speakable" and (unicodedata.category(c)[0] in "SCZP"
+                                                              or presentation_mark(c))):
+            i += 1                      # speakable: emoji (and their presentation marks), symbols, controls unspoken
         else:
             raise UnspeakableText(f"unsupported character {c!r} (U+{ord(c):04X}, {unicodedata.name(c, 'unnamed')}) "
                                   f"at position {i}: the English front end cannot speak it; remove it"
                                   + (" (Chinese text: use the emotivoice family)" if "CJK" in unicodedata.name(c, "")
                                      else ""))
     return out
+
+
+def presentation_mark(c: str) -> bool:
+    """Marks that only change how the character before them looks (emoji variation selectors such as
+    U+FE0F, the keycap mark U+20E3): dropped with the emoji they dress."""
+    n = ord(c)
+    return 0xFE00 <= n <= 0xFE0F or 0xE0100 <= n <= 0xE01EF or n == 0x20E3
 
 
 @functools.lru_cache(maxsize=1)

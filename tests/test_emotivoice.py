@@ -190,6 +190,9 @@ def test_imported_voice_speaks_through_the_runtime_and_the_server(emotivoice_bui
     whole = voice.speak("你好，今天天气很好。", voice=name, style="开心").audio
     assert streamed.shape == whole.shape and metrics.snr_db(whole, streamed) > 40 and stats["ttfa_ms"] > 0
     client = TestClient(create_app(voice))
-    r = client.post("/v1/audio/speech", json={"input": "你好。", "voice": name, "emotion": "悲伤", "speed": 1.5})
+    r = client.post("/v1/audio/speech", json={"input": "你好。", "voice": name, "emotion": "悲伤", "speed": 1.5,
+                                              "response_format": "wav"})
     assert r.status_code == 200 and r.content[:4] == b"RIFF"
+    r = client.post("/v1/audio/speech", json={"input": "你好。", "instructions": "悲伤", "response_format": "wav"})
+    assert r.status_code == 200 and r.content[:4] == b"RIFF"    # the default voice; the instruction is the prompt
     assert client.post("/v1/audio/speech", json={"input": "你好。", "voice": "nobody"}).status_code == 404

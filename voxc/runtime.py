@@ -227,6 +227,11 @@ class Voice:
             self._voices = dict(self.speaking.builtin_voices(self.cfg))
         return self._voices
 
+    @property
+    def default_voice(self) -> str | None:
+        """The voice a request without one speaks with: the family's first built-in voice."""
+        return next(iter(self.voices()), None)
+
     def add_voice(self, name: str, **options) -> None:
         self.voices()[name] = options
 
@@ -235,6 +240,11 @@ class Voice:
         if unknown:
             raise VoxcError(f"unknown option(s) {', '.join(sorted(unknown))} for family {self.family.name}: "
                             f"use {', '.join(self.speaking.options)}")
+        if options.get("speed") is not None:
+            self.speaking.check_speed(options["speed"])
+        who = {k for opts in self.voices().values() for k in opts}      # what names a speaker (speaker_ref ...)
+        if voice is None and not any(options.get(k) is not None for k in who):
+            voice = self.default_voice
         base = {}
         if voice is not None:
             if voice not in self.voices():

@@ -1,4 +1,4 @@
-"""Speech commands over a built target (no PyTorch): `voxc speak`, `voxc serve`, `voxc loadtest`."""
+"""Speech commands over a built target (no PyTorch): `voxc speak`, `voxc serve`, `voxc loadtest`, `voxc soak`."""
 from __future__ import annotations
 
 import json
@@ -59,29 +59,55 @@ def cmd_speak(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from voxc.server import serve
+    import math
+    import os
+    from voxc.openai_api import parse_voice_map
+    from voxc.server import check_host, serve
     if not 0 < args.port < 65536:
         raise VoxcError(f"--port must be in 1..65535, got {args.port}")
     if args.cache_size < 0 or args.batch_window_ms < 0 or args.workers < 1 or args.queue < 0:
         raise VoxcError("--cache-size, --batch-window-ms and --queue must be >= 0 and --workers >= 1")
     if args.threads is not None and args.threads < 0:
         raise VoxcError(f"--threads must be >= 0 (0: the runtime's default), got {args.threads}")
+    timeouts = {"--request-timeout": args.request_timeout, "--drain-timeout": args.drain_timeout,
+                "--stall-timeout": args.stall_timeout, "--header-timeout": args.header_timeout,
+                "--body-timeout": args.body_timeout}
+    bad = [k for k, v in timeouts.items() if not math.isfinite(v) or v <= 0]
+    if bad:
+        raise VoxcError(f"{', '.join(bad)} must be a positive number of seconds")
+    check_host(args.host)
+    parse_voice_map(args.voice_map)
     serve(args.target, host=args.host, port=args.port, runtime=args.runtime, threads=args.threads,
-          max_inflight=args.workers, max_queue=args.queue, cache_size=args.cache_size,
-          batch_window_ms=args.batch_window_ms)
+          workers=args.workers, queue=args.queue, cache_size=args.cache_size, batch_window_ms=args.batch_window_ms,
+          request_timeout=args.request_timeout, drain_timeout=args.drain_timeout, stall_timeout=args.stall_timeout,
+          header_timeout=args.header_timeout, body_timeout=args.body_timeout,
+          api_key=args.api_key or os.environ.get("VOXC_API_KEY") or None, cors_origins=args.cors_origin or (),
+          docs=args.docs, voice_overrides=parse_voice_map(args.voice_map), default_voice=args.default_voice)
     return 0
 
 
 def cmd_loadtest(args) -> int:
     from voxc.loadgen import run_loadtest
-    clients = [int(c) for c in args.clients.split(",") if c.strip()]
-    if not clients or min(clients) < 1:
+    items = [c.strip() for c in args.clients.split(",") if c.strip()]
+    if not items or not all(c.isdigit() for c in items) or min(int(c) for c in items) < 1:
         raise VoxcError(f"--clients must be positive counts, e.g. 1,4,16; got '{args.clients}'")
+    clients = [int(c) for c in items]
     if args.requests < 1:
         raise VoxcError(f"--requests must be at least 1, got {args.requests}")
-    doc = run_loadtest(Path(args.target), clients, args.requests, modes=tuple(args.modes.split(",")), text=args.text)
+    import shlex
+    doc = run_loadtest(Path(args.target), clients, args.requests, modes=tuple(args.modes.split(",")), text=args.text,
+                       server_args=shlex.split(args.server_args or ""))
     print(json.dumps(doc["summary"], indent=1))
     return 0
+
+
+def cmd_soak(args) -> int:
+    import shlex
+    from voxc.soak import run_soak
+    doc = run_soak(Path(args.target), args.minutes, args.max_requests, args.clients, slow_s=args.slow_s,
+                   rss_growth_mb=args.rss_growth_mb, server_args=shlex.split(args.server_args or ""))
+    print(json.dumps(doc, indent=1))
+    return 0 if doc["passed"] else 1
 
 
 def register(sub) -> None:
@@ -111,6 +137,20 @@ def register(sub) -> None:
                    help="batch the vocoder's chunks of concurrent requests arriving within this window (default 0: "
                         "off; on this 2-core CPU batching lowered throughput, see README)")
     v.add_argument("--queue", type=int, default=32, help="requests that may wait behind them (then 503)")
+    v.add_argument("--request-timeout", type=float, default=120.0,
+                   help="seconds a speech request may take, audio sent included (default 120)")
+    v.add_argument("--drain-timeout", type=float, default=30.0,
+                   help="on SIGTERM, seconds in-flight requests get to finish (default 30)")
+    v.add_argument("--stall-timeout", type=float, default=30.0,
+                   help="/health fails when no synthesis step finished for this long while work waits (default 30)")
+    v.add_argument("--header-timeout", type=float, default=10.0, help="seconds a request's headers may take")
+    v.add_argument("--body-timeout", type=float, default=10.0, help="seconds a request's body may take")
+    v.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $VOXC_API_KEY; none: open)")
+    v.add_argument("--cors-origin", action="append", help="an origin browsers may call from (repeatable)")
+    v.add_argument("--docs", action="store_true", help="serve /docs and /openapi.json")
+    v.add_argument("--voice-map", help="OpenAI voice names -> built-in voices, e.g. alloy=NAME,echo=NAME "
+                                       "(default: the built-in voices in turn)")
+    v.add_argument("--default-voice", help="the voice of requests naming none (default: the first built-in voice)")
     v.set_defaults(func=cmd_serve)
 
     lt = sub.add_parser("loadtest", help="drive a real `voxc serve` with concurrent clients; results into bench.json")
@@ -119,4 +159,16 @@ def register(sub) -> None:
     lt.add_argument("--requests", type=int, default=4, help="requests per client per level")
     lt.add_argument("--modes", default="default", help="server modes to compare: default,batch,no-cache")
     lt.add_argument("--text", help="one fixed text for every request (default: a mix of held-out texts)")
+    lt.add_argument("--server-args", help="extra `voxc serve` options, e.g. \"--workers 2 --queue 64\"")
     lt.set_defaults(func=cmd_loadtest)
+
+    sk = sub.add_parser("soak", help="mixed clients (SDK, hang-ups, slow readers, oversized bodies) against a real "
+                                     "`voxc serve`, then checks it recovered")
+    sk.add_argument("target", help="a built target folder, e.g. artifacts/cpu")
+    sk.add_argument("--minutes", type=float, default=10.0)
+    sk.add_argument("--max-requests", type=int, default=20000)
+    sk.add_argument("--clients", type=int, default=16, help="concurrent client threads")
+    sk.add_argument("--slow-s", type=float, default=5.0, help="how long a slow reader reads before leaving")
+    sk.add_argument("--rss-growth-mb", type=float, default=300.0, help="largest RSS growth that passes")
+    sk.add_argument("--server-args", help="extra `voxc serve` options")
+    sk.set_defaults(func=cmd_soak)

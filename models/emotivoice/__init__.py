@@ -62,5 +62,6 @@ FAMILY = Family(
     data_hash="voxc.models.emotivoice.flow:set_hash",
     speaking=Speaking(inputs=flow.speak_inputs, voices=flow.voices,
                       lengths=(("ids", "phonemes"), ("content_ids", "tokens")),
-                      cached={"style": ("style",)}, options=("speaker", "style", "speed")),
+                      cached={"style": ("style",)}, options=("speaker", "style", "speed"), speed=(0.25, 4.0),
+                      instruct=flow.style_for_instructions),
 )

@@ -182,6 +182,11 @@ def speak_inputs(o: dict, cfg: dict, given: set, manifest: dict) -> dict:
 DEFAULT_PROMPT = "普通"
 
 
+def style_for_instructions(text: str, cfg: dict, manifest: dict) -> dict:
+    """EmotiVoice's style control is a free-text emotion prompt: the instruction is the prompt itself."""
+    return {"style": text.strip()}
+
+
 def voices(cfg: dict) -> dict:
     """Built-in voices: the voice's named speakers (or the first ids when it has no names)."""
     names = cfg.get("speakers") or [str(i) for i in range(min(int(cfg.get("n_speakers", 1)), 16))]

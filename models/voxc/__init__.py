@@ -67,5 +67,6 @@ FAMILY = Family(
     speaking=Speaking(inputs=flow.speak_inputs, voices=flow.voices, lengths=(("phoneme_ids", "phonemes"),),
                       cached={"speaker_embedding": ("speaker_ref",),
                               "emotion_embedding": ("style", "style_ref", "speaker_ref")},
-                      options=("speaker_ref", "style", "style_ref", "speed")),
+                      options=("speaker_ref", "style", "style_ref", "speed"), speed=(0.25, 4.0),
+                      instruct=flow.style_for_instructions),
 )

@@ -144,6 +144,32 @@ def _named_style(style: str, cfg: dict, manifest: dict) -> dict:
     return {"emotion_embedding": table[STYLES.index(style)][None].astype(np.float32)}
 
 
+# words of a free-text instruction that point at one of the trained styles (its nearest style)
+STYLE_WORDS = {
+    "fast_high": ("fast", "quick", "rapid", "hurried", "high", "excited", "energetic", "cheerful", "happy", "upbeat",
+                  "lively", "enthusiastic", "bright", "urgent", "loud"),
+    "slow_low": ("slow", "low", "calm", "soft", "gentle", "sad", "quiet", "relaxed", "soothing", "deep", "whisper",
+                 "serious", "somber", "sleepy", "tired"),
+}
+
+
+def style_for_instructions(text: str, cfg: dict, manifest: dict) -> dict:
+    """A style name in the instruction, else the style whose cue words it uses most (a tie or none:
+    neutral). The voxc voice knows three styles: neutral, fast_high, slow_low; a target without named
+    styles (an emotion encoder with other than the trained voice's weights) takes no instruction."""
+    import re
+    weights = manifest.get("models", {}).get("emotion_encoder", {}).get("weights", {})
+    if cfg.get("emotion_mode") != "table" and weights.get("source") != "trained voice":
+        return {}
+    words = re.findall(r"[a-z_]+", text.lower())
+    named = [w for w in words if w in STYLES]
+    if named:
+        return {"style": named[0]}
+    score = {s: sum(w.startswith(cue) for w in words for cue in cues) for s, cues in STYLE_WORDS.items()}
+    best = max(score, key=score.get)
+    return {"style": best if score[best] > 0 and list(score.values()).count(score[best]) == 1 else "neutral"}
+
+
 def voices(cfg: dict) -> dict:
     """Built-in voices: one neutral reference recording per held-out speaker of the parity set."""
     from voxc.models.family import family
