@@ -32,7 +32,9 @@ def parser() -> argparse.ArgumentParser:
     from voxc.compiler import cli as compiler_cli
     from voxc import speech_cli
     from voxc.voice import cli as voice_cli
+    import importlib.metadata
     p = argparse.ArgumentParser(prog="voxc", description="Compile an expressive TTS stack into verified artifacts.")
+    p.add_argument("--version", action="version", version=f"voxc {importlib.metadata.version('voxc')}")
     sub = p.add_subparsers(dest="command", required=True)
     compiler_cli.register(sub)
     voice_cli.register(sub)
