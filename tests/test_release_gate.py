@@ -57,7 +57,8 @@ def test_release_header_and_verdict(released):
     vocoder = doc["targets"][0]["models"]["vocoder"]["runtimes"]["onnxruntime"]
     accepted = vocoder["accepted"]
     assert vocoder["speed"]["vs_fp32"] > 0
-    assert set(vocoder["checks"][accepted]["budget"]) == set(vocoder["checks"][accepted]["worst"])
+    checks = vocoder["checks"][accepted]
+    assert set(checks["budget"]) <= set(checks["worst"]) and "waveform.snr_db" in checks["budget"]
 
 
 @pytest.mark.slow
