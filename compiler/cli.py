@@ -169,7 +169,9 @@ def cmd_export_triton(args) -> int:
 
 def register(sub) -> None:
     def common(sp):
-        sp.add_argument("--target", default=os.environ.get("TARGET", "cpu"), help="target profile (targets/profiles)")
+        from voxc.targets.profiles import names
+        sp.add_argument("--target", default=os.environ.get("TARGET", "cpu"),
+                        help=f"target profile: {', '.join(names())} (default: $TARGET if set, else cpu)")
         sp.add_argument("--artifacts", default="artifacts", help="artifacts folder (cache and per-target outputs)")
 
     b = sub.add_parser("build", help="export, simplify, build and parity-check every model for a target")

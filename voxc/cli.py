@@ -28,6 +28,14 @@ def _internal_error(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser: its --help shows every option's default."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def parser() -> argparse.ArgumentParser:
     from voxc.compiler import cli as compiler_cli
     from voxc import speech_cli
@@ -35,15 +43,25 @@ def parser() -> argparse.ArgumentParser:
     import importlib.metadata
     p = argparse.ArgumentParser(prog="voxc", description="Compile an expressive TTS stack into verified artifacts.")
     p.add_argument("--version", action="version", version=f"voxc {importlib.metadata.version('voxc')}")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     compiler_cli.register(sub)
     voice_cli.register(sub)
     speech_cli.register(sub)
     return p
 
 
+def _announce_environment(args, argv: list[str]) -> None:
+    """Say so when a default came from the environment rather than the command line."""
+    import os
+    if getattr(args, "target", None) and os.environ.get("TARGET") == args.target \
+            and not any(a == "--target" or a.startswith("--target=") for a in argv):
+        print(f"voxc: --target {args.target} (from the TARGET environment variable)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    _announce_environment(args, argv)
     try:
         return args.func(args)
     except VoxcError as exc:
