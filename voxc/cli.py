@@ -28,11 +28,20 @@ def _internal_error(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows an option's default where it has one worth saying (not None/False, not said already)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class CommandParser(argparse.ArgumentParser):
     """A subcommand's parser: its --help shows every option's default."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", DefaultsHelp)
         super().__init__(*args, **kwargs)
 
 
