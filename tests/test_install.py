@@ -20,9 +20,15 @@ pytestmark = pytest.mark.slow
 
 
 def _interpreter(version: str) -> str | None:
+    """A working python<version>: this one, one on PATH, or one under pyenv's versions (its shims may be inactive)."""
     if version == f"{sys.version_info.major}.{sys.version_info.minor}":
         return getattr(sys, "_base_executable", None) or sys.executable
-    return shutil.which(f"python{version}")
+    root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = [shutil.which(f"python{version}")] + sorted(str(p) for p in root.glob(f"{version}*/bin/python{version}"))
+    for c in filter(None, candidates):
+        if subprocess.run([c, "-c", "import venv"], capture_output=True, timeout=60).returncode == 0:
+            return c
+    return None
 
 
 def _size_mb(folder: Path) -> float:
