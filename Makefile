@@ -11,12 +11,20 @@ FROM   ?=
 ARGS   ?=
 VOXC   := $(VENV)/bin/voxc
 
-.PHONY: engines test parity bench corpus clean distclean triton-server
+.PHONY: engines test test-fast parity bench corpus clean distclean triton-server
+
+# PyTorch's CPU build comes from its CPU index when that is reachable (plain PyPI gives Linux the CUDA
+# build); TORCH_INDEX= (empty) skips it, e.g. where pip's own index already serves the CPU build.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	@if [ -n "$(TORCH_INDEX)" ] && $(VENV)/bin/python -c "import urllib.request; urllib.request.urlopen('$(TORCH_INDEX)/torch/', timeout=5)" 2>/dev/null; then \
+	  echo "torch==2.13.0 (CPU) from $(TORCH_INDEX)"; \
+	  $(VENV)/bin/pip install -q torch==2.13.0 --index-url $(TORCH_INDEX) --extra-index-url https://pypi.org/simple; \
+	else echo "$(TORCH_INDEX) is not reachable: torch==2.13.0 comes from pip's configured index"; fi
+	$(VENV)/bin/pip install -q -e '.[build,serve,test]'
 	touch $@
 
 engines: $(VENV)/.installed
@@ -30,6 +38,10 @@ bench: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile $(ARGS)
+
+# the fast loop: everything not marked slow (no end-to-end builds of whole targets)
+test-fast: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile -m "not slow" $(ARGS)
 
 # A tritonserver (2.51, Python backend only; ~55 MB wheel, x86-64 Linux) for tests/test_triton.py's served
 # checks. --no-deps: nvidia-pytriton pins numpy < 2; only its bundled server binary is used, never imported.

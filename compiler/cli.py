@@ -113,12 +113,16 @@ def cmd_report(args) -> int:
         if args.merge:
             raise VoxcError("--release reads every target as merged so far; run --merge first, then --release")
         from voxc.compiler.release import release
-        page, doc = release(Path(args.artifacts), Path(args.out) if args.out else None)
+        page, doc = release(Path(args.artifacts), Path(args.out) if args.out else None,
+                            baseline=Path(args.baseline) if args.baseline else None)
+        for line in (doc.get("gate") or {}).get("lines", []):
+            print(f"voxc: release gate: {line}")
         print(f"voxc: release report {page} (+ {page.with_suffix('.json').name}) over "
-              f"{', '.join(t['target'] + ' ' + t['status'].upper() for t in doc['targets'])}")
-        return 0
-    if args.out:
-        raise VoxcError("--out goes with --release")
+              f"{', '.join(t['target'] + ' ' + t['status'].upper() for t in doc['targets'])}; "
+              f"verdict {doc['verdict'].upper()}")
+        return EXIT_PARITY if doc["verdict"] == "fail" else 0
+    if args.out or args.baseline:
+        raise VoxcError(f"{'--out' if args.out else '--baseline'} goes with --release")
     folder = Path(args.artifacts) / args.target
     if args.merge:
         from voxc.compiler.merge import merge
@@ -178,7 +182,9 @@ def cmd_export_triton(args) -> int:
 
 def register(sub) -> None:
     def common(sp):
-        sp.add_argument("--target", default=os.environ.get("TARGET", "cpu"), help="target profile (targets/profiles)")
+        from voxc.targets.profiles import names
+        sp.add_argument("--target", default=os.environ.get("TARGET", "cpu"),
+                        help=f"target profile: {', '.join(names())} (default: $TARGET if set, else cpu)")
         sp.add_argument("--artifacts", default="artifacts", help="artifacts folder (cache and per-target outputs)")
 
     b = sub.add_parser("build", help="export, simplify, build and parity-check every model for a target")
@@ -239,6 +245,9 @@ def register(sub) -> None:
                    help="write the release report (HTML with A/B audio and plots, and its JSON) across every "
                         "target under --artifacts (ignores --target)")
     r.add_argument("--out", metavar="FILE.html", help="where --release writes (default ARTIFACTS/release.html)")
+    r.add_argument("--baseline", metavar="PREV",
+                   help="with --release: the previous release's release.json (or its folder); exit 1 on a "
+                        "regression beyond the stated tolerances or a failing target")
     r.set_defaults(func=cmd_report)
 
     e = sub.add_parser("export", help="package a built target for a serving system").add_subparsers(

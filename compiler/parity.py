@@ -59,11 +59,11 @@ def check(spec: ModelSpec, module: torch.nn.Module, runner, precision: str, runt
 
 
 def summarise(rows: list[dict]) -> dict:
-    """Per (model, runtime, precision): pass/fail and the worst value of each metric."""
+    """Per (model, runtime, precision): pass/fail, the worst value of each metric and the budget it was held to."""
     out: dict = {}
     for r in rows:
         key = f"{r['model']}/{r['runtime']}/{r['precision']}"
-        s = out.setdefault(key, {"passed": True, "deferred": False, "points": set(), "worst": {}})
+        s = out.setdefault(key, {"passed": True, "deferred": False, "points": set(), "worst": {}, "budget": {}})
         s["points"].add((r["batch"], r["length"]))
         if r.get("status") == "deferred":  # awaiting the device: neither a pass nor a failure
             s["deferred"] = True
@@ -75,6 +75,8 @@ def summarise(rows: list[dict]) -> dict:
             worse = (lambda a, b: a > b) if r["metric"] in metrics.LOWER_IS_BETTER else (lambda a, b: a < b)
             if prev is None or worse(r["value"], prev):
                 s["worst"][name] = r["value"]
+                if isinstance(r.get("tolerance"), (int, float)):
+                    s["budget"][name] = r["tolerance"]
     for s in out.values():
         s["points"] = sorted(s["points"])
     return out

@@ -43,13 +43,16 @@ def _json(path: Path) -> dict | None:
 
 
 def _speed(bench: dict | None, timings: dict | None, model: str, runtime: str, precision: str) -> dict:
+    """Speed of the accepted precision: its speed-up over fp32 in the policy's paired timing (the measure the
+    decision was taken on), and the bench's real-time factor and ratio to PyTorch eager where bench.json has them."""
     out = {}
-    t = ((timings or {}).get("models", {}).get(model, {}).get(runtime) or {}).get("timings", {}).get(precision)
-    if t:
-        out["policy_median_ms"] = round(t["median_ms"], 3)
+    per = ((timings or {}).get("models", {}).get(model, {}).get(runtime) or {}).get("timings", {})
+    t, base = per.get(precision), per.get("fp32")
+    if t and base and t.get("median_ms"):
+        out["vs_fp32"] = round(base["median_ms"] / t["median_ms"], 3)
     for r in (bench or {}).get("results", []):
         if (r["model"], r["runtime"], r["precision"], r["shape"]) == (model, runtime, precision, "opt"):
-            out.update(bench_median_ms=r["median_ms"], rtf=r.get("rtf"), vs_torch_eager=r.get("vs_torch_eager"))
+            out.update(rtf=r.get("rtf"), vs_torch_eager=r.get("vs_torch_eager"))
     return out
 
 
@@ -75,7 +78,7 @@ def target_summary(folder: Path) -> dict:
                 s = summary[f"{name}/{rt}/{p}"]
                 mine = [r for r in rows if (r["model"], r["runtime"], r["precision"]) == (name, rt, p)]
                 checks[p] = {"result": "fail" if not s["passed"] else "deferred" if s["deferred"] else "pass",
-                             "worst": s["worst"], "rows": len(mine),
+                             "worst": s["worst"], "budget": s.get("budget", {}), "rows": len(mine),
                              "deferred": sorted({r.get("reason", "") for r in mine if deferred.is_deferred(r)}),
                              "device_rows": sum(r.get("site") == "device" for r in mine)}
             per[rt] = {"accepted": accepted, "ladder": sel.get("ladder"), "fallback": sel.get("fallback"),
@@ -87,7 +90,13 @@ def target_summary(folder: Path) -> dict:
     chain = {rt: {"all_artifacts": next((r for r in c["rows"] if r["config"] == "all artifacts"), None),
                   "utterances": c.get("utterances"), "stream": c.get("stream")}
              for rt, c in ((doc.get("chain") or {}).get("runtimes") or {}).items()}
+    tools: dict = {}
+    for info in manifest["models"].values():
+        tools.update(info.get("tools") or {})
+    bundle = manifest.get("bundle") or None
     return {"target": manifest["target"], "folder": str(folder), "status": deferred.status(rows),
+            "tools": dict(sorted(tools.items())),
+            "bundle": {k: bundle.get(k) for k in ("id", "tarball", "tarball_sha256", "runtime")} if bundle else None,
             "family": manifest.get("family"), "preset": manifest.get("preset"),
             "backends": manifest["profile"].get("backends"), "voxc_version": manifest.get("voxc_version"),
             "models": models, "chain": chain, "device_parity": manifest.get("device_parity", []),
@@ -124,7 +133,9 @@ def media(folder: Path, summary: dict, count: int) -> dict:
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
 table{border-collapse:collapse;margin:.6em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}
 th{background:#f3f3f3}.pass{color:#176b1b;font-weight:600}.fail{color:#b00020;font-weight:600}
-.deferred{color:#a86400;font-weight:600}img{max-width:100%}section.target{border-top:3px solid #444;margin-top:2em}
+.deferred{color:#a86400;font-weight:600}.rejected{color:#555}img{max-width:100%}
+section.target{border-top:3px solid #444;margin-top:2em}header.release{border:2px solid #444;padding:.5em 1em;margin-bottom:1em}
+.verdict{font-size:1.4em}.regression{color:#b00020}.next{background:#fff6e0;padding:.4em .8em}
 .ab{display:flex;gap:1.5em;flex-wrap:wrap;align-items:center}small{color:#666}"""
 
 
@@ -143,21 +154,57 @@ def _table(head: list[str], body: list[list[str]], cls: str = "") -> str:
             + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in body) + "</table>")
 
 
+def _reason(precision: str, reason: str) -> str:
+    """A rejection reason said once: the policy writes "<p> rejected: why", the table already names <p>."""
+    for prefix in (f"{precision} rejected: ", f"{precision}: "):
+        while reason.startswith(prefix):
+            reason = reason[len(prefix):]
+    return reason
+
+
+def _check_cell(p: str, c: dict, accepted: str | None) -> str:
+    """One precision's parity: worst values beside their budgets; a rejected rung reads neutral, not red."""
+    result = c["result"]
+    if result == "fail" and p != accepted:
+        label = '<span class="rejected">rejected rung</span>'
+    else:
+        label = _status(result)
+    budgets = c.get("budget") or {}
+    worst = "; ".join(f"{_e(k)} {_e(v)}" + (f" <small>(budget {_e(budgets[k])})</small>" if k in budgets else "")
+                      for k, v in c["worst"].items())
+    return (f"<b>{_e(p)}</b> {label} {worst}"
+            + (f" <i>deferred: {_e('; '.join(c['deferred']))}</i>" if c["deferred"] else "")
+            + (f" <i>{c['device_rows']} device rows merged</i>" if c["device_rows"] else ""))
+
+
+def _speed_cell(speed: dict) -> str:
+    parts = []
+    if speed.get("vs_fp32") is not None:
+        parts.append(f"{speed['vs_fp32']:.2f}x fp32")
+    if speed.get("rtf") is not None:
+        parts.append(f"RTF {speed['rtf']:.3g}")
+    if speed.get("vs_torch_eager") is not None:
+        parts.append(f"{speed['vs_torch_eager']:.2f}x PyTorch eager")
+    return _e(", ".join(parts)) if parts else "-"
+
+
 def _decisions(t: dict) -> str:
     body = []
     for name, m in t["models"].items():
         for rt, r in m["runtimes"].items():
-            rejected = "<br>".join(f"{_e(x['precision'])}: {_e(x['reason'])}" for x in r["rejected"]) or "-"
-            checks = "<br>".join(f"<b>{_e(p)}</b> {_status(c['result'])} "
-                                 + "; ".join(f"{_e(k)} {_e(v)}" for k, v in c["worst"].items())
-                                 + (f" <i>deferred: {_e('; '.join(c['deferred']))}</i>" if c["deferred"] else "")
-                                 + (f" <i>{c['device_rows']} device rows merged</i>" if c["device_rows"] else "")
-                                 for p, c in r["checks"].items()) or "-"
-            speed = "; ".join(f"{_e(k)} {_e(v)}" for k, v in r["speed"].items() if v is not None) or "-"
+            rejected = "<br>".join(f'<span class="rejected">{_e(x["precision"])}: '
+                                   f'{_e(_reason(x["precision"], x["reason"]))}</span>' for x in r["rejected"]) or "-"
+            checks = "<br>".join(_check_cell(p, c, r["accepted"]) for p, c in r["checks"].items()) or "-"
+            size = f"{r['bytes'] / 1e6:.2f} MB" if r["bytes"] else "not built here (device)"
             body.append([_e(name), _e(rt), f"<b>{_e(r['accepted'] or '-')}</b>", rejected, checks,
-                         f"{r['bytes'] / 1e6:.2f} MB", speed])
-    return _table(["model", "runtime", "accepted", "rejected (reason)", "parity per precision: worst values",
-                   "size", "speed"], body, "decisions")
+                         size, _speed_cell(r["speed"])])
+    note = ""
+    if any(rt == "openvino" for m in t["models"].values() for rt in m["runtimes"]):
+        note = ("<p><small>Speed is the policy's paired timing at the opt shape on the build host, single thread. "
+                "OpenVINO's absolute times on a small graph are dominated by per-call overhead, so they can read "
+                "many times ONNX Runtime's; compare each runtime's ratio to its own fp32.</small></p>")
+    return _table(["model", "runtime", "accepted", "rejected (reason)", "parity per precision: worst (budget)",
+                   "size", "speed"], body, "decisions") + note
 
 
 def _chain(t: dict) -> str:
@@ -201,8 +248,14 @@ def _target_html(t: dict, m: dict) -> str:
     bench = t.get("bench_chain")
     plots = "".join(f'<figure><img class="metric-plot" alt="{_e(n)} metrics vs length" '
                     f'src="data:image/png;base64,{png}"></figure>' for n, png in m["plots"].items())
+    nxt = ""
+    if t["status"] == "deferred":
+        tarball = (t.get("bundle") or {}).get("tarball") or "the bundle tarball"
+        nxt = (f'<p class="next">Next step: copy {_e(tarball)} from {_e(t["folder"])} to the device, run '
+               f'<code>python3 verify.py</code> there, then <code>voxc report --target {_e(t["target"])} --merge '
+               f'parity.json</code> here and write this report again.</p>')
     return (f'<section class="target" id="target-{_e(t["target"])}" data-target="{_e(t["target"])}">'
-            f'<h2>{_e(t["target"])} {_status(t["status"])}</h2>'
+            f'<h2>{_e(t["target"])} {_status(t["status"])}</h2>{nxt}'
             f'<p>family {_e(t["family"])}, preset {_e(t["preset"])}, backends {_e(", ".join(t["backends"] or []))}; '
             f'{t["deferred_rows"]} deferred rows; <small>{_e(t["folder"])}</small></p>'
             f'<h3>Decisions per model and runtime</h3>{_decisions(t)}'
@@ -215,6 +268,34 @@ def _target_html(t: dict, m: dict) -> str:
             "</section>")
 
 
+def _header(doc: dict) -> str:
+    """Who built what, where, with which tools, and the one verdict a release manager signs."""
+    prov = doc["provenance"]
+    verdict = doc["verdict"]
+    words = {"pass": "SHIP: every target passed its gates",
+             "deferred": "HOLD: host gates passed; device results still to merge",
+             "fail": "DO NOT SHIP: a target failed its gates or regressed against the baseline"}[verdict]
+    bundles = "".join(f"<li>{_e(t['target'])}: bundle {_e(t['bundle']['id'])}, {_e(t['bundle']['tarball'])} "
+                      f"sha256 {_e(t['bundle']['tarball_sha256'])}</li>" for t in doc["targets"] if t.get("bundle"))
+    tools = ", ".join(f"{_e(k)} {_e(v)}" for k, v in prov["tools"].items())
+    return (f'<header class="release" id="release-header"><p class="verdict" data-verdict="{_e(verdict)}">'
+            f'Verdict: {_status(verdict)} <span>{_e(words)}</span></p>'
+            f"<p>voxc {_e(prov['voxc_version'])}, commit <code>{_e(prov['commit'])}</code>; built on "
+            f"{_e(prov['host']['name'])} ({_e(prov['host']['platform'])}, {_e(prov['host']['cpus'])} CPUs, "
+            f"Python {_e(prov['host']['python'])})</p><p><small>Tools: {tools or '-'}</small></p>"
+            f"<ul class=\"bundles\">{bundles or '<li>no device bundles</li>'}</ul></header>")
+
+
+def _gate_html(gate: dict | None) -> str:
+    if gate is None:
+        return "<p>No baseline given (<code>--baseline PREV</code> compares with the previous release).</p>"
+    tol = ", ".join(f"{k} {v:.0%}" for k, v in gate["tolerances"].items())
+    items = "".join(f'<li class="{"regression" if line.startswith(("REGRESSION", "FAIL")) else ""}">{_e(line)}</li>'
+                    for line in gate["lines"])
+    return (f'<div id="baseline-diff"><p>Against {_e(gate["baseline"])}: {_status("pass" if gate["passed"] else "fail")} '
+            f"<small>(tolerances: {_e(tol)})</small></p><ul>{items or '<li>no change</li>'}</ul></div>")
+
+
 def render(doc: dict, media_by_target: dict) -> str:
     overview = _table(["target", "status", "family", "preset", "models", "deferred rows", "device merges"],
                       [[f'<a href="#target-{_e(t["target"])}">{_e(t["target"])}</a>', _status(t["status"]),
@@ -223,12 +304,25 @@ def render(doc: dict, media_by_target: dict) -> str:
     body = "".join(_target_html(t, media_by_target[t["target"]]) for t in doc["targets"])
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>voxc release report</title>"
             '<link rel="icon" href="data:,">'
-            f"<style>{CSS}</style></head><body><h1>voxc release report</h1>"
-            f"<p>Generated {_e(doc['generated'])} from {_e(doc['artifacts'])}.</p>{overview}{body}</body></html>\n")
+            f"<style>{CSS}</style></head><body><h1>voxc release report</h1>{_header(doc)}"
+            f"<p>Generated {_e(doc['generated'])} from {_e(doc['artifacts'])}.</p>{overview}"
+            f"<h2>Compared with the previous release</h2>{_gate_html(doc.get('gate'))}{body}</body></html>\n")
 
 
-def release(artifacts: Path, out: Path | None = None, utterances: int = 2) -> tuple[Path, dict]:
-    """Writes the page (default artifacts/release.html) and its JSON beside it; returns (page, JSON doc)."""
+def verdict(targets: list[dict], gate: dict | None) -> str:
+    """fail when a target failed or the baseline gate found a regression; deferred while device results are
+    missing; pass otherwise."""
+    statuses = {t["status"] for t in targets}
+    if "fail" in statuses or (gate is not None and not gate["passed"]):
+        return "fail"
+    return "deferred" if "deferred" in statuses else "pass"
+
+
+def release(artifacts: Path, out: Path | None = None, utterances: int = 2,
+            baseline: Path | None = None) -> tuple[Path, dict]:
+    """Writes the page (default artifacts/release.html) and its JSON beside it; returns (page, JSON doc).
+    With a baseline (the previous release's release.json) the doc carries the gate's diff under "gate"."""
+    from voxc.compiler import release_gate
     artifacts = Path(artifacts)
     folders = target_folders(artifacts)
     out = Path(out) if out else artifacts / "release.html"
@@ -236,6 +330,7 @@ def release(artifacts: Path, out: Path | None = None, utterances: int = 2) -> tu
         raise VoxcError(f"--out must name an .html file, got {out}")
     if not out.parent.is_dir():
         raise VoxcError(f"cannot write {out}: {out.parent} is not a folder")
+    base_doc = release_gate.load_baseline(baseline) if baseline is not None else None
     targets, media_by_target = [], {}
     for folder in folders:
         t = target_summary(folder)
@@ -247,7 +342,38 @@ def release(artifacts: Path, out: Path | None = None, utterances: int = 2) -> tu
                                          for u in m["utterances"]], "no_audio": m["no_audio"]}
         targets.append(t)
     doc = {"generated": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "artifacts": str(artifacts), "targets": targets}
+           "artifacts": str(artifacts), "provenance": provenance(targets), "targets": targets}
+    if base_doc is not None:
+        diff = release_gate.compare(base_doc, doc)
+        doc["gate"] = {**diff, "baseline": str(baseline), "lines": release_gate.lines(diff)}
+    doc["verdict"] = verdict(targets, doc.get("gate"))
     write_atomic(out.with_suffix(".json"), dumps(doc))
     write_atomic(out, render(doc, media_by_target))
     return out, doc
+
+
+def provenance(targets: list[dict]) -> dict:
+    """voxc version, source commit, build host and the tools the targets were built with."""
+    import os
+    import platform
+    import subprocess
+    import sys
+    from voxc.compiler.report import VOXC_VERSION
+    commit = os.environ.get("VOXC_COMMIT") or os.environ.get("GITHUB_SHA") or os.environ.get("CI_COMMIT_SHA")
+    if not commit:
+        src = Path(__file__).resolve().parent
+        try:
+            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10)
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=src,
+                                   capture_output=True, text=True, timeout=10)
+            if head.returncode == 0:
+                commit = head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+        except (OSError, subprocess.SubprocessError):
+            pass
+    tools: dict = {}
+    for t in targets:
+        tools.update(t.get("tools") or {})
+    return {"voxc_version": VOXC_VERSION, "commit": commit or "unknown (not a git checkout; set VOXC_COMMIT)",
+            "host": {"name": platform.node(), "platform": platform.platform(), "machine": platform.machine(),
+                     "cpus": os.cpu_count(), "python": platform.python_version()},
+            "tools": dict(sorted(tools.items())), "argv": " ".join(sys.argv[1:])}

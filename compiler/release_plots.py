@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from voxc.core import audio  # noqa: E402
@@ -44,6 +45,16 @@ def spectrograms(ref: np.ndarray, out: np.ndarray, title: str) -> bytes:
     return _png(fig)
 
 
+def _plain_axis(ax, values: list[float]) -> None:
+    """Tick labels a reader can read: no "1e-13+1e-1" offset; a log axis when positive values span decades."""
+    ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+    pos = [v for v in values if v > 0]
+    if pos and len(pos) == len(values) and max(pos) / min(pos) > 1e3:
+        ax.set_yscale("log")
+    elif values and max(values) - min(values) < 1e-3 * max(1.0, abs(max(values))):
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.6g"))
+
+
 def metric_vs_length(model: str, rows: list[dict]) -> bytes | None:
     """One panel per output.metric of a model's parity rows (numeric values only), a line per
     runtime/precision, against sweep length (worst over batch sizes). None when no row has a value
@@ -68,6 +79,7 @@ def metric_vs_length(model: str, rows: list[dict]) -> bytes | None:
             ax.plot(xs, [worst(pts[x]) for x in xs], marker="o", ms=3, label=label)
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("length", fontsize=7)
+        _plain_axis(ax, [v for pts in lines.values() for vals in pts.values() for v in vals])
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(series):]:

@@ -16,19 +16,17 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from voxc.core.errors import VoxcError
 from voxc.targets.base import Backend
-from voxc.targets.onnx_nodes import nodes_using
 from voxc.targets.ort_runner import OrtRunner, fingerprint, runner, session_options  # noqa: F401 (the backend API)
 
 FILE = "model.onnx"
 TOOLS = ("onnxruntime", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8")
 
-# Defaults chosen from measurements on this CPU class (FIELD-NOTES): U8S8 with reduce_range was
+# Defaults chosen from measurements on this CPU class (2-core AVX2, no VNNI): U8S8 with reduce_range was
 # both faster and more accurate than S8S8 on AVX2 without VNNI; minmax as good as entropy.
 # Only layers with weights are quantised (op_types): quantising residual adds, softmax and layer
 # norms adds error and saves nothing on a CPU. MatMuls of two activations (attention scores) stay
@@ -62,7 +60,9 @@ def _named(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _fp16(source: Path, dest: Path, options: dict) -> dict:
+    import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
+    from voxc.targets.onnx_nodes import nodes_using
     model = _named(onnx.load(str(source)))
     keep_ops = list(options.get("fp16_keep_ops", []))
     keep_nodes = nodes_using(model, options.get("keep_fp32", []))
@@ -123,6 +123,8 @@ def _int8(source: Path, dest: Path, calibration, options: dict, spec=None) -> di
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
+    import onnx
+    from voxc.targets.onnx_nodes import nodes_using
     if not calibration:
         raise VoxcError("int8 needs real calibration data (calibration/feeds.py); refusing to calibrate on nothing")
     s = int8_settings(options)

@@ -30,9 +30,22 @@ def _internal_error(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+class DefaultsHelp(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows an option's default where it has one worth saying (not None/False, not said already)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad argument is one `voxc: error:` line (no usage block) and exit status 2;
-    subcommand parsers inherit it (add_subparsers makes parsers of the parent's class)."""
+    """argparse, but a bad argument is one `voxc: error:` line (no usage block) and exit status 2, and --help
+    shows each option's default; subcommand parsers inherit it (add_subparsers makes parsers of the parent's class)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelp)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         command = self.prog.removeprefix("voxc").strip()
@@ -44,7 +57,9 @@ def parser() -> argparse.ArgumentParser:
     from voxc.compiler import cli as compiler_cli
     from voxc import speech_cli
     from voxc.voice import cli as voice_cli
+    import importlib.metadata
     p = OneLineParser(prog="voxc", description="Compile an expressive TTS stack into verified artifacts.")
+    p.add_argument("--version", action="version", version=f"voxc {importlib.metadata.version('voxc')}")
     sub = p.add_subparsers(dest="command", required=True)
     compiler_cli.register(sub)
     voice_cli.register(sub)
@@ -52,10 +67,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _announce_environment(args, argv: list[str]) -> None:
+    """Say so when a default came from the environment rather than the command line."""
+    import os
+    if getattr(args, "target", None) and os.environ.get("TARGET") == args.target \
+            and not any(a == "--target" or a.startswith("--target=") for a in argv):
+        print(f"voxc: --target {args.target} (from the TARGET environment variable)", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     from voxc.core import reader_gone
     reader_gone.install()             # `voxc build | head -1`: the build goes on to its own exit status
+    argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    _announce_environment(args, argv)
     try:
         return args.func(args)
     except VoxcError as exc:

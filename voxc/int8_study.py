@@ -1,4 +1,4 @@
-"""`voxc bench --target T --int8-study`: search for an INT8 configuration that keeps the voice (issue 13.3).
+"""`voxc bench --target T --int8-study`: search for an INT8 configuration that keeps the voice.
 
 For each model (default: vocoder, acoustic_decoder) and host runtime (onnxruntime, openvino), a small
 set of INT8 configurations is built from the target's portable fp32 ONNX (<model>/<model>.onnx) with
@@ -50,7 +50,7 @@ from voxc.core.hashing import sha256_bytes, sha256_chunks, sha256_file
 
 DEFAULT_MODELS = ("vocoder", "acoustic_decoder")
 RUNTIMES = ("onnxruntime", "openvino")
-GOAL = {"speed_ratio_low": 1.5, "pesq_wb": 4.0, "stoi": 0.98}   # issue 13.3, on this CPU
+GOAL = {"speed_ratio_low": 1.5, "pesq_wb": 4.0, "stoi": 0.98}   # the study's goal on a 2-core x86 CPU
 MARGIN = 0.10                   # the build policy's default: low round ratio >= 1.10
 VALIDATION_ITEMS = 4
 CALIBRATION_ITEMS = 32
@@ -132,7 +132,7 @@ def pareto(rows: list[dict], x: str = "speed_ratio", y: str = "worst_pesq_wb") -
 
 def verdicts(row: dict, budget: dict) -> dict:
     """passes_budget: the int8 perceptual budget (PESQ-WB, STOI, level; DNSMOS not computed here);
-    faster: the build policy's margin in every round; goal: issue 13.3's speed and quality."""
+    faster: the build policy's margin in every round; goal: GOAL's speed and quality."""
     p, s, lv, low = row.get("worst_pesq_wb"), row.get("worst_stoi"), row.get("worst_level_db"), row.get("speed_low")
     num = lambda v: isinstance(v, (int, float)) and np.isfinite(v)
     passes = num(p) and num(s) and p >= budget["pesq_wb"] and s >= budget["stoi"] and \
@@ -479,7 +479,7 @@ def study_markdown(doc: dict) -> str:
              f"low = worst round; the build ships a rung only at low >= {1 + doc['margin']:.2f}); quality = the worst "
              f"held-out parity item's PESQ-WB / STOI / level change vs PyTorch FP32 audio (DNSMOS not computed). "
              f"budget = the int8 perceptual budget (PESQ-WB >= {doc['budget']['pesq_wb']}, STOI >= {doc['budget']['stoi']}, "
-             f"level <= {doc['budget']['level_db']} dB); goal = issue 13.3 (low >= {g['speed_ratio_low']}x, PESQ-WB >= "
+             f"level <= {doc['budget']['level_db']} dB); goal = (low >= {g['speed_ratio_low']}x, PESQ-WB >= "
              f"{g['pesq_wb']}, STOI >= {g['stoi']}). **P** = on the Pareto front of speed ratio vs worst PESQ-WB "
              "(per model and runtime).", "",
              "Configs: ORT `pc`/`pt` = per-channel / per-tensor weights (int8), `u8rr` = uint8 activations with "
