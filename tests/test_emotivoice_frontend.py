@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from voxc.core.errors import VoxcError
 from voxc.models.emotivoice import frontend as F
 from voxc.models.emotivoice import numbers
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "emotivoice"
+FIXTURES = Path(os.environ.get("VOXC_SHARED") or Path(__file__).resolve().parents[2] / "shared") / "fixtures" / "emotivoice"
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"no EmotiVoice fixtures at {FIXTURES}")
 
 
@@ -147,7 +148,7 @@ def test_lexicon_file_is_read_as_emotivoice_reads_it(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (b"HELLO\n", "has a word but no phones"),
-    (b"HELLO HH QQ9 L OW1\n", "phone(s) QQ9"),
+    (b"HELLO HH QQ9 L OW1\n", r"uses phone\(s\) QQ9"),
     (b"\xff\xfe HELLO\n", "not UTF-8"),
     (b"\n\n", "holds no entries"),
 ])
