@@ -244,6 +244,7 @@ def _voices(fam, cfg: dict) -> tuple[dict, dict]:
 def _place_pipeline(tmp: Path, target, specs: dict, models: dict, opts: dict) -> dict:
     """<family>_pipeline and <family>_stream: text in, waveform out, through voxc.runtime's Voice (the code
     `voxc speak` and `voxc serve` run) over the repository's graph models."""
+    from voxc.compiler.bundle import FORBIDDEN
     from voxc.models.family import GraphStep, family_of
     from voxc.models.pipeline import Pipeline
     fam = family_of(target.config)
@@ -279,7 +280,8 @@ def _place_pipeline(tmp: Path, target, specs: dict, models: dict, opts: dict) ->
                 np.savez(f, **arrays)
         (tmp / name / "config.pbtxt").write_text(_text(pipeline_config(name, inputs, output, opts["instances"],
                                                                        decoupled)))
-        needs = sorted(set().union(*(_imports_anywhere(m) for m in mods)) - {"voxc", "__future__"} - set(_STDLIB))
+        needs = sorted(set().union(*(_imports_anywhere(m) for m in mods)) - {"voxc", "__future__"} - set(_STDLIB)
+                       - set(FORBIDDEN))       # imported only by code the pipeline never runs (building graphs)
         rows[kind] = {"model": name, "inputs": inputs, "output": output, "modules": mods, "packages": needs}
     rows["stream_plan"] = stream
     return rows

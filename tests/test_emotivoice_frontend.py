@@ -77,6 +77,8 @@ def test_unknown_token_names_token_and_path(table):
         table.ids(["<sos/eos>", "zzz9"])
     with pytest.raises(VoxcError, match="tokenlist"):
         F.TokenTable(FIXTURES / "no-such-tokenlist")
+    with pytest.raises(VoxcError, match="not UTF-8"):
+        F.TokenTable(FIXTURES / "g_00000001")
 
 
 @pytest.mark.parametrize("text", ["", "   ", "，。！", "..."])

@@ -217,6 +217,9 @@ class TokenTable:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except OSError as e:
             raise VoxcError(f"cannot read the EmotiVoice tokenlist {self.path}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise VoxcError(f"the EmotiVoice tokenlist {self.path} is not UTF-8 text; pass "
+                            "data/youdao/text/tokenlist") from None
         self.tokens = [line.strip() for line in lines]
         self._ids = {tok: i for i, tok in enumerate(self.tokens)}  # as EmotiVoice: a repeat keeps the last line
 
