@@ -97,7 +97,11 @@ def _int_list(model: dict, key: str, path: Path, example: str) -> list[int]:
 
 
 def sample_rate(doc: dict, path: Path) -> int:
-    return _positive_int(doc.get("sr", 16000), "sr", path)
+    """EmotiVoice's voices are 16 kHz (`sr: 16000`), the rate voxc's runtime speaks at."""
+    sr = _positive_int(doc.get("sr", 16000), "sr", path)
+    if sr != 16000:
+        raise VoxcError(f"{path}: sr = {sr}, but EmotiVoice voices (and voxc's runtime) are 16000 Hz; {CONFIG_HINT}")
+    return sr
 
 
 def heads(model: dict, key: str, hidden: int, path: Path) -> int:
