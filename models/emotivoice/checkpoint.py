@@ -56,7 +56,7 @@ class VoiceFiles:
         """The standard layout of an EmotiVoice checkout (the newest g_* and checkpoint_*), any file overridable."""
         root = Path(root)
         if not root.is_dir():
-            raise VoxcError(f"EmotiVoice folder {root} does not exist; pass --emotivoice DIR (your EmotiVoice checkout)")
+            raise VoxcError(f"EmotiVoice folder {root} does not exist; pass --from DIR (your EmotiVoice checkout)")
 
         def newest(folder: Path, pattern: str) -> Path | None:
             found = sorted(folder.glob(pattern)) if folder.is_dir() else []
