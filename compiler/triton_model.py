@@ -109,9 +109,10 @@ class TritonPythonModel:
 
     @staticmethod
     def _error(exc: Exception):
-        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc) if isinstance(exc, BadRequest) or
-                                                                     type(exc).__name__ == "VoxcError"
-                                                                     else f"{type(exc).__name__}: {exc}"))
+        """A request's own mistake in its one line (as the server answers it); anything else named by type."""
+        from voxc.core.errors import VoxcError
+        told = isinstance(exc, (BadRequest, VoxcError))
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc) if told else f"{type(exc).__name__}: {exc}"))
 
     def execute(self, requests):
         if self.decoupled:
