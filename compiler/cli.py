@@ -186,7 +186,7 @@ def register(sub) -> None:
                    help="import the family's own checkpoints from DIR (emotivoice: an EmotiVoice checkout)")
     b.add_argument("--from-file", dest="source_file", action="append", metavar="KIND=PATH",
                    help="one file of the import, e.g. generator=g_00140000 (emotivoice kinds: generator, "
-                        "style_encoder, bert, config, tokens, speakers)")
+                        "style_encoder, bert, config, tokens, speakers, lexicon)")
     b.add_argument("--seeded", action="store_true",
                    help="seeded random weights instead of the trained voice (voice/weights) for the light preset")
     b.add_argument("--executor", default="local", choices=["local", "ray"],
