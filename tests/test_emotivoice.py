@@ -243,10 +243,10 @@ def test_unexpected_style_keys_are_refused_with_their_likely_cause(tmp_path, cap
     assert "checkpoint_bad" in err[0]
 
 
-def _config(tmp_path, edit) -> Path:
+def _config(tmp_path, edit, top: bool = False) -> Path:
     import yaml
     doc = yaml.safe_load((FIX / "config.yaml").read_text())
-    edit(doc["model"])
+    edit(doc if top else doc["model"])
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
@@ -258,10 +258,10 @@ def _lines_with(tmp_path, name: str, text: str | bytes) -> Path:
     return path
 
 
-def _bert_with_vocab(tmp_path, vocab: bytes) -> Path:
+def _bert_with_vocab(tmp_path, vocab: bytes, config: bytes | None = None) -> Path:
     folder = tmp_path / "simbert"
     folder.mkdir()
-    (folder / "config.json").write_bytes((FIX / "style" / "simbert" / "config.json").read_bytes())
+    (folder / "config.json").write_bytes(config or (FIX / "style" / "simbert" / "config.json").read_bytes())
     (folder / "vocab.txt").write_bytes(vocab)
     return folder
 
@@ -279,6 +279,11 @@ BAD_IMPORTS = {
     "dilations-plain": ("config", lambda t: _config(t, lambda m: m.__setitem__("resblock_dilation_sizes", [1, 3, 5])),
                         "resblock_dilation_sizes"),
     "config-binary": ("config", lambda t: _lines_with(t, "config.yaml", bytes(range(256))), "is not UTF-8"),
+    "sample-rate": ("config", lambda t: _config(t, lambda d: d.__setitem__("sr", 22050), top=True), "sr = 22050"),
+    "hop-a-string": ("config", lambda t: _config(t, lambda d: d.__setitem__("hop_length", "256"), top=True),
+                     "hop_length = '256' must be a positive whole number"),
+    "resblock": ("config", lambda t: _config(t, lambda m: m.__setitem__("resblock", "3")), "model.resblock = '3'"),
+    "bert-config": ("bert", lambda t: _bert_with_vocab(t, b"[PAD]\n", config=b"{not json"), "is not valid JSON"),
     "rates-product": ("config", lambda t: _config(t, lambda m: m.__setitem__("upsample_rates", [8, 8, 2, 4])),
                       "multiply to 512, not the hop_length 256"),
     "rates-order": ("config", lambda t: _config(t, lambda m: m.__setitem__("upsample_rates", [8, 2, 8, 2])),
