@@ -175,7 +175,7 @@ def cmd_export_triton(args) -> int:
     from voxc.compiler.triton import export
     out = Path(args.out)
     s = export(Path(args.artifacts) / args.target, out, runtime=args.runtime, max_queue_delay_us=args.max_queue_delay_us,
-               instances=args.instances, chunk=args.chunk_frames, force=args.force)
+               instances=args.instances, chunk=args.chunk_frames, force=args.force, threads=args.threads)
     print(f"voxc: Triton model repository {out} ({len(s['graphs'])} graph models, {s['runtime']}); see {out / 'README.md'}")
     return 0
 
@@ -205,7 +205,7 @@ def register(sub) -> None:
                    help="import the family's own checkpoints from DIR (emotivoice: an EmotiVoice checkout)")
     b.add_argument("--from-file", dest="source_file", action="append", metavar="KIND=PATH",
                    help="one file of the import, e.g. generator=g_00140000 (emotivoice kinds: generator, "
-                        "style_encoder, bert, config, tokens, speakers)")
+                        "style_encoder, bert, config, tokens, speakers, lexicon)")
     b.add_argument("--seeded", action="store_true",
                    help="seeded random weights instead of the trained voice (voice/weights) for the light preset")
     b.add_argument("--executor", default="local", choices=["local", "ray"],
@@ -259,6 +259,7 @@ def register(sub) -> None:
     t.add_argument("--runtime", help="which of the target's runtimes Triton serves (default: the profile's first)")
     t.add_argument("--max-queue-delay-us", type=int, default=100, help="dynamic batching queue delay")
     t.add_argument("--instances", type=int, default=1, help="instances per model (instance_group count)")
+    t.add_argument("--threads", type=int, default=1, help="CPU threads per instance of each graph model")
     t.add_argument("--chunk-frames", type=int, help="streaming chunk length (default: the last graph's export length)")
     t.add_argument("--force", action="store_true", help="replace a non-empty --out")
     t.set_defaults(func=cmd_export_triton)

@@ -5,13 +5,16 @@ checked) and writes, atomically (a temporary sibling renamed into place last):
 
     <graph>/config.pbtxt, <graph>/1/model.*   one model per graph: the accepted precision's artifact of
                                               one runtime (targets/serving.py: platform or backend, file
-                                              names, instance kind); dims from the manifest's spec (-1 for
-                                              dynamic axes; the batch axis left out when the spec's batch
-                                              range allows batching: max_batch_size and dynamic batching)
-    <family>_pipeline/                        the family's dataflow as a Python-backend model (BLS):
-                                              phoneme ids (+ reference inputs) -> waveform; model.py is
+                                              names, instance kind, CPU threads); dims from the manifest's
+                                              spec (-1 for dynamic axes; the batch axis left out when the
+                                              spec's batch range allows batching: max_batch_size and dynamic
+                                              batching); a warm-up request at the spec's opt lengths
+    <family>_pipeline/                        text -> waveform as a Python-backend model (BLS): the inputs
+                                              of `voxc serve` (text, voice, style/emotion, speed as BYTES
+                                              and FP32) through voxc.runtime's Voice, every graph step a
+                                              request to that graph's model; model.py is
                                               compiler/triton_model.py, beside it pipeline.json and the
-                                              numpy-only voxc modules it runs (checked torch-free)
+                                              voxc modules it runs (checked to load torch-free)
     <family>_stream/                          the same, decoupled: the last graph runs over overlapping
                                               chunks (the build's accepted streaming-gate chunking) and each
                                               piece of audio is a response as soon as it is ready
@@ -39,15 +42,16 @@ import shutil
 import uuid
 from pathlib import Path
 
-import numpy as np
 
 from voxc.core.atomic import swap_folder
 from voxc.core.errors import VoxcError
 from voxc.core.sources import closure, module_file
 
-DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
+DTYPES = {"string": "TYPE_STRING", "float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
           "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}
 MODEL_PY = "voxc.compiler.triton_model"
+# voxc.runtime's folder reader (Voice.open): the pipeline model makes its Voice from pipeline.json instead
+NOT_SHIPPED = ("voxc.api",)
 _STDLIB = __import__("sys").stdlib_module_names
 
 
@@ -67,8 +71,10 @@ def _dims(dims, batched: bool) -> list[int]:
     return [d if isinstance(d, int) else -1 for d in (dims[1:] if batched else dims)]
 
 
-def graph_config(name: str, spec, serving: dict, max_queue_delay_us: int, instances: int):
-    """A graph's ModelConfig: IO from the spec, batching from its batch range, the runtime's platform."""
+def graph_config(name: str, spec, serving: dict, max_queue_delay_us: int, instances: int, threads: int = 1):
+    """A graph's ModelConfig: IO from the spec, batching from its batch range, the runtime's platform, its
+    CPU threads per instance (the backend's own parameters) and a warm-up request of zeros at the spec's
+    opt lengths, so the first client request does not pay for the runtime's first-run setup."""
     mc, _ = _pb()
     batched = _batched(spec)
     cfg = mc.ModelConfig(name=name, max_batch_size=spec.dims["batch"].max if batched else 0)
@@ -83,6 +89,15 @@ def graph_config(name: str, spec, serving: dict, max_queue_delay_us: int, instan
         cfg.dynamic_batching.max_queue_delay_microseconds = max_queue_delay_us
     cfg.instance_group.append(mc.ModelInstanceGroup(count=instances,
                                                     kind=mc.ModelInstanceGroup.Kind.Value(serving["kind"])))
+    for key, value in serving.get("threads", {}).items():
+        cfg.parameters[key].string_value = value.format(threads=threads)
+    opt = {n: d.opt for n, d in spec.dims.items()}
+    warm = mc.ModelWarmup(name=f"{name}_opt_lengths", batch_size=1)
+    for t in spec.inputs:
+        warm.inputs[t.name].CopyFrom(mc.ModelWarmup.Input(
+            data_type=mc.DataType.Value(DTYPES[t.dtype]), zero_data=True,
+            dims=[d if isinstance(d, int) else (1 if d == "batch" else opt[d]) for d in (t.dims[1:] if batched else t.dims)]))
+    cfg.model_warmup.append(warm)
     return cfg
 
 
@@ -132,7 +147,7 @@ def _place_graph(tmp: Path, target, name: str, runtime: str, serving: dict, spec
     mdir = tmp / name
     (mdir / "1").mkdir(parents=True)
     (mdir / "config.pbtxt").write_text(_text(graph_config(name, spec, serving, opts["max_queue_delay_us"],
-                                                          opts["instances"])))
+                                                          opts["instances"], opts["threads"])))
     placed = {}
     for a in arts:
         suffix = Path(a.path).suffix
@@ -157,46 +172,24 @@ def _place_graph(tmp: Path, target, name: str, runtime: str, serving: dict, spec
 
 # ---- the pipeline (BLS) ------------------------------------------------------------------------
 
-def _roots(pipe, given: set, want: list) -> tuple[set, set]:
-    """(required, optional) values the caller sends: those of `given` the dataflow reads to make `want`,
-    and those no step makes."""
-    from voxc.models.family import HostStep
-    needed, optional, used = set(want) - given, set(), set()
-    for step in reversed(pipe.family.steps):
-        if needed & set(pipe.writes(step)):
-            needed -= set(pipe.writes(step))
-            needed |= {r for r in pipe.reads(step) if r not in given}
-            used |= {r for r in pipe.reads(step) if r in given}
-            if isinstance(step, HostStep):
-                optional |= set(step.optional)
-    return needed | used, optional - needed - used
+def text_inputs(fam) -> dict:
+    """The pipeline model's inputs: what `voxc serve` takes in POST /v1/audio/speech (text, voice, style or
+    its alias emotion, speed), plus `speaker` where the family takes one (an EmotiVoice speaker name or id).
+    Strings are BYTES (UTF-8), one element each; only `text` is required."""
+    names = ["text", "voice"] + (["speaker"] if "speaker" in fam.speaking.options else []) + ["style", "emotion", "speed"]
+    return {n: {"dtype": "float32" if n == "speed" else "string", "dims": [1], "optional": n != "text"} for n in names}
 
 
-def _input_types(fam, cfg: dict, names: set, optional: set) -> dict:
-    """dtype and dims of each pipeline input, read off the family's parity items (axes that vary: -1)."""
-    items = [fam.item_inputs(u, cfg, True) for u in fam.items("parity")[:8]]
-    out = {}
-    for n in sorted(names | optional):
-        vals = [np.asarray(v[n]) for v in items if n in v]
-        if not vals:
-            if n in optional:
-                continue
-            raise VoxcError(f"family {fam.name}: no data item carries pipeline input '{n}'")
-        shapes = {v.shape for v in vals}
-        scalar = vals[0].ndim == 0
-        dims = [1] if scalar else [s if len({sh[i] for sh in shapes}) == 1 else -1 for i, s in enumerate(vals[0].shape)]
-        dtype = {"i": "int64", "f": "float32", "b": "bool"}[vals[0].dtype.kind]
-        out[n] = {"dtype": dtype, "dims": dims, "optional": n in optional, "scalar": scalar}
+def _imports_anywhere(name: str) -> set[str]:
+    """Top-level packages a module imports anywhere in its text (function bodies included)."""
+    import ast
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(module_file(name).read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module.split(".")[0])
     return out
-
-
-def _out_axis(t, dim: str) -> tuple[int, int]:
-    for i, d in enumerate(t.dims):
-        if d == dim:
-            return i, 1
-        if isinstance(d, str) and d.startswith(dim + "*"):
-            return i, int(d.split("*")[1])
-    raise VoxcError(f"output {t.name} has no {dim} axis")
 
 
 def _loaded_imports(name: str) -> set[str]:
@@ -219,7 +212,7 @@ def _ship_modules(mdir: Path, fam) -> list[str]:
     imports torch, e.g. building a graph's module, is never called by the pipeline)."""
     from voxc.compiler.bundle import FORBIDDEN, bundle_path
     mods = closure(("voxc.models.family", "voxc.models.pipeline", "voxc.models.spec", "voxc.targets.split",
-                    fam.package))
+                    "voxc.runtime", fam.package), exclude=NOT_SHIPPED)
     for m in mods:
         bad = sorted(_loaded_imports(m) - {"voxc", "__future__", "numpy"} - set(_STDLIB))
         if bad or set(bad) & set(FORBIDDEN):
@@ -233,21 +226,43 @@ def _ship_modules(mdir: Path, fam) -> list[str]:
     return mods
 
 
+def _voices(fam, cfg: dict) -> tuple[dict, dict]:
+    """The family's built-in voices for pipeline.json (their options; arrays, e.g. reference recordings,
+    by the name of their entry in voices.npz): the served model knows the voices `voxc serve` knows."""
+    import numpy as np
+    doc, arrays = {}, {}
+    for name, options in fam.speaking.builtin_voices(cfg).items():
+        doc[name] = {}
+        for k, v in options.items():
+            if isinstance(v, np.ndarray):
+                arrays[f"v{len(arrays)}"] = v
+                doc[name][k] = {"npz": f"v{len(arrays) - 1}"}
+            else:
+                doc[name][k] = v
+    return doc, arrays
+
+
 def _place_pipeline(tmp: Path, target, specs: dict, models: dict, opts: dict) -> dict:
+    """<family>_pipeline and <family>_stream: text in, waveform out, through voxc.runtime's Voice (the code
+    `voxc speak` and `voxc serve` run) over the repository's graph models."""
+    from voxc.compiler.bundle import FORBIDDEN
     from voxc.models.family import GraphStep, family_of
     from voxc.models.pipeline import Pipeline
     fam = family_of(target.config)
     missing = [g for g in fam.graph_names if g not in specs]
-    if missing or fam.chain is None:
-        return {"skipped": f"the target lacks graphs {', '.join(missing)}" if missing else "no chain output"}
+    if missing or fam.chain is None or fam.speaking is None:
+        return {"skipped": f"the target lacks graphs {', '.join(missing)}" if missing else
+                "the family declares no run-time speech" if fam.speaking is None else "no chain output"}
     pipe = Pipeline(fam, target.config, {}, specs)
-    front = {w for s in fam.steps if not isinstance(s, GraphStep) and "text" in s.reads for w in s.writes}
     output = fam.chain.output
-    required, optional = _roots(pipe, front, [output])
-    inputs = _input_types(fam, target.config, required, optional)
+    inputs = text_inputs(fam)
     last = next(s for s in reversed(fam.steps) if isinstance(s, GraphStep) and output in pipe.writes(s))
-    doc = {"family": fam.name, "config": target.config, "specs": {g: dict(target.manifest.models[g].io) for g in specs},
-           "models": models, "inputs": inputs, "output": output}
+    models_info = {g: target.manifest.models[g] for g in specs}
+    doc = {"family": fam.name, "config": target.config, "models": models, "inputs": inputs, "output": output,
+           "specs": {g: {k: m.io[k] for k in ("inputs", "outputs", "dims")} for g, m in models_info.items()},
+           "manifest": {"models": {g: {"dims": m.io["dims"], "weights": m.weights or {}}
+                                   for g, m in models_info.items()}}}
+    doc["voices"], arrays = _voices(fam, target.config)
     rows = {}
     stream = _stream_plan(target, last.graph, opts)
     for kind, decoupled in (("pipeline", False), ("stream", True)):
@@ -260,9 +275,15 @@ def _place_pipeline(tmp: Path, target, specs: dict, models: dict, opts: dict) ->
         shutil.copy2(module_file(MODEL_PY), mdir / "model.py")
         mods = _ship_modules(mdir, fam)
         (mdir / "pipeline.json").write_text(json.dumps({**doc, "stream": stream}, indent=1, sort_keys=True))
+        if arrays:
+            import numpy as np
+            with open(mdir / "voices.npz", "wb") as f:
+                np.savez(f, **arrays)
         (tmp / name / "config.pbtxt").write_text(_text(pipeline_config(name, inputs, output, opts["instances"],
                                                                        decoupled)))
-        rows[kind] = {"model": name, "inputs": inputs, "output": output, "modules": mods}
+        needs = sorted(set().union(*(_imports_anywhere(m) for m in mods)) - {"voxc", "__future__"} - set(_STDLIB)
+                       - set(FORBIDDEN))       # imported only by code the pipeline never runs (building graphs)
+        rows[kind] = {"model": name, "inputs": inputs, "output": output, "modules": mods, "packages": needs}
     rows["stream_plan"] = stream
     return rows
 
@@ -283,13 +304,13 @@ def _stream_plan(target, graph: str, opts: dict) -> dict:
 # ---- the repository -----------------------------------------------------------------------------
 
 def export(folder: Path, out: Path, runtime: str | None = None, max_queue_delay_us: int = 100, instances: int = 1,
-           chunk: int | None = None, force: bool = False) -> dict:
+           chunk: int | None = None, force: bool = False, threads: int = 1) -> dict:
     """Write the Triton model repository of a built target folder to `out`; returns its summary."""
     from voxc.api import open_target
     from voxc.models.spec import spec_from_json
     from voxc.targets.serving import triton
-    if max_queue_delay_us < 0 or instances < 1 or (chunk is not None and chunk < 1):
-        raise VoxcError("--max-queue-delay-us must be >= 0, --instances and --chunk-frames >= 1")
+    if max_queue_delay_us < 0 or instances < 1 or threads < 1 or (chunk is not None and chunk < 1):
+        raise VoxcError("--max-queue-delay-us must be >= 0, --instances, --threads and --chunk-frames >= 1")
     target = open_target(folder)
     runtimes = target.manifest.backends
     runtime = runtime or runtimes[0]
@@ -307,7 +328,7 @@ def export(folder: Path, out: Path, runtime: str | None = None, max_queue_delay_
         raise VoxcError(f"cannot write to {out.parent} ({exc.strerror}); choose a writable --out") from None
     try:
         specs = {n: spec_from_json(n, m.io) for n, m in target.manifest.models.items()}
-        opts = {"max_queue_delay_us": max_queue_delay_us, "instances": instances, "chunk": chunk}
+        opts = {"max_queue_delay_us": max_queue_delay_us, "instances": instances, "chunk": chunk, "threads": threads}
         graphs = [_place_graph(tmp, target, n, runtime, serving, s, opts) for n, s in specs.items()]
         python = _place_pipeline(tmp, target, specs, {n: n for n in specs}, opts)
         summary = {"target": target.manifest.target, "runtime": runtime, "graphs": graphs, "python": python}
@@ -354,7 +375,11 @@ def _readme(s: dict, serving: dict) -> str:
         ins = ", ".join(f"{n} ({i['dtype']} {i['dims']}{', optional' if i['optional'] else ''})"
                         for n, i in p["pipeline"]["inputs"].items())
         lines += ["", f"`{p['pipeline']['model']}` (Python backend, BLS): {ins} -> {p['pipeline']['output']} (float32 [-1]).",
-                  "It needs numpy in the Python backend's environment; the voxc modules it runs are in its 1/voxc/."]
+                  "The request of `voxc serve`'s POST /v1/audio/speech, as tensors: strings are BYTES (UTF-8); the",
+                  "text goes through the same front end, segmentation and speaking code as `voxc speak`",
+                  "(voxc.runtime.Voice), every graph step an inference request to the graph's model here.",
+                  f"Its Python environment needs {', '.join(p['pipeline']['packages'])}; the voxc modules it runs "
+                  "are in its 1/voxc/."]
         st = p["stream_plan"]
         if "skipped" in st:
             lines += [f"No streaming model: {st['skipped']}."]

@@ -1,15 +1,18 @@
-"""A voxc family's pipeline as a Triton Python-backend model (BLS); `voxc export triton` ships this file
-as <repository>/<model>/1/model.py with pipeline.json and the numpy-only voxc modules beside it.
+"""A voxc family's speech as a Triton Python-backend model (BLS); `voxc export triton` ships this file as
+<repository>/<model>/1/model.py with pipeline.json and the voxc modules it runs beside it.
 
-Each request's inputs (phoneme ids, the reference mel, ...) go through the family's dataflow
-(models/pipeline.py, the same code `voxc.open(folder).pipeline()` runs): host steps run here, every
-graph step is an InferenceRequest to that graph's model in the repository. Not a voxc module at run
-time: it imports triton_python_backend_utils, which only Triton's Python backend provides.
+A request carries what `voxc serve` takes in POST /v1/audio/speech: `text` (BYTES, UTF-8), and optionally
+`voice`, `speaker` (where the family has one), `style` or its alias `emotion` (BYTES) and `speed` (FP32).
+It is spoken by voxc.runtime's Voice -- the front end, text segmentation, embedding cache and speaking
+code `voxc speak` and `voxc serve` run, not a second implementation -- over the family's pipeline
+(models/pipeline.py), whose every graph step is an InferenceRequest to that graph's model in the
+repository. Not a voxc module at run time: it imports triton_python_backend_utils, which only Triton's
+Python backend provides.
 
-Non-decoupled: one response, the whole waveform. Decoupled (model_transaction_policy decoupled):
-the host steps and graphs up to the last graph run once, then the last graph (the vocoder) runs over
-chunks of its length axis with context either side (targets/split.py: stream, the chunking the
-build's streaming gate accepted) and each finished piece of audio is sent as soon as it is ready.
+Non-decoupled: one response, the whole waveform. Decoupled (model_transaction_policy decoupled): Voice.stream
+runs the last graph (the vocoder) over chunks of its length axis with context either side (the chunking the
+build's streaming gate accepted) and each finished piece of audio is a response as soon as it is ready.
+A bad request (unknown voice, empty text, a non-UTF-8 string) is answered with its one-line error.
 """
 import json
 import sys
@@ -38,29 +41,78 @@ class GraphModel:
         return {n: pb_utils.get_output_tensor_by_name(response, n).as_numpy() for n in self.outputs}
 
 
+class ServedTarget:
+    """The built target as voxc.runtime.Voice reads it, made from pipeline.json: the preset, the graphs'
+    manifest records it needs (dims, weights), and the pipeline over the repository's graph models."""
+
+    def __init__(self, doc: dict, pipeline):
+        self.config, self.manifest, self.parity, self._pipeline = doc["config"], doc["manifest"], {}, pipeline
+
+    def pipeline(self, runtime=None, threads=None):
+        return self._pipeline
+
+
+class BadRequest(ValueError):
+    pass
+
+
 class TritonPythonModel:
     def initialize(self, args):
         from voxc.models.family import family
         from voxc.models.pipeline import Pipeline
         from voxc.models.spec import spec_from_json
+        from voxc.runtime import Streaming, Voice
         self.doc = json.loads((HERE / "pipeline.json").read_text())
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(json.loads(args["model_config"]))
         specs = {g: spec_from_json(g, j) for g, j in self.doc["specs"].items()}
         runners = {g: GraphModel(self.doc["models"][g], [t.name for t in s.outputs]) for g, s in specs.items()}
-        self.pipeline = Pipeline(family(self.doc["family"]), self.doc["config"], runners, specs)
+        pipeline = Pipeline(family(self.doc["family"]), self.doc["config"], runners, specs)
+        arrays = np.load(HERE / "voices.npz") if (HERE / "voices.npz").is_file() else {}
+        voices = {name: {k: arrays[v["npz"]] if isinstance(v, dict) and "npz" in v else v for k, v in opts.items()}
+                  for name, opts in self.doc.get("voices", {}).items()}
+        self.voice = Voice(ServedTarget(self.doc, pipeline), voices=voices)
+        stream = self.doc.get("stream") or {}
+        if "skipped" not in stream and stream:
+            self.voice.streaming = Streaming(**{k: stream[k] for k in Streaming.__dataclass_fields__})
 
-    def _values(self, request) -> dict:
+    def _request(self, request) -> tuple[str, str | None, dict]:
+        """(text, voice, options) of a request, as the HTTP server reads its JSON body."""
         values = {}
         for name, info in self.doc["inputs"].items():
             tensor = pb_utils.get_input_tensor_by_name(request, name)
-            if tensor is not None:
-                a = tensor.as_numpy()
-                values[name] = a.reshape(-1)[0].item() if info.get("scalar") else a
-        return values
+            if tensor is None:
+                continue
+            a = tensor.as_numpy().reshape(-1)
+            if a.size != 1:
+                raise BadRequest(f"input '{name}' must hold one element, got {a.size}")
+            v = a[0]
+            if info["dtype"] == "string":
+                try:
+                    v = v.decode("utf-8") if isinstance(v, bytes) else str(v)
+                except UnicodeDecodeError:
+                    raise BadRequest(f"input '{name}' is not UTF-8 text") from None
+            else:
+                v = float(v)
+                if not np.isfinite(v) or v <= 0:
+                    raise BadRequest(f"input '{name}' must be a positive finite number, got {v}")
+            values[name] = v
+        if "text" not in values:
+            raise BadRequest("input 'text' is required")
+        style = values.get("style", values.get("emotion"))
+        speed = values.get("speed")
+        options = {"style": style, "speed": speed if speed != 1.0 else None, "speaker": values.get("speaker")}
+        return values["text"], values.get("voice"), {k: v for k, v in options.items() if v is not None}
 
     def _response(self, audio: np.ndarray):
         out = pb_utils.Tensor(self.doc["output"], np.ascontiguousarray(audio, dtype=np.float32).reshape(-1))
         return pb_utils.InferenceResponse(output_tensors=[out])
+
+    @staticmethod
+    def _error(exc: Exception):
+        """A request's own mistake in its one line (as the server answers it); anything else named by type."""
+        from voxc.core.errors import VoxcError
+        told = isinstance(exc, (BadRequest, VoxcError))
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc) if told else f"{type(exc).__name__}: {exc}"))
 
     def execute(self, requests):
         if self.decoupled:
@@ -70,25 +122,18 @@ class TritonPythonModel:
         out = []
         for request in requests:
             try:
-                run = self.pipeline.run(self._values(request), [self.doc["output"]])
-                out.append(self._response(run.values[self.doc["output"]]))
+                text, voice, options = self._request(request)
+                out.append(self._response(self.voice.speak(text, voice, **options).audio))
             except Exception as exc:  # noqa: BLE001 -- a bad request is answered, never kills the model
-                out.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
+                out.append(self._error(exc))
         return out
 
     def _stream(self, request):
-        from voxc.targets.split import stream
         sender = request.get_response_sender()
-        s = self.doc["stream"]
         try:
-            step = self.pipeline.family.step_of(s["graph"])
-            value = step.inputs.get(s["input"], s["input"])
-            feeds = {s["input"]: self.pipeline.run(self._values(request), [value]).values[value]}
-            runner = self.pipeline.runners[s["graph"]]
-            for piece in stream(runner.infer, feeds, s["input"], s["output"], s["hop"], s["chunk"], s["first"],
-                                s["context"], s["min_len"]):
+            text, voice, options = self._request(request)
+            for piece in self.voice.stream(text, voice, **options):
                 sender.send(self._response(piece))
             sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         except Exception as exc:  # noqa: BLE001
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")),
-                        flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            sender.send(self._error(exc), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)

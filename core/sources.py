@@ -50,13 +50,13 @@ def direct_imports(name: str) -> tuple[str, ...]:
     return tuple(sorted(set(found)))
 
 
-def closure(names) -> list[str]:
-    """The modules named and every voxc module they import, transitively."""
+def closure(names, exclude=()) -> list[str]:
+    """The modules named and every voxc module they import, transitively (not following `exclude`)."""
     seen: set[str] = set()
     todo = list(names)
     while todo:
         name = todo.pop()
-        if name in seen or module_file(name) is None:
+        if name in seen or name in exclude or module_file(name) is None:
             continue
         seen.add(name)
         todo += direct_imports(name)

@@ -8,7 +8,10 @@ exists once, in the family's declaration.
 
 `run(values, want)` runs only the steps needed to produce `want` from what is given: a value
 passed in (a cached embedding, forced durations, a graph's input taken from data) stops the
-pipeline from computing it. numpy only; specs give each graph's input names.
+pipeline from computing it. numpy only; specs give each graph's input names and length ranges:
+before a graph runs, every named axis of its inputs is checked against the range the graph was
+built and verified for (e.g. the frames a text's predicted durations make), and a length outside it
+is refused in one line naming the bound (models/speaking.py splits text so speaking never meets it).
 """
 from __future__ import annotations
 
@@ -89,11 +92,31 @@ class Pipeline:
                 if runner is None:
                     raise VoxcError(f"{self.family.name} pipeline: no runner for graph {step.graph}")
                 spec = self.spec(step.graph)
-                out = runner.infer({t.name: values[step.inputs.get(t.name, t.name)] for t in spec.inputs})
+                feeds = {t.name: values[step.inputs.get(t.name, t.name)] for t in spec.inputs}
+                self._check_lengths(step, spec, feeds)
+                out = runner.infer(feeds)
                 got = {step.outputs.get(t.name, t.name): out[t.name] for t in spec.outputs}
             values.update(got)
             timings[step.name] = (time.perf_counter() - t0) * 1e3
         return Run(values, timings)
+
+    def _check_lengths(self, step, spec, feeds: dict) -> None:
+        """Every named axis of a graph's inputs within the dim's built range, or one line naming the bound."""
+        for t in spec.inputs:
+            shape = getattr(feeds[t.name], "shape", ())
+            for axis, d in enumerate(t.dims):
+                r = spec.dims.get(d) if isinstance(d, str) else None
+                if r is None or axis >= len(shape) or r.min <= int(shape[axis]) <= r.max:
+                    continue
+                n = int(shape[axis])
+                what = "frames (from the predicted durations)" if d == "frames" else d
+                if n > r.max:
+                    bound, fix = f"more than the maximum {r.max}", "pass shorter text (voxc speak and Voice.speak " \
+                                                                    f"split it) or rebuild with a larger {d} range"
+                else:
+                    bound, fix = f"fewer than the minimum {r.min}", f"rebuild with a smaller minimum {d}"
+                raise VoxcError(f"{self.family.name} pipeline: {n} {what} for {step.name}, {bound} of the {d} range "
+                                f"[{r.min}, {r.max}] the target was built and verified for; {fix}")
 
     def inputs_of(self, graph: str, values: dict) -> dict:
         """A graph's input feeds (spec names) computed from `values` by its upstream steps."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+import warnings
 
 from voxc.core.errors import VoxcError
 from voxc.models import normalize_en
@@ -53,6 +54,18 @@ def number_to_words(n: int) -> str:
 
 class UnspeakableText(VoxcError, ValueError):
     """Text with letters the English front end has no pronunciation for (one line for the user)."""
+
+
+class LetterToSound(UserWarning):
+    """A front end read an English word by letter-to-sound rules (it is in no lexicon it has): `voxc speak`
+    collects these and warns once; elsewhere they are ignored unless a caller asks for them."""
+
+    def __init__(self, word: str):
+        super().__init__(f"English word {word!r} is in no lexicon: read by letter-to-sound rules")
+        self.word = word
+
+
+warnings.filterwarnings("ignore", category=LetterToSound)
 
 
 def normalize(text: str, errors: str = "strict") -> list[str]:

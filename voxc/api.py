@@ -42,7 +42,8 @@ def build_request(target: str = "cpu", family: str = "voxc", preset: str | None 
                         f"checkout), or --seeded for random weights of the {preset_name} shapes")
     if source is not None or source_files:
         cfg, states = fam.import_voice(source or ".", dict(source_files or {}), cfg)
-        imported = _save_imported(Path(artifacts), fam.name, states, exclude=user)
+        extra = {"lexicon.json": cfg["lexicon"]} if cfg.get("lexicon") else {}
+        imported = _save_imported(Path(artifacts), fam.name, states, exclude=user, extra=extra)
         preset_name = f"imported ({preset_name} ranges)"
     voice = {} if seeded or imported else fam.committed_weights(preset_name, cfg, models, exclude=user)
     return BuildRequest(target=target, preset=cfg, preset_name=preset_name, models=models,
@@ -53,21 +54,27 @@ def build_request(target: str = "cpu", family: str = "voxc", preset: str | None 
                                         **{m: "user checkpoint" for m in user}})
 
 
-def _save_imported(artifacts: Path, family: str, states: dict, exclude=()) -> dict[str, Path]:
+def _save_imported(artifacts: Path, family: str, states: dict, exclude=(), extra: dict | None = None) -> dict[str, Path]:
     """Each graph's imported weights as safetensors under artifacts/imports/<content hash>/ (written
-    atomically; an import already there is reused)."""
+    atomically; an import already there is reused); `extra`: other imported data (file name -> JSON
+    value, e.g. the voice's lexicon), stored beside them and part of the hash."""
     from safetensors.torch import save
 
     from voxc.core.atomic import write_atomic
-    from voxc.core.hashing import sha256_bytes
+    from voxc.core.hashing import canonical, sha256_bytes
     blobs = {g: save({k: v.contiguous() for k, v in sd.items()}) for g, sd in states.items() if g not in exclude}
-    key = sha256_bytes(b"".join(g.encode() + sha256_bytes(b).encode() for g, b in sorted(blobs.items())))[:16]
+    files = {name: canonical(value).encode() for name, value in (extra or {}).items()}
+    key = sha256_bytes(b"".join(g.encode() + sha256_bytes(b).encode()
+                                for g, b in sorted({**blobs, **files}.items())))[:16]
     folder = artifacts / "imports" / f"{family}-{key}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise VoxcError(f"cannot write the imported weights to {folder} ({exc.strerror}); pass --artifacts DIR "
                         "to a writable folder") from None
+    for name, blob in files.items():
+        if not (folder / name).is_file():
+            write_atomic(folder / name, blob)
     out = {}
     for g, blob in blobs.items():
         path = folder / f"{g}.safetensors"

@@ -186,7 +186,7 @@ class Voice:
     """A built target, ready to speak. Use Voice.open(folder)."""
 
     def __init__(self, target, runtime: str | None = None, threads: int | None = None, cache_size: int = 256,
-                 batch_window_ms: float = 0.0):
+                 batch_window_ms: float = 0.0, voices: dict | None = None):
         from voxc.models.family import family_of
         self.target = target
         self.cfg = target.config
@@ -196,7 +196,7 @@ class Voice:
         self.speaking = self.family.speaking
         self.pipeline = target.pipeline(runtime, threads)
         self.cache = EmbeddingCache(cache_size)
-        self._voices = None
+        self._voices = dict(voices) if voices is not None else None     # None: the family's built-in voices
         self.streaming = self._streaming()
         self.batcher = None
         if batch_window_ms > 0 and self.streaming is not None:

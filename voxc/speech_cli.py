@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import json
+import sys
+import warnings
 from pathlib import Path
 
 from voxc.core.errors import VoxcError
+from voxc.models.text import LetterToSound
 
 
 def _read_wav(path: str):
@@ -21,6 +24,15 @@ def _read_wav(path: str):
     if wave.size < audio.SAMPLE_RATE // 2 or not np.isfinite(wave).all() or np.sqrt(np.mean(wave ** 2)) < 1e-4:
         raise VoxcError(f"{path} is shorter than 0.5 s, silent or not finite; record at least a second of speech")
     return wave
+
+
+def _warn_letter_to_sound(caught) -> None:
+    """One line for every English word the front end read by rule (none of the voice's lexicons had it)."""
+    words = sorted({w.message.word for w in caught if isinstance(w.message, LetterToSound)})
+    if words:
+        print(f"voxc: warning: {len(words)} English word(s) are in no lexicon of this voice and were read by "
+              f"letter-to-sound rules ({', '.join(words[:8])}{' ...' if len(words) > 8 else ''}); they may sound "
+              "unlike the voice's training (EmotiVoice: import its lexicon/librispeech-lexicon.txt)", file=sys.stderr)
 
 
 def cmd_speak(args) -> int:
@@ -43,14 +55,17 @@ def cmd_speak(args) -> int:
         options["speaker"] = args.speaker
     if args.voice is None and not args.speaker_ref and args.speaker is None:
         args.voice = next(iter(voice.voices()))
-    voice.segments(args.text)                       # refuse what cannot be spoken before writing anything
-    voice.validate(args.voice, **options)
-    stats: dict = {"timings": {}}
-    if args.stream:
-        chunks = voice.stream(args.text, args.voice, stats=stats, **options)
-    else:
-        chunks = audio.joined((w, p) for w, p, _ in voice.pieces(args.text, args.voice, stats["timings"], **options))
-    samples = write_wav(out, chunks, voice.sample_rate)     # as it is made; a full disk is one line
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LetterToSound)
+        voice.segments(args.text)                       # refuse what cannot be spoken before writing anything
+        voice.validate(args.voice, **options)
+        stats: dict = {"timings": {}}
+        if args.stream:
+            chunks = voice.stream(args.text, args.voice, stats=stats, **options)
+        else:
+            chunks = audio.joined((w, p) for w, p, _ in voice.pieces(args.text, args.voice, stats["timings"], **options))
+        samples = write_wav(out, chunks, voice.sample_rate)     # as it is made; a full disk is one line
+    _warn_letter_to_sound(caught)
     timings = stats["timings"]
     extra = f", first audio after {stats['ttfa_ms']:.0f} ms in {stats['chunks']} chunks" if args.stream else ""
     total = sum(timings.values())

@@ -54,7 +54,7 @@ FAMILY = Family(
     item_inputs=flow.item_inputs,
     item_length=flow.item_length,
     item_fits=flow.item_fits,
-    host_config=("dims", "tokens", "bert_vocab", "speakers", "n_speakers"),
+    host_config=("dims", "tokens", "bert_vocab", "speakers", "n_speakers", "lexicon"),
     chain=ChainCheck(output="waveform", kind="waveform", durations="predicted_durations", frames="frames",
                      pin={"forced_durations": "predicted_durations"}),
     importer="voxc.models.emotivoice.checkpoint:import_voice",

@@ -33,10 +33,16 @@ def _bert_tokenizer(vocab: tuple[str, ...]):
     return BertTokenizer(vocab={t: i for i, t in enumerate(vocab)})
 
 
+def lexicon_entries(cfg: dict) -> dict | None:
+    """The imported English lexicon's entries (cfg["lexicon"], models/emotivoice/lexicon.py), if any."""
+    lex = cfg.get("lexicon")
+    return lex.get("entries") if isinstance(lex, dict) else None
+
+
 def phoneme_ids(text: str, cfg: dict) -> np.ndarray:
     from voxc.models.emotivoice.frontend import g2p
     index = _token_index(tuple(cfg["tokens"]))
-    toks = g2p(text)
+    toks = g2p(text, lexicon_entries(cfg))
     missing = sorted({t for t in toks if t not in index})
     if missing:
         raise VoxcError(f"the voice's tokenlist has no {', '.join(missing[:5])}: the text needs symbols this voice "
@@ -159,8 +165,9 @@ def item_length(u, dim: str, cfg: dict) -> int:
 
 
 def item_fits(u, cfg: dict) -> bool:
-    return phoneme_ids(u.text, cfg).size <= cfg["dims"]["phonemes"][3] and \
-        5 * phoneme_ids(u.text, cfg).size <= cfg["dims"]["frames"][3]
+    n = phoneme_ids(u.text, cfg).size
+    return n <= cfg["dims"]["phonemes"][3] and 5 * n <= cfg["dims"]["frames"][3] and \
+        bert_ids(u.text, cfg).size <= cfg["dims"]["tokens"][3]
 
 
 # ---- speaking at run time (voxc/runtime.py): a request's options -> pipeline inputs ------------

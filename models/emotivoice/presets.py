@@ -31,7 +31,7 @@ def _common(hidden, heads, layers, ffn, speakers, var_chans, bert, vocoder_chann
             "energy_layers": 2, "duration_layers": 2, "duration_kernel": 3, "variance_embed_kernel": 9,
             "vocoder": {"initial_channels": vocoder_channels, **HIFIGAN_V1}, "bert": bert,
             "tokens": _lines("tokenlist"), "bert_vocab": _bert_vocab(bert["vocab_size"]),
-            "speakers": [str(i) for i in range(speakers)], "dims": dims}
+            "speakers": [str(i) for i in range(speakers)], "lexicon": None, "dims": dims}
 
 
 def presets() -> dict:

@@ -2,7 +2,9 @@
 
 The released EmotiVoice weights cannot be downloaded here; benchmarks and full-size builds use a
 checkout of the same shapes (preset `released`: 53 M-parameter generator, BERT-base style encoder),
-written exactly as EmotiVoice's trainers write theirs, so it goes through the real importer:
+written exactly as EmotiVoice's trainers write theirs (the style encoder with the `position_ids`
+buffer older transformers saved, as in the released checkpoint_163431), so it goes through the real
+importer:
 
     python -m voxc.models.emotivoice.synthetic OUT_DIR [--preset released|tiny]
     voxc build --family emotivoice --from OUT_DIR --target cpu
@@ -16,7 +18,9 @@ from pathlib import Path
 from voxc.models.emotivoice.checkpoint import RENAME
 
 
-def write_checkout(out: str | Path, preset: str = "released", seed: int = 1234) -> Path:
+def write_checkout(out: str | Path, preset: str = "released", seed: int = 1234, legacy_position_ids: bool = True,
+                   lexicon: str | None = None) -> Path:
+    """The checkout under `out`; `lexicon`: the text of lexicon/librispeech-lexicon.txt (none when None)."""
     import torch
     import yaml
 
@@ -34,6 +38,8 @@ def write_checkout(out: str | Path, preset: str = "released", seed: int = 1234) 
         old, new = RENAME[graph]
         target = style if graph == "prompt_encoder" else gen
         target.update({old + k[len(new):]: v.clone() for k, v in module.state_dict().items()})
+    if legacy_position_ids:                  # as transformers < 4.31 saved BERT (EmotiVoice's released file)
+        style["module.bert.embeddings.position_ids"] = torch.arange(cfg["bert"]["max_position_embeddings"])[None]
     paths = {"generator": out / "outputs" / "prompt_tts_open_source_joint" / "ckpt" / "g_00000000",
              "style": out / "outputs" / "style_encoder" / "ckpt" / "checkpoint_000000",
              "bert": out / "WangZeJun" / "simbert-base-chinese", "config": out / "config" / "joint" / "config.yaml",
@@ -59,6 +65,9 @@ def write_checkout(out: str | Path, preset: str = "released", seed: int = 1234) 
                                                "model": model}))
     (paths["text"] / "tokenlist").write_text("\n".join(cfg["tokens"]) + "\n", encoding="utf-8")
     (paths["text"] / "speaker2").write_text("\n".join(f"spk{i}" for i in range(cfg["n_speakers"])) + "\n")
+    if lexicon is not None:
+        (out / "lexicon").mkdir(exist_ok=True)
+        (out / "lexicon" / "librispeech-lexicon.txt").write_text(lexicon, encoding="utf-8")
     return out
 
 
