@@ -207,8 +207,12 @@ def merge(artifacts: Path, target: str, device_path: Path) -> str:
     manifest, rows = fold(shipped.manifest.doc, shipped.parity.results, device, proven, bundle["runtime"],
                           sha256_bytes(raw))
     stored = Path(artifacts) / RESULTS / target / f"{device.runner}.json"
-    stored.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(stored, schema.dumps(device.doc))
+    try:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(stored, schema.dumps(device.doc))
+    except OSError as exc:
+        raise VoxcError(f"cannot keep the device result in {stored.parent} ({exc.strerror}); free some space or "
+                        "make the artifacts folder writable, then merge again") from None
     _write(folder, target, manifest, rows, shipped.parity.chain)
     return deferred.status(rows)
 
