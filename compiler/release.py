@@ -198,11 +198,9 @@ def _decisions(t: dict) -> str:
             size = f"{r['bytes'] / 1e6:.2f} MB" if r["bytes"] else "not built here (device)"
             body.append([_e(name), _e(rt), f"<b>{_e(r['accepted'] or '-')}</b>", rejected, checks,
                          size, _speed_cell(r["speed"])])
-    note = ""
-    if any(rt == "openvino" for m in t["models"].values() for rt in m["runtimes"]):
-        note = ("<p><small>Speed is the policy's paired timing at the opt shape on the build host, single thread. "
-                "OpenVINO's absolute times on a small graph are dominated by per-call overhead, so they can read "
-                "many times ONNX Runtime's; compare each runtime's ratio to its own fp32.</small></p>")
+    note = ("<p><small>Speed is the policy's paired timing at the opt shape on the build host, single thread. "
+            "On a small graph a runtime's absolute times are dominated by its per-call overhead and can read many "
+            "times another's; compare each runtime's ratio to its own fp32.</small></p>")
     return _table(["model", "runtime", "accepted", "rejected (reason)", "parity per precision: worst (budget)",
                    "size", "speed"], body, "decisions") + note
 

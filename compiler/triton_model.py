@@ -46,7 +46,13 @@ class ServedTarget:
     manifest records it needs (dims, weights), and the pipeline over the repository's graph models."""
 
     def __init__(self, doc: dict, pipeline):
-        self.config, self.manifest, self.parity, self._pipeline = doc["config"], doc["manifest"], {}, pipeline
+        from types import SimpleNamespace
+        self.config, self._pipeline = doc["config"], pipeline
+        # the parts of core/target.py's typed Manifest and ParityReport that the runtime reads; the stream
+        # settings come from pipeline.json (the build's accepted ones), set on the Voice after it is made
+        self.manifest = SimpleNamespace(doc=doc["manifest"],
+                                        models={g: SimpleNamespace(io=io) for g, io in doc["specs"].items()})
+        self.parity = SimpleNamespace(streams=dict)
 
     def pipeline(self, runtime=None, threads=None):
         return self._pipeline

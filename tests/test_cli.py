@@ -74,9 +74,8 @@ def test_inspect_shows_dynamic_dims(tiny_build, capsys):
 
 
 def test_parity_command_rejects_a_tampered_file_and_fails_a_broken_one(tiny_build, tmp_path, capsys):
+    # (a clean copy passing `voxc parity`: tests/test_perceptual_gates.py test_voxc_parity_reruns_and_reports_the_chain)
     shutil.copytree(tiny_build / "cpu", tmp_path / "cpu")
-    assert main(["parity", "--target", "cpu", "--artifacts", str(tmp_path)]) == 0
-    capsys.readouterr()
     accepted = json.loads((tmp_path / "cpu" / "manifest.json").read_text())["models"]["vocoder"]["precision"]
     path = tmp_path / "cpu" / "vocoder" / f"vocoder.onnxruntime-{accepted['onnxruntime']['accepted']}.onnx"
     model = onnx.load(str(path))

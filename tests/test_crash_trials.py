@@ -6,6 +6,7 @@ left. The full set (20+ kills) runs from the command line: `python tests/crash_t
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -29,10 +30,15 @@ AIMS = [  # (stage label, seconds into the stage, whom); every stage named runs 
 
 @pytest.fixture(scope="module")
 def trial_cache(tiny_build, tmp_path_factory):
+    """A private artifacts folder seeded with the session's stage cache, and its clean target (a no-op build
+    there: every stage cached) as the reference, whatever other tests do to the session's folders."""
+    import subprocess
     art = tmp_path_factory.mktemp("aimed")
     shutil.copytree(tiny_build / "cache", art / "cache", symlinks=True)
     args = argparse.Namespace(preset="tiny", target="cpu", margin=None)
-    return art, args, crash_trials.stage_keys(art, args), crash_trials.folder_hashes(tiny_build / "cpu")
+    clean = subprocess.run(crash_trials._build_cmd(art, args), capture_output=True, text=True, timeout=1800)
+    assert clean.returncode == 0, clean.stdout[-2000:] + clean.stderr[-2000:]
+    return art, args, crash_trials.stage_keys(art, args), crash_trials.folder_hashes(art / "cpu")
 
 
 @pytest.mark.parametrize("label, delay, whom", AIMS, ids=[f"{w}-kill-in-{lab}" for lab, _, w in AIMS])
@@ -41,4 +47,4 @@ def test_a_kill_inside_a_stage_never_changes_what_the_next_build_ships(trial_cac
     kind, key = keys[label]
     row = crash_trials.aimed_trial(0, art, args, label, kind, key, delay, whom, reference)
     assert row["fired"], "the kill did not land inside the stage"
-    assert not crash_trials.trial_failed(row), row
+    assert not crash_trials.trial_failed(row), json.dumps(row)

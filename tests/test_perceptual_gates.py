@@ -147,10 +147,11 @@ def test_a_failing_whole_chain_fails_the_report(tmp_path):
          "rows": [{"config": "all artifacts", "pesq_wb": 4.1, "within_budget": False, "over_budget": ["pesq_wb"]}]}
     chain = merged_chains([{"chain": {"runtimes": {"onnxruntime": {**c, "passed": False}}}, "demotions": []}])["chain"]
     assert chain["passed"] is False
-    assert not report.write_parity(tmp_path, "cpu", [row], chain)
-    assert "whole chain FAIL" in (tmp_path / "parity.md").read_text()
+    doc, markdown, passed = report.parity_doc("cpu", [row], chain)
+    assert not passed and doc["status"] == "fail"
+    assert "whole chain FAIL" in markdown
     chain["runtimes"]["onnxruntime"]["passed"] = chain["passed"] = True
-    assert report.write_parity(tmp_path, "cpu", [row], chain)
+    assert report.parity_doc("cpu", [row], chain)[2]
 
 
 @pytest.mark.slow

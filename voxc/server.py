@@ -169,7 +169,7 @@ def create_app(voice, workers: int = 4, queue: int = 32, request_timeout: float 
     def options(req: SpeechRequest) -> dict:
         opts = {}
         if req.instructions:
-            opts.update(voice.speaking.instructions(req.instructions, voice.cfg, voice.target.manifest))
+            opts.update(voice.speaking.instructions(req.instructions, voice.cfg, voice.target.manifest.doc))
         style = req.style if req.style is not None else req.emotion
         if style is not None:
             opts["style"] = style

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from voxc.core.errors import VoxcError
 from voxc.models import text as en
-from voxc.models.emotivoice import numbers
+from voxc.models.emotivoice.numbers import read as read_number
 
 SOS_EOS = "<sos/eos>"
 _CJK = "\u4e00-\u9fa5"
@@ -74,7 +74,7 @@ def _pinyin():
 
 
 def _chinese_number(match: re.Match) -> str:
-    return numbers.read(match.group())
+    return read_number(match.group())
 
 
 def split_pinyin(syllable: str) -> list[str]:
