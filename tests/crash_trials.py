@@ -174,6 +174,7 @@ def aimed_trial(i: int, art: Path, args, label: str, kind: str, key: str, delay:
            "orphans": len(orphans), "rebuild_rc": res.returncode,
            "rebuilt_stages": sum(line.startswith("[") and not line.endswith("cached") for line in res.stdout.splitlines()),
            "bad_entries_after": len(bad_entries), "tracebacks": int("Traceback" in text or "Traceback" in out),
+           "temporaries_left": len(list((art / "cache").glob(".tmp-*"))),
            "same_target_as_clean_build": shipped == reference,
            "differing_files": sorted(k for k in set(shipped) | set(reference)
                                      if shipped.get(k) != reference.get(k))[:5]}
@@ -185,6 +186,7 @@ def trial_failed(row: dict) -> bool:
     """What no trial may show: a worker left, a damaged entry, a traceback, a failed rebuild, another target,
     a worker kill that took the build down, or a kill that never landed inside the stage."""
     return bool(row["orphans"] or row["bad_entries_after"] or row["tracebacks"] or row["rebuild_rc"] != 0
+                or row.get("temporaries_left")
                 or not row["same_target_as_clean_build"] or not row["fired"]
                 or (row["whom"] == "build" and row["killed_rc"] != -signal.SIGKILL)
                 or (row["whom"] == "worker" and not row["build_survived_worker_kill"]))

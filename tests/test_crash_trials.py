@@ -1,6 +1,6 @@
 """Kills aimed at stage kinds (tests/crash_trials.py, compiler/aimed_kill.py), a few per run of the
-suite: one SIGKILL of the build inside each kind of stage (export, artifact, parity, chain, assemble)
-and one of the worker running a stage, on a copy of the session's tiny cpu build. After each, the
+suite: one SIGKILL of the build inside export, artifact, parity and assemble stages and one of the worker
+running a stage (a chain kill reruns the whole chain: it is in the full set only), on a copy of the session's tiny cpu build. After each, the
 next build ships the clean build's target byte for byte, every cache entry verifies and no worker is
 left. The full set (20+ kills) runs from the command line: `python tests/crash_trials.py --aimed 4`."""
 from __future__ import annotations
@@ -22,7 +22,6 @@ AIMS = [  # (stage label, seconds into the stage, whom); every stage named runs 
     ("vocoder/export", 2.0, "build"),
     ("vocoder/onnxruntime-int8", 1.0, "build"),
     ("vocoder/onnxruntime-fp32/parity", 1.0, "build"),
-    ("target/onnxruntime/chain", 3.0, "build"),
     ("target/assemble", 0.0, "build"),
     ("acoustic_encoder/export", 2.0, "worker"),
 ]

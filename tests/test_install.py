@@ -43,10 +43,13 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    """voxc's wheel, built once from this tree (no build isolation: the dev venv has setuptools)."""
+    """voxc's wheel, built once from a copy of this tree (no build isolation: the dev venv has setuptools)."""
     out = tmp_path_factory.mktemp("wheel")
+    src = tmp_path_factory.mktemp("src") / "voxc"      # setuptools writes build/ beside the source: not in the tree
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".git", ".venv", "artifacts", "build", "*.egg-info",
+                                                             "__pycache__", ".pytest_cache"))
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                          "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=600)
+                          "-w", str(out), str(src)], capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     return next(out.glob("voxc-*.whl"))
 
