@@ -13,9 +13,18 @@ pytest.importorskip("ray")
 HERE = Path(__file__).resolve().parent
 
 
+def _run_cases() -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "ray_cases.py")],
+                          capture_output=True, text=True, timeout=1200, cwd=HERE.parent)
+
+
 def test_ray_cluster_cases():
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "ray_cases.py")],
-                         capture_output=True, text=True, timeout=1200, cwd=HERE.parent)
+    res = _run_cases()
+    if res.returncode != 0 and " passed" not in res.stdout and " failed" not in res.stdout:
+        # the process ended before pytest's summary: on a loaded machine a node the cases kill can take the
+        # driver's core worker with it (a Ray limit, not a case failing). Run the cases once more; a case
+        # that fails, or a second such ending, fails this test.
+        res = _run_cases()
     tail = res.stdout[-3000:] + res.stderr[-1500:]
     assert res.returncode == 0, tail
     assert " passed" in res.stdout and " failed" not in res.stdout, tail
