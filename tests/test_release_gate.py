@@ -73,6 +73,7 @@ def test_unchanged_rebuild_passes_and_regressed_rebuild_fails_the_gate(released)
     grown = run_ci(art, "build", "onnxruntime", BUILD_ARGS="--set postnet_channels=96")
     assert grown.returncode == 0, grown.stderr
     bad = run_ci(art, "release", BASELINE=str(baseline))
+    print(bad.stdout)                                            # the diff the gate printed (pytest -s shows it)
     assert bad.returncode == 1, bad.stderr + bad.stdout
     assert "voxc: release gate: REGRESSION onnxruntime/acoustic_decoder/onnxruntime: size" in bad.stdout
     assert "verdict FAIL" in bad.stdout
