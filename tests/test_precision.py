@@ -249,7 +249,7 @@ def test_timing_rounds_are_paired_and_recorded():
 
         def infer(self, feeds):
             time.sleep(self.s)
-    t = policy.time_interleaved({"slow": Sleeper(0.004), "fast": Sleeper(0.001)}, {}, runs=10, warmup=1, rounds=5)
+    t = policy.time_interleaved({"slow": Sleeper(0.02), "fast": Sleeper(0.002)}, {}, runs=10, warmup=1, rounds=5)
     assert all(len(v["round_ms"]) == 5 and v["runs"] == 10 for v in t.values())
     s = policy.speedup(t["slow"], t["fast"])
     assert s["rounds"] == 5 and s["low"] <= s["ratio"] <= s["high"] and s["low"] > 1.5
