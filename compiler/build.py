@@ -21,6 +21,7 @@ from pathlib import Path
 from voxc.compiler import cache, graph
 from voxc.compiler.graph import BuildGraph, Stage
 from voxc.compiler.policy import DEFAULT_RUNS, ROUNDS
+from voxc.compiler.progress import Progress
 from voxc.compiler.stages import EXPORT_TOOLS
 from voxc.core.atomic import swap_folder, write_atomic
 from voxc.core.errors import VoxcError
@@ -50,6 +51,7 @@ class BuildRequest:
     address: str | None = None                                           # --address of a Ray cluster
     store: str | None = None                                             # --store: shared folder or file:// URI
     device_runner: str | None = None                                     # device stage runner (default: the backend)
+    quiet: bool = False                                                  # --quiet: no stage lines nor heartbeat
 
     def __post_init__(self):
         self.models = tuple(self.models) or family_of(self.preset).graph_names
@@ -292,21 +294,11 @@ def ship(req: BuildRequest, results: dict, layout: dict, artifacts: Path | None 
                  dumps({"target": req.target, "models": results[tail["assemble"]].record.get("timings", {})},
                        sort_keys=True))
     dev = results[tail["device"]].record.get("device") if "device" in tail else None
-    if dev:
+    if dev and not req.quiet:
         print(f"voxc: device parity ran on node {dev['host']} with {dev['runner']}"
               f"{' (stand-in: proves the bundle, not the device)' if dev['stand_in'] else ''}: {dev['rows']} rows "
               f"merged into the reports of {folder}", flush=True)
     return folder
-
-
-def _progress(total: int):
-    count = [0]
-
-    def show(r: graph.Result) -> None:
-        count[0] += 1
-        status = "cached" if r.cached else f"{r.seconds:6.1f}s"
-        print(f"[{count[0]:>3}/{total}] {r.label:<44} {status}", flush=True)
-    return show
 
 
 @contextlib.contextmanager
@@ -382,10 +374,15 @@ def build(req: BuildRequest) -> bool:
         executor = make_executor(req)
         try:
             add_device_stage(g, layout, req, profile, executor)
-            print(f"voxc: building target '{req.target}' (family {family_of(req.preset).name}, preset "
-                  f"{req.preset_name}, {len(req.models)} models, {len(g.stages)} stages, "
-                  f"{f'{req.jobs} workers' if req.executor == 'local' else 'each a Ray task'})", flush=True)
-            results = g.run(executor, _progress(len(g.stages)))
+            if not req.quiet:
+                print(f"voxc: building target '{req.target}' (family {family_of(req.preset).name}, preset "
+                      f"{req.preset_name}, {len(req.models)} models, {len(g.stages)} stages, "
+                      f"{f'{req.jobs} workers' if req.executor == 'local' else 'each a Ray task'})", flush=True)
+            progress = Progress(g.cache, list(g.stages), workers=req.jobs, quiet=req.quiet)
+            try:
+                results = g.run(executor, progress)
+            finally:
+                progress.save()
         finally:
             executor.shutdown()
         tail = layout["tail"]

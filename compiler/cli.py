@@ -63,7 +63,7 @@ def _request(args):
                          exporter=args.exporter, precisions=_precisions(args.precisions), margin=args.margin,
                          retime=args.retime,
                          source=args.source, source_files=_pairs(args.source_file, "--from-file", "KIND=PATH"))
-    return dataclasses.replace(req, **_distributed(args))
+    return dataclasses.replace(req, quiet=getattr(args, "quiet", False), **_distributed(args))
 
 
 def _distributed(args) -> dict:
@@ -94,7 +94,8 @@ def cmd_build(args) -> int:
     from voxc.api import build
     if args.matrix:
         from voxc.compiler.matrix import build_matrix
-        return 0 if build_matrix(Path(args.matrix), Path(args.artifacts), jobs=args.jobs, **_distributed(args)) \
+        return 0 if build_matrix(Path(args.matrix), Path(args.artifacts), jobs=args.jobs, quiet=args.quiet,
+                              **_distributed(args)) \
             else EXIT_PARITY
     return 0 if build(request=_request(args)).passed else EXIT_PARITY
 
@@ -196,6 +197,8 @@ def register(sub) -> None:
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one preset value")
     b.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
     b.add_argument("--jobs", type=int, default=2, help="worker processes (1 runs stages inline)")
+    b.add_argument("--quiet", action="store_true",
+                   help="no line per stage nor heartbeat: only warnings, errors and the closing line")
     b.add_argument("--precisions", action="append", metavar="MODEL=P1,P2",
                    help="override a model's precision ladder, most preferred first (e.g. MODEL=int8,fp32)")
     b.add_argument("--margin", type=float, help="speed margin a lower precision must win by (default 0.10)")

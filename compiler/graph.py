@@ -15,7 +15,9 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import queue
 import shutil
+import threading
 import time
 import uuid
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor, FIRST_COMPLETED, wait
@@ -32,6 +34,7 @@ from voxc.core.target import dumps
 from voxc.compiler import aimed_kill, cache as cache_mod
 
 META = "stage.json"
+HEARTBEAT_POLL_S = 5.0          # how often a waiting build looks at its running stages (progress.waiting)
 
 
 def read_record(folder: Path) -> dict:
@@ -101,20 +104,37 @@ def _local_only(resources, labels) -> None:
 
 
 class InlineExecutor:
-    """Runs each stage in this process (debugging, tests, single-core hosts)."""
+    """Runs stages one at a time in this process (debugging, tests, single-core hosts), on one thread beside the
+    scheduler, so that each stage's line and the heartbeat are printed while the build goes on."""
+
+    def __init__(self):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
     def submit(self, fn, *args, resources=None, labels=None):
         _local_only(resources, labels)
-        quiet_torch_logs()
         fut: Future = Future()
-        try:
-            fut.set_result(fn(*args))
-        except BaseException as exc:  # delivered to the scheduler like a pool would
-            fut.set_exception(exc)
+        self._queue.put((fut, fn, args))
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="voxc-stage", daemon=True)
+            self._thread.start()
         return fut
 
+    def _work(self) -> None:
+        quiet_torch_logs()
+        while (item := self._queue.get()) is not None:
+            fut, fn, args = item
+            if not fut.set_running_or_notify_cancel():          # cancelled while queued: a stage before it failed
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as exc:  # delivered to the scheduler like a pool would
+                fut.set_exception(exc)
+
     def shutdown(self):
-        pass
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread = None
 
 
 class LocalPoolExecutor:
@@ -255,6 +275,8 @@ class BuildGraph:
         done: dict[str, Result] = {}
         deaths: dict[str, int] = {}
         running: dict[Future, tuple[Stage, str]] = {}
+        started: dict[Future, float] = {}
+        waiting = getattr(progress, "waiting", None)      # the heartbeat, when progress has one
         pending = list(self.stages.values())
         while pending or running:
             ready = [s for s in pending if all(d.label in done for d in s.deps())]
@@ -294,7 +316,15 @@ class BuildGraph:
                 if pending:
                     raise ValueError("build graph has a cycle: " + ", ".join(s.label for s in pending))
                 break
-            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            finished, _ = wait(list(running), timeout=HEARTBEAT_POLL_S, return_when=FIRST_COMPLETED)
+            now = time.monotonic()
+            for fut in running:
+                if fut.running() or fut.done():
+                    started.setdefault(fut, now)
+            if not finished:
+                if waiting is not None:
+                    waiting([(running[f][0].label, now - started[f]) for f in running if f in started])
+                continue
             if any(isinstance(f.exception(), BrokenExecutor) for f in finished):
                 finished = list(running)         # every stage of a broken pool fails: collect them all
                 wait(finished)

@@ -78,13 +78,21 @@ def device_fingerprint(runner: str) -> dict:
     return {**base, "onnxruntime": onnxruntime.__version__, "providers": providers()}
 
 
+def tensorrt_advice(manifest: dict) -> str:
+    """How to get TensorRT on the kind of device this bundle was made for (its profile says where it builds)."""
+    if (manifest.get("profile") or {}).get("build_on") == "device":
+        return "on a Jetson use JetPack's python3 (JetPack 6 ships TensorRT 10 and CUDA; numpy: apt install python3-numpy)"
+    return ("on an x86-64 GPU host pip install tensorrt-cu12==10.13.3.9 numpy for a CUDA 12 driver, or "
+            "tensorrt-cu13==10.13.3.9 for CUDA 13 (`nvidia-smi` shows the driver's CUDA version)")
+
+
 def tensorrt_runner(manifest: dict, art: dict, model: dict, fp: dict, rebuild: bool, log):
     """(runner, regime, evidence): the engine is reused only when it was built on a matching device from
     the very ONNX (and calibration cache) this bundle holds; the evidence is the plan's sha256."""
     from voxc.targets import trt_engine
     if not fp.get("tensorrt"):
         raise VoxcError(f"TensorRT is not importable here ({fp.get('tensorrt_error', 'unknown')}); "
-                        "use JetPack's python3, or --runner onnxruntime for the stand-in check")
+                        f"{tensorrt_advice(manifest)}, or --runner onnxruntime for the stand-in check")
     recipe = art["recipe"]
     reg = trt_engine.regime(fp["tensorrt"], recipe.get("regime", "auto"))
     plan = trt_engine.plan(art["precision"], reg, art["files"])

@@ -248,18 +248,32 @@ def load_engine(path: Path, current: dict, rebuild: str):
     return engine
 
 
+def pip_cudart() -> tuple[str, ...]:
+    """libcudart files that pip's NVIDIA wheels (nvidia-cuda-runtime-cu12, the CUDA 13 runtime wheel) unpack into
+    site-packages, where the dynamic loader does not look."""
+    import sys
+    found = []
+    for entry in sys.path:
+        root = Path(entry or ".") / "nvidia"
+        if root.is_dir():
+            found += sorted(str(p) for p in root.glob("**/lib/libcudart.so*"))
+    return tuple(found)
+
+
 class _Cudart:
     """cudaMalloc/cudaMemcpy/cudaFree through ctypes (the CUDA runtime that TensorRT links)."""
 
     def __init__(self):
-        for name in ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0"):
+        for name in ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0") + pip_cudart():
             try:
                 self.lib = ctypes.CDLL(name)
                 break
             except OSError:
                 continue
         else:
-            raise VoxcError("libcudart (the CUDA runtime) was not found; install CUDA or JetPack")
+            raise VoxcError("libcudart (the CUDA runtime) was not found on the loader path nor in pip's nvidia "
+                            "packages; install the CUDA toolkit, or pip install nvidia-cuda-runtime-cu12 (CUDA 12), "
+                            "or use JetPack's python3 on a Jetson")
 
     def _ok(self, code: int, what: str) -> None:
         if code != 0:

@@ -3,6 +3,7 @@ verifier on the ONNX Runtime stand-in, tamper and wrong-golden detection, merge,
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -162,6 +163,27 @@ def test_verifier_round_trip_on_the_onnxruntime_stand_in_without_torch(device_bu
     assert main(["report", "--target", target, "--artifacts", str(artifacts), "--merge", str(tmp_path / "dev.json")]) == 0
     again = json.loads((artifacts / target / "parity.json").read_text())
     assert len(again["results"]) == len(p["results"])         # merging again replaces, never duplicates
+
+
+def test_the_prepared_device_check_runs_a_bundle_and_advises_per_device(device_builds, tmp_path):
+    """.ci/device-check (what a GPU host runs, no voxc install): unpacks the bundle, runs verify.py with the
+    stand-in where TensorRT does not import, and leaves a result `--merge` takes; TensorRT's absence is
+    answered with the Jetson's remedy on a Jetson bundle."""
+    artifacts, _ = device_builds
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT imports here: the check would build engines (a GPU host's run)")
+    script = Path(__file__).resolve().parents[1] / ".ci" / "device-check"
+    res = subprocess.run([str(script), str(artifacts / "jetson" / "voxc-jetson-bundle.tar.gz"), str(tmp_path / "out")],
+                         env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr + res.stdout
+    assert "the onnxruntime stand-in runs" in res.stdout
+    dev = json.loads((tmp_path / "out" / "parity.json").read_text())
+    assert dev["passed"] and dev["stand_in"] and {r["model"] for r in dev["results"]} == set(MODEL_NAMES)
+    bundle = copy_bundle(artifacts, "jetson", tmp_path)
+    res = subprocess.run([sys.executable, "verify.py", "--runner", "tensorrt", "--out", str(tmp_path / "t.json")],
+                         cwd=bundle, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "JetPack's python3" in res.stderr and "tensorrt-cu12" not in res.stderr
+    assert not (tmp_path / "t.json").exists()
 
 
 def test_verifier_refuses_a_tampered_bundle(device_builds, numpy_only_path, tmp_path):

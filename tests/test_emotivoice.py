@@ -365,9 +365,9 @@ def test_speak_uses_the_lexicon_and_warns_once_for_letter_to_sound(released_chec
     b = released_checkout_build
     target = b["art"] / "onnxruntime"
     capsys.readouterr()
-    assert main(["speak", "Hello world, zorblat.", "--target", str(target), "-o", str(tmp_path / "a.wav")]) == 0
+    assert main(["speak", "Hello world, zorblat.", "--folder", str(target), "-o", str(tmp_path / "a.wav")]) == 0
     assert "warning" not in capsys.readouterr().err          # every word is in the lexicon or CMUdict
-    assert main(["speak", "Hello quixotry, flumbrix and quixotry.", "--target", str(target),
+    assert main(["speak", "Hello quixotry, flumbrix and quixotry.", "--folder", str(target),
                  "-o", str(tmp_path / "b.wav")]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("voxc: warning: 2 English word(s)") and "flumbrix, quixotry" in err[0]

@@ -73,9 +73,28 @@ def test_bench_times_the_text_it_is_given(tiny_cfg):
 
 def test_speak_with_a_file_for_its_target_is_one_line(tmp_path, capsys):
     (tmp_path / "notafolder").write_text("")
-    rc = main(["speak", "Hello.", "--target", str(tmp_path / "notafolder"), "-o", str(tmp_path / "out.wav")])
-    assert f"--target {tmp_path / 'notafolder'} is not a folder" in one_line(rc, capsys.readouterr().err)
+    rc = main(["speak", "Hello.", "--folder", str(tmp_path / "notafolder"), "-o", str(tmp_path / "out.wav")])
+    assert f"--folder {tmp_path / 'notafolder'} is not a folder" in one_line(rc, capsys.readouterr().err)
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_target_means_a_name_everywhere_and_a_folder_is_given_as_one(tiny_build, tmp_path, capsys, monkeypatch):
+    """`--target` is a target name for every command; a folder given to it, or a name given as a folder, is one
+    line saying which to use; a name reads ARTIFACTS/NAME."""
+    out = tmp_path / "out.wav"
+    rc = main(["speak", "Hello.", "--target", str(tiny_build / "cpu"), "-o", str(out)])
+    assert f"pass the built folder as --folder {tiny_build / 'cpu'}" in one_line(rc, capsys.readouterr().err)
+    monkeypatch.chdir(tiny_build.parent)
+    rc = main(["serve", "cpu", "--artifacts", tiny_build.name])
+    assert f"cpu is a target name, not a folder: pass --target cpu (reads {tiny_build.name}/cpu)" in \
+        one_line(rc, capsys.readouterr().err)
+    rc = main(["speak", "Hello.", "--target", "apple", "--artifacts", str(tmp_path), "-o", str(out)])
+    assert "target apple is not built in" in one_line(rc, capsys.readouterr().err)
+    rc = main(["serve", str(tiny_build / "cpu"), "--target", "cpu"])
+    assert "not both" in one_line(rc, capsys.readouterr().err)
+    assert not out.exists()
+    assert main(["speak", "Hello there.", "--target", "cpu", "--artifacts", str(tiny_build), "-o", str(out)]) == 0
+    assert out.stat().st_size > 1000
 
 
 def _file_limit(limit: int):
@@ -102,7 +121,7 @@ def test_synth_onto_a_full_disk_is_one_line_and_leaves_no_file(tmp_path):
 
 def test_speak_onto_a_full_disk_is_one_line_and_leaves_no_file(tiny_build, tmp_path):
     out = tmp_path / "out.wav"
-    res = _voxc("speak", "Hello there, this sentence is long enough.", "--target", str(tiny_build / "cpu"),
+    res = _voxc("speak", "Hello there, this sentence is long enough.", "--folder", str(tiny_build / "cpu"),
                 "-o", str(out), preexec_fn=_file_limit(4096))
     assert f"cannot write {out} (the file-size limit" in one_line(res.returncode, res.stderr)
     assert not list(tmp_path.iterdir())

@@ -82,7 +82,7 @@ def test_runtime_only_install_speaks_and_serves(version, wheel, tiny_build, tmp_
     target = tiny_build / "cpu"
     out = tmp_path / "hello.wav"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    spoke = subprocess.run([str(venv / "bin" / "voxc"), "speak", "Hello from a small install.", "--target",
+    spoke = subprocess.run([str(venv / "bin" / "voxc"), "speak", "Hello from a small install.", "--folder",
                             str(target), "-o", str(out)], capture_output=True, text=True, timeout=300, cwd=tmp_path,
                            env=env)
     assert spoke.returncode == 0, spoke.stderr

@@ -46,7 +46,7 @@ s = v.speak("Hello there. How are you?", voice=next(iter(v.voices())))
 assert s.audio.size > 1000 and "vocoder" in s.timings, s.timings
 assert "torch" not in sys.modules
 from voxc.cli import main
-sys.exit(main(["speak", "Hello there.", "--target", {str(tiny_build / 'cpu')!r}, "-o", {str(tmp_path / 'x.wav')!r},
+sys.exit(main(["speak", "Hello there.", "--folder", {str(tiny_build / 'cpu')!r}, "-o", {str(tmp_path / 'x.wav')!r},
                "--stream"]))
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -82,7 +82,7 @@ def test_a_target_that_failed_parity_or_was_altered_is_refused(tiny_build, tmp_p
 def test_speak_refuses_a_speed_outside_the_familys_range(tiny_build, tmp_path, speed, capsys):
     from voxc.cli import main
     out = tmp_path / "x.wav"
-    assert main(["speak", "Hello.", "--target", str(tiny_build / "cpu"), "-o", str(out), "--speed", speed]) == 2
+    assert main(["speak", "Hello.", "--folder", str(tiny_build / "cpu"), "-o", str(out), "--speed", speed]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("voxc: error: speed") and not out.exists()
 

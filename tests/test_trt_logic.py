@@ -133,3 +133,16 @@ def test_engine_build_and_inference_on_a_gpu(tiny_build, tiny_cfg):
     r = trt_engine.TrtRunner(trt_engine.load_engine(engine, fp, "x"), profiles, spec.to_json()["inputs"])
     assert r.infer(spec.make_inputs(1, 50, np.random.default_rng(0)))["waveform"].shape == (1, 1, 50 * 256)
     json.dumps(fp)
+
+
+def test_tensorrt_advice_follows_the_bundles_device_and_pip_cudart_is_found(tmp_path, monkeypatch):
+    from voxc.targets.device_verify import tensorrt_advice
+    from voxc.targets.trt_engine import pip_cudart
+    jetson, x86 = tensorrt_advice({"profile": {"build_on": "device"}}), tensorrt_advice({"profile": {"build_on": "host-if-gpu"}})
+    assert "JetPack" in jetson and "tensorrt-cu12" not in jetson
+    assert "tensorrt-cu12==" in x86 and "tensorrt-cu13==" in x86 and "JetPack" not in x86
+    lib = tmp_path / "nvidia" / "cuda_runtime" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "libcudart.so.12").write_bytes(b"")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert str(lib / "libcudart.so.12") in pip_cudart()

@@ -90,7 +90,7 @@ def test_a_target_trusted_beyond_its_hashes_is_refused_everywhere(damaged, tmp_p
     folder, message = damaged
     with pytest.raises(VoxcError, match=message):
         voxc.open(folder)
-    _one_line(capsys, main(["speak", "Hello there.", "--target", str(folder), "-o", str(tmp_path / "x.wav")]), message)
+    _one_line(capsys, main(["speak", "Hello there.", "--folder", str(folder), "-o", str(tmp_path / "x.wav")]), message)
     assert not (tmp_path / "x.wav").exists()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

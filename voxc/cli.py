@@ -70,7 +70,7 @@ def parser() -> argparse.ArgumentParser:
 def _announce_environment(args, argv: list[str]) -> None:
     """Say so when a default came from the environment rather than the command line."""
     import os
-    if getattr(args, "target", None) and os.environ.get("TARGET") == args.target \
+    if getattr(args, "target", None) and getattr(args, "folder", None) is None and os.environ.get("TARGET") == args.target \
             and not any(a == "--target" or a.startswith("--target=") for a in argv):
         print(f"voxc: --target {args.target} (from the TARGET environment variable)", file=sys.stderr)
 

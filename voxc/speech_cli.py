@@ -1,7 +1,9 @@
 """Speech commands over a built target (no PyTorch): `voxc speak`, `voxc serve`, `voxc loadtest`, `voxc soak`."""
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -35,6 +37,35 @@ def _warn_letter_to_sound(caught) -> None:
               "unlike the voice's training (EmotiVoice: import its lexicon/librispeech-lexicon.txt)", file=sys.stderr)
 
 
+def built_folder(args) -> Path:
+    """The built target folder a speech command reads. `--target` means what it means for `voxc build`, a target
+    name (the folder is ARTIFACTS/NAME); a folder is given as such (`--folder DIR`, or serve's positional FOLDER).
+    Either one given as the other is one line saying which to use."""
+    from voxc.targets import profiles
+    flag = "--folder " if args.command == "speak" else ""
+    if args.folder is not None:
+        folder = Path(args.folder)
+        if folder.is_dir():
+            if args.target_given:
+                raise VoxcError(f"give a built folder or --target NAME, not both ({args.folder} and --target "
+                                f"{args.target})")
+            return folder
+        if args.folder in profiles.names() and (Path(args.artifacts) / args.folder).is_dir():
+            raise VoxcError(f"{args.folder} is a target name, not a folder: pass --target {args.folder} (reads "
+                            f"{Path(args.artifacts) / args.folder})")
+        raise VoxcError(f"{flag}{args.folder} is not a folder: give a built target folder, e.g. artifacts/cpu "
+                        "(`voxc build --target cpu` makes it)")
+    name = args.target
+    if "/" in name or "\\" in name or (name not in profiles.names() and Path(name).is_dir()):
+        raise VoxcError(f"--target takes a target name ({', '.join(profiles.names())}), not a folder: pass the "
+                        f"built folder as {flag}{name}")
+    folder = Path(args.artifacts) / name
+    if not folder.is_dir():
+        raise VoxcError(f"target {name} is not built in {args.artifacts}: run `voxc build --target {name}`, or pass "
+                        f"--artifacts DIR where it was built, or a built folder as {flag}DIR")
+    return folder
+
+
 def cmd_speak(args) -> int:
     from voxc.core import audio
     from voxc.core.wav_file import write_wav
@@ -42,10 +73,7 @@ def cmd_speak(args) -> int:
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir() or out.suffix.lower() != ".wav":
         raise VoxcError(f"-o {out}: give a .wav file path in an existing folder")
-    if not Path(args.target).is_dir():
-        raise VoxcError(f"--target {args.target} is not a folder: give a built target folder, e.g. artifacts/cpu "
-                        "(`voxc build --target cpu` makes it)")
-    voice = Voice.open(args.target, runtime=args.runtime)
+    voice = Voice.open(built_folder(args), runtime=args.runtime)
     options = {"style": args.style, "speed": args.speed}
     if args.speaker_ref:
         options["speaker_ref"] = _read_wav(args.speaker_ref)
@@ -92,7 +120,7 @@ def cmd_serve(args) -> int:
         raise VoxcError(f"{', '.join(bad)} must be a positive number of seconds")
     check_host(args.host)
     parse_voice_map(args.voice_map)
-    serve(args.target, host=args.host, port=args.port, runtime=args.runtime, threads=args.threads,
+    serve(built_folder(args), host=args.host, port=args.port, runtime=args.runtime, threads=args.threads,
           workers=args.workers, queue=args.queue, cache_size=args.cache_size, batch_window_ms=args.batch_window_ms,
           request_timeout=args.request_timeout, drain_timeout=args.drain_timeout, stall_timeout=args.stall_timeout,
           header_timeout=args.header_timeout, body_timeout=args.body_timeout,
@@ -110,7 +138,7 @@ def cmd_loadtest(args) -> int:
     if args.requests < 1:
         raise VoxcError(f"--requests must be at least 1, got {args.requests}")
     import shlex
-    doc = run_loadtest(Path(args.target), clients, args.requests, modes=tuple(args.modes.split(",")), text=args.text,
+    doc = run_loadtest(built_folder(args), clients, args.requests, modes=tuple(args.modes.split(",")), text=args.text,
                        server_args=shlex.split(args.server_args or ""))
     print(json.dumps(doc["summary"], indent=1))
     return 0
@@ -119,16 +147,38 @@ def cmd_loadtest(args) -> int:
 def cmd_soak(args) -> int:
     import shlex
     from voxc.soak import run_soak
-    doc = run_soak(Path(args.target), args.minutes, args.max_requests, args.clients, slow_s=args.slow_s,
+    doc = run_soak(built_folder(args), args.minutes, args.max_requests, args.clients, slow_s=args.slow_s,
                    rss_growth_mb=args.rss_growth_mb, server_args=shlex.split(args.server_args or ""))
     print(json.dumps(doc, indent=1))
     return 0 if doc["passed"] else 1
 
 
+class _TargetName(argparse.Action):
+    """--target NAME, remembering that it was given (a folder and a name together are refused)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        namespace.target_given = True
+
+
+def _where(p, positional: bool) -> None:
+    """The options naming which built target a speech command reads: a target name (as for `voxc build`) under
+    --artifacts, or a built folder."""
+    if positional:
+        p.add_argument("folder", nargs="?", metavar="FOLDER",
+                       help="a built target folder, e.g. artifacts/cpu (default: ARTIFACTS/TARGET)")
+    else:
+        p.add_argument("--folder", metavar="DIR", help="a built target folder (default: ARTIFACTS/TARGET)")
+    p.add_argument("--target", action=_TargetName, default=os.environ.get("TARGET", "cpu"),
+                   help="the target name it was built for, as given to `voxc build --target`")
+    p.add_argument("--artifacts", default="artifacts", help="the artifacts folder the target was built in")
+    p.set_defaults(target_given=False)
+
+
 def register(sub) -> None:
     s = sub.add_parser("speak", help="text -> a wav file with a built target's artifacts (no PyTorch)")
     s.add_argument("text")
-    s.add_argument("--target", default="artifacts/cpu", help="a built target folder")
+    _where(s, positional=False)
     s.add_argument("-o", "--out", default="speech.wav")
     s.add_argument("--voice", help="a built-in voice name (see `voxc serve` GET /v1/voices)")
     s.add_argument("--speaker-ref", help="a reference recording of the speaker (voxc family)")
@@ -141,7 +191,7 @@ def register(sub) -> None:
     s.set_defaults(func=cmd_speak)
 
     v = sub.add_parser("serve", help="an HTTP speech server (OpenAI-compatible /v1/audio/speech) over a target")
-    v.add_argument("target", help="a built target folder, e.g. artifacts/cpu")
+    _where(v, positional=True)
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--runtime", help="which runtime's artifacts (default: the first this host runs)")
@@ -169,7 +219,7 @@ def register(sub) -> None:
     v.set_defaults(func=cmd_serve)
 
     lt = sub.add_parser("loadtest", help="drive a real `voxc serve` with concurrent clients; results into bench.json")
-    lt.add_argument("target", help="a built target folder, e.g. artifacts/cpu")
+    _where(lt, positional=True)
     lt.add_argument("--clients", default="1,4,16", help="concurrency levels")
     lt.add_argument("--requests", type=int, default=4, help="requests per client per level")
     lt.add_argument("--modes", default="default", help="server modes to compare: default,batch,no-cache")
@@ -179,7 +229,7 @@ def register(sub) -> None:
 
     sk = sub.add_parser("soak", help="mixed clients (SDK, hang-ups, slow readers, oversized bodies) against a real "
                                      "`voxc serve`, then checks it recovered")
-    sk.add_argument("target", help="a built target folder, e.g. artifacts/cpu")
+    _where(sk, positional=True)
     sk.add_argument("--minutes", type=float, default=10.0)
     sk.add_argument("--max-requests", type=int, default=20000)
     sk.add_argument("--clients", type=int, default=16, help="concurrent client threads")
