@@ -60,7 +60,7 @@ class Utterance:
 
 
 def _corrupt(name: str, detail: str) -> CorruptSetError:
-    return CorruptSetError(f"calibration set '{name}' is corrupt: {detail}; regenerate with make corpus")
+    return CorruptSetError(f"calibration set '{name}' is corrupt: {detail}; reinstall voxc (the sets ship with it) or, in a checkout, regenerate them with `make corpus`")
 
 
 def manifest(data_dir: Path | str = DATA_DIR) -> dict:

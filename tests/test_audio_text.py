@@ -229,7 +229,7 @@ def test_sets_detect_tampering(tmp_path):
     raw[len(raw) // 2] ^= 0xFF
     (data / "refs.npz").write_bytes(bytes(raw))
     with pytest.raises(sets.CorruptSetError, match="calibration set 'refs' is corrupt: sha256 mismatch for refs.npz; "
-                                                   "regenerate with make corpus"):
+                                                   "reinstall voxc"):
         sets.load_set("refs", data)
     (data / "parity.npz").unlink()
     with pytest.raises(sets.CorruptSetError, match="missing file parity.npz"):

@@ -27,7 +27,7 @@ class Split:
     def load(cls, corpus: str | Path, name: str) -> "Split":
         path = Path(corpus) / f"{name}.npz"
         if not path.is_file():
-            raise VoxcError(f"corpus split {path} not found; build it with `make corpus` or pass --corpus DIR")
+            raise VoxcError(f"corpus split {path} not found; build it with `python -m voxc.calibration.corpus --out DIR` (`make corpus` in a checkout) or pass --corpus DIR")
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files}
         return cls(name, arrays)
