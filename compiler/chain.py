@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from voxc.core import metrics
-from voxc.models.family import family_of, model_spec
+from voxc.compiler.plan import ChainParams, GraphPlan
+from voxc.models.family import Preset, family_of, model_spec
 from voxc.models.pipeline import Pipeline
+from voxc.models.spec import preset_dim
 
 AUDIO = ("pesq_wb", "stoi", "dnsmos_ovrl_drop", "level_db", "snr_db", "snr_voiced_db", "mrstft", "logmel_l1", "mcd_db")
 
@@ -68,7 +70,7 @@ def chain_parity(reference: dict, artifacts: dict, cfg: dict, budget: dict, coun
     for u in first + spare:                            # items whose predicted length fits every graph's range
         f = fam.item_inputs(u, cfg)
         fr = ref_pipe.run(f, _free_want(check)).values
-        if check.frames and "frames" in cfg["dims"] and int(fr[check.frames]) > cfg["dims"]["frames"][3]:
+        if check.frames and "frames" in cfg["dims"] and int(fr[check.frames]) > preset_dim(cfg, "frames").max:
             continue
         utts.append(u), free.append(f), frees.append(fr)
         if len(utts) == count:
@@ -145,19 +147,19 @@ def chain_markdown(chains: dict) -> list[str]:
 LOOSENESS = ("fp32", "fp16", "int8")
 
 
-def selection(layout: dict, records: dict) -> dict:
+def selection(graphs: dict[str, GraphPlan], records: dict) -> dict:
     """model -> host runtime -> the precision its select stage accepted."""
-    return {name: {rt: records[label]["accepted"] for rt, label in c["select"].items()} for name, c in layout.items()}
+    return {name: {rt: records[label]["accepted"] for rt, label in gp.select.items()} for name, gp in graphs.items()}
 
 
-def _runners(layout: dict, inputs: dict, records: dict, runtime: str, chosen: dict) -> dict:
+def _runners(graphs: dict[str, GraphPlan], inputs: dict, records: dict, runtime: str, chosen: dict) -> dict:
     from voxc.targets import backend
     out = {}
-    for name, c in layout.items():
-        for a in c["artifacts"]:
-            if a["runtime"] == runtime and chosen[name].get(runtime) == a["precision"]:
-                rec = records[a["artifact"]]
-                out[name] = backend(runtime).open(inputs[a["artifact"]] / rec["file"], rec)
+    for name, gp in graphs.items():
+        rung = gp.rungs.get(runtime, {}).get(chosen[name].get(runtime))
+        if rung is not None:
+            rec = records[rung.artifact]
+            out[name] = backend(runtime).open(inputs[rung.artifact] / rec["file"], rec)
     return out
 
 
@@ -237,15 +239,16 @@ def measure(reference: dict, artifacts: dict, precisions: dict, configs: dict, c
     return result
 
 
-def run_chains(layout: dict, inputs: dict, records: dict, cfg: dict, runtimes: list[str], chosen: dict) -> dict:
+def run_chains(graphs: dict[str, GraphPlan], inputs: dict, records: dict, preset: Preset, runtimes,
+               chosen: dict) -> dict:
     """Chained parity of the chosen artifacts, per host runtime."""
     from voxc.models.weights import load_module
     from voxc.targets.runner import TorchRunner
-    ref = {n: TorchRunner(load_module(n, c["config"], inputs[c["weights"]] / "weights.safetensors"),
-                          model_spec(n, c["config"])) for n, c in layout.items()}
-    arts = {rt: _runners(layout, inputs, records, rt, chosen) for rt in runtimes}
-    precs = {rt: {n: chosen[n][rt] for n in layout if rt in chosen[n]} for rt in runtimes}
-    return measure(ref, arts, precs, {n: c["config"] for n, c in layout.items()}, cfg)
+    ref = {n: TorchRunner(load_module(n, gp.config, inputs[gp.weights] / "weights.safetensors"),
+                          model_spec(n, gp.config)) for n, gp in graphs.items()}
+    arts = {rt: _runners(graphs, inputs, records, rt, chosen) for rt in runtimes}
+    precs = {rt: {n: chosen[n][rt] for n in graphs if rt in chosen[n]} for rt in runtimes}
+    return measure(ref, arts, precs, {n: gp.config for n, gp in graphs.items()}, preset)
 
 
 def _over(row: dict, budget: dict) -> list[tuple[str, float, float]]:
@@ -262,24 +265,25 @@ def _reason(precision: str, what: str, k: str, v, tol: float, tail: str) -> str:
     return f"{precision} rejected: {what} {k} {value} {op} {tol:g} budget {tail}"
 
 
-def demotions(chain: dict, layout: dict, records: dict, cfg: dict, chosen: dict | None = None) -> list[dict]:
+def demotions(chain: dict, graphs: dict[str, GraphPlan], records: dict, preset: Preset,
+              chosen: dict | None = None) -> list[dict]:
     """The chain gate, per host runtime: a graph whose artifact, swapped alone into the all-PyTorch chain,
     moves the audio past the perceptual budget of its own precision (or the unforced chain's durations past
     its durations budget) falls back to its ladder's fallback. When no stage does so alone but the whole
     chain misses its budget, the stage not yet at its fallback that moved the failing metric most alone
     falls back. `chosen` (model -> runtime -> precision) defaults to the select stages' choice."""
-    chosen = chosen or selection(layout, records)
+    chosen = chosen or selection(graphs, records)
     out = []
     for runtime, c in chain.get("runtimes", {}).items():
         rows = {r["config"].removeprefix("only "): r for r in c["rows"] if r["config"].startswith("only ")}
         movable = {}
         for stage, row in rows.items():
-            label = layout.get(stage, {}).get("select", {}).get(runtime)
+            label = graphs[stage].select.get(runtime) if stage in graphs else None
             if label is None or chosen[stage].get(runtime) == records[label]["fallback"]:
                 continue
             precision = chosen[stage][runtime]
             movable[stage] = (precision, records[label]["fallback"])
-            spec = model_spec(stage, layout[stage]["config"])
+            spec = model_spec(stage, graphs[stage].config)
             durations = {k: v for k, v in spec.budget(precision, "durations").items() if k in row}
             over = _over(row, {**spec.perceptual_budget(precision), **durations})
             if over:
@@ -298,23 +302,23 @@ def demotions(chain: dict, layout: dict, records: dict, cfg: dict, chosen: dict 
     return out
 
 
-def chain_stage(out, params: dict, inputs: dict) -> dict:
+def chain_stage(out, params: ChainParams, inputs: dict) -> dict:
     """Chained parity of the policy's choice; the chain gate demotes, and the chain is measured again with
     the fallbacks until nothing more falls back. Records the chain report (with the whole chain's
     verdict), the demotions and the final selection."""
     from voxc.compiler.graph import read_record
-    layout, cfg = params["layout"], params["preset"]
+    graphs, preset = params.graphs, params.preset
     records = {label: read_record(path) for label, path in inputs.items()}
-    chosen = selection(layout, records)
-    chain = run_chains(layout, inputs, records, cfg, params["runtimes"], chosen)
+    chosen = selection(graphs, records)
+    chain = run_chains(graphs, inputs, records, preset, params.runtimes, chosen)
     demoted: list[dict] = []
-    for _ in range(len(layout)):
-        new = demotions(chain, layout, records, cfg, chosen)
+    for _ in range(len(graphs)):
+        new = demotions(chain, graphs, records, preset, chosen)
         if not new:
             break
         for d in new:
             chosen[d["model"]][d["runtime"]] = d["to"]
         demoted += new
-        chain = run_chains(layout, inputs, records, cfg, params["runtimes"], chosen)
+        chain = run_chains(graphs, inputs, records, preset, params.runtimes, chosen)
     chain = {**chain, **({"demotions": demoted} if demoted else {})}
     return {"chain": chain, "demotions": demoted, "selection": chosen}

@@ -12,6 +12,7 @@ in a fresh pool, and a second death is one line naming the stage.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -39,6 +40,12 @@ def read_record(folder: Path) -> dict:
     return json.loads((Path(folder) / META).read_text())
 
 
+def plain_params(params) -> dict:
+    """A stage's parameters as plain data (what its key hashes): a params dataclass through
+    dataclasses.asdict, a dict as it is."""
+    return dataclasses.asdict(params) if dataclasses.is_dataclass(params) else params
+
+
 def tool_versions(tools: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for t in tools:
@@ -57,8 +64,8 @@ class Stage:
     """
     label: str                      # unique, e.g. "vocoder/export"
     name: str                       # stage kind, e.g. "export"
-    fn: Callable[[Path, dict, dict], dict]
-    params: dict = field(default_factory=dict)
+    fn: Callable[[Path, object, dict], dict]
+    params: object = field(default_factory=dict)   # a params dataclass (compiler/plan.py) or a plain dict
     inputs: dict = field(default_factory=dict)
     tools: tuple[str, ...] = ()
     code: tuple[str, ...] = ()      # modules it runs beyond fn's own (a backend, a model family)
@@ -71,7 +78,7 @@ class Stage:
 
     def fingerprint(self) -> dict:
         """Everything in the key except the upstream content: what the stage is and runs."""
-        return {"stage": self.name, "code": self.code_hash(), "params": self.params, "tools": tool_versions(self.tools)}
+        return {"stage": self.name, "code": self.code_hash(), "params": plain_params(self.params), "tools": tool_versions(self.tools)}
 
     def deps(self) -> list["Stage"]:
         return [v for v in self.inputs.values() if isinstance(v, Stage)] + list(self.after)

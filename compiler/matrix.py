@@ -79,9 +79,9 @@ def requests(voice: dict, artifacts: Path, jobs: int, distributed: dict) -> list
 
 
 def _identity(stage, ident: dict) -> str:
-    from voxc.compiler.graph import Stage
+    from voxc.compiler.graph import Stage, plain_params
     return sha256_bytes(canonical({
-        "fn": f"{stage.fn.__module__}.{stage.fn.__qualname__}", "name": stage.name, "params": stage.params,
+        "fn": f"{stage.fn.__module__}.{stage.fn.__qualname__}", "name": stage.name, "params": plain_params(stage.params),
         "tools": stage.tools, "code": stage.code, "resources": stage.resources, "labels": stage.labels,
         "inputs": {k: ident[v.label] if isinstance(v, Stage) else str(Path(v).resolve())
                    for k, v in stage.inputs.items()}}))
@@ -122,8 +122,8 @@ def build_matrix(path: Path, artifacts: Path, jobs: int = 2, **distributed) -> b
     with b.build_lock(artifacts):
         executor = b.make_executor(first)
         try:
-            for name, req, profile, g, layout in plans:
-                b.add_device_stage(g, layout, req, profile, executor)
+            for name, req, profile, g, plan in plans:
+                b.add_device_stage(g, plan, req, profile, executor)
             combined = BuildGraph(artifacts / "cache")
             b.use_store(combined, first)
             b.sweep(first, combined)
@@ -134,9 +134,9 @@ def build_matrix(path: Path, artifacts: Path, jobs: int = 2, **distributed) -> b
         finally:
             executor.shutdown()
         passed = True
-        for (name, req, _, g, layout), rename in zip(plans, renames):
+        for (name, req, _, g, plan), rename in zip(plans, renames):
             view = {label: results[rename[label]] for label in g.stages}
-            folder = b.ship(req, view, layout, artifacts / name)
+            folder = b.ship(req, view, plan, artifacts / name)
             report = read(folder).parity
             passed &= report.passed
             print(f"voxc: {name}/{req.target}: parity {report.status.upper()}; outputs in {folder}", flush=True)

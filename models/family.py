@@ -25,6 +25,12 @@ from typing import Callable
 
 from voxc.core.errors import VoxcError
 
+# The three kinds of configuration, one name each:
+Preset = dict        # a family's whole configuration ("family", "seed", "dims", every graph's keys); a
+                     # built target's manifest records it as `preset_config`
+GraphConfig = dict   # model_config(): the slice of a preset one graph depends on (its build-key parameters)
+HostConfig = dict    # host_config(): the slice of a preset the family's host steps read
+
 # A new family is a folder under models/ and one line here. Families kept outside the tree register
 # through the environment (VOXC_FAMILIES="name=importable.module,..."), which build workers inherit.
 FAMILIES = {"voxc": "voxc.models.voxc", "emotivoice": "voxc.models.emotivoice"}
@@ -170,6 +176,11 @@ class Family:
             raise VoxcError(f"unknown preset '{name}' for family {self.name}: choose one of {', '.join(self.presets)}")
         return {"family": self.name, **copy.deepcopy(self.presets[name])}
 
+    def is_preset(self, config: dict) -> bool:
+        """Whether a configuration is a whole preset (it makes every graph's spec), not one of its slices."""
+        return "seed" in config and all(k in config for g in self.graphs for k in g.keys) \
+            and all(d in config.get("dims", {}) for g in self.graphs for d in g.dims)
+
     def step_of(self, graph: str) -> GraphStep:
         return next(s for s in self.steps if isinstance(s, GraphStep) and s.graph == graph)
 
@@ -225,14 +236,20 @@ def family_of(cfg: dict) -> Family:
     return family(cfg.get("family", "voxc"))
 
 
-def model_config(name: str, cfg: dict) -> dict:
+def model_config(name: str, preset: Preset) -> GraphConfig:
     """The part of a preset that one graph depends on (its build-key parameters)."""
-    g = family_of(cfg).graph(name)
-    sub = {k: cfg[k] for k in g.keys}
-    sub["dims"] = {d: cfg["dims"][d] for d in g.dims}
-    sub["seed"] = cfg["seed"]
-    sub["family"] = cfg.get("family", "voxc")
+    g = family_of(preset).graph(name)
+    sub = {k: preset[k] for k in g.keys}
+    sub["dims"] = {d: preset["dims"][d] for d in g.dims}
+    sub["seed"] = preset["seed"]
+    sub["family"] = preset.get("family", "voxc")
     return sub
+
+
+def host_config(preset: Preset) -> HostConfig:
+    """The part of a preset that the family's host steps read (a feed-making stage's parameters)."""
+    fam = family_of(preset)
+    return {"family": fam.name, **{k: preset[k] for k in fam.host_config}}
 
 
 def model_spec(name: str, cfg: dict):
