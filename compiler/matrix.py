@@ -66,8 +66,8 @@ def load(path: Path) -> list[dict]:
 
 
 def requests(voice: dict, artifacts: Path, jobs: int, distributed: dict) -> list:
-    from voxc.api import build_request
-    from voxc.args import set_overrides
+    from voxc.compiler.request import build_request
+    from voxc.core.args import set_overrides
     from voxc.models.family import family
     fam = family(voice.get("family", "voxc"))
     overrides = set_overrides(fam.preset(voice.get("preset") or fam.default_preset),

@@ -14,6 +14,7 @@ from voxc.compiler.chain import chain_utterances, output_metrics
 from voxc.core.audio import SAMPLE_RATE
 from voxc.models.family import family_of, model_spec
 from voxc.models.pipeline import Pipeline
+from voxc.models.spec import preset_dim
 
 
 def wav_bytes(wave: np.ndarray) -> bytes:
@@ -42,7 +43,7 @@ def utterance_inputs(ref: Pipeline, cfg: dict, count: int) -> list[tuple[object,
     want = list(dict.fromkeys([n for n in (check.durations, check.frames) if n] + list(check.pin.values())))
     for u in chain_utterances(cfg, 4 * count):
         free = ref.run(fam.item_inputs(u, cfg), want).values if want else {}
-        if check.frames and "frames" in cfg["dims"] and int(free[check.frames]) > cfg["dims"]["frames"][3]:
+        if check.frames and "frames" in cfg["dims"] and int(free[check.frames]) > preset_dim(cfg, "frames").max:
             continue
         out.append((u, {**fam.item_inputs(u, cfg, forced=True),
                         **{k: np.asarray(free[v]).reshape(-1) for k, v in check.pin.items()}}))
@@ -70,7 +71,8 @@ def runnable(manifest: dict) -> tuple[list[str], dict[str, str]]:
 def listen(folder: Path, manifest: dict, count: int = 2) -> dict:
     """{"utterances": [{id, text, reference: wave, runtimes: {rt: {wave, metrics}}}], "skipped": {rt: why}}.
     Waves are float32 arrays; a common gain keeps every clip of an utterance within [-1, 1]."""
-    from voxc.api import open_target
+    from voxc.compiler.shipped import pipeline
+    from voxc.core.target import read
     cfg = manifest["preset_config"]
     fam = family_of(cfg)
     ok, why = runnable(manifest)
@@ -78,9 +80,9 @@ def listen(folder: Path, manifest: dict, count: int = 2) -> dict:
         return {"utterances": [], "skipped": {rt: f"family {fam.name} has no waveform output" for rt in ok} | why}
     if not ok:
         return {"utterances": [], "skipped": why}
-    target = open_target(folder)
+    target = read(folder)
     ref = reference_pipeline(folder, manifest)
-    pipes = {rt: target.pipeline(rt) for rt in ok}
+    pipes = {rt: pipeline(target.folder, target.manifest, rt) for rt in ok}
     out = fam.chain.output
     utts = []
     for u, inputs in utterance_inputs(ref, cfg, count):
