@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from voxc.core.args import checkpoints, csv, set_overrides
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 from voxc.targets import BACKENDS
 from voxc.targets.base import STAND_IN
 
@@ -45,7 +45,7 @@ def _check_config(cfg: dict) -> None:
             raise
         except Exception as exc:  # noqa: BLE001 -- any failure here is a configuration the family cannot build
             raise VoxcError(f"the configuration does not fit {g} of family {fam.name} ({type(exc).__name__}: "
-                            f"{str(exc).strip()[:120]}); check the --set values") from None
+                            f"{first_line(exc)}); check the --set values") from None
 
 
 def _request(args):

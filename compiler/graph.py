@@ -26,7 +26,7 @@ from typing import Callable, Protocol
 
 import multiprocessing
 
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 from voxc.core.hashing import canonical, sha256_bytes, sha256_file, sha256_tree
 from voxc.core.sources import source_hash
 from voxc.core.target import dumps
@@ -321,7 +321,7 @@ class BuildGraph:
                     for f in running:
                         f.cancel()
                     raise VoxcError(f"stage {stage.label} failed: {type(exc).__name__}: "
-                                    f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}") from exc
+                                    f"{first_line(exc)}") from exc
                 if self.store is not None and self.store.open(key) is None:
                     raise VoxcError(f"stage {stage.label} ran but its entry {key} is not in the store {self.store.uri}")
                 done[stage.label] = Result(stage.label, key, self.cache / key, record, False, seconds)

@@ -27,7 +27,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 from voxc.core.hashing import canonical, sha256_bytes
 from voxc.core.target import read
 
@@ -41,7 +41,7 @@ def load(path: Path) -> list[dict]:
     except FileNotFoundError:
         raise VoxcError(f"matrix file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise VoxcError(f"matrix file {path} is not valid TOML ({str(exc).splitlines()[0][:160]})") from None
+        raise VoxcError(f"matrix file {path} is not valid TOML ({first_line(exc)})") from None
     extra = set(doc) - {"defaults", "voice"}
     voices = doc.get("voice")
     if extra or not isinstance(voices, list) or not voices or not isinstance(doc.get("defaults", {}), dict):

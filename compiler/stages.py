@@ -20,7 +20,7 @@ import torch
 from voxc.compiler import onnx_info, parity
 from voxc.compiler.plan import (ExportParams, FeedParams, GraphParams, ParityParams, RungParams, SelectParams,
                                 WeightsParams)
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 from voxc.models.family import init_module, model_spec
 from voxc.models.weights import load_into, load_module as load_reference, save_safetensors
 
@@ -143,7 +143,7 @@ def simplify(out: Path, params: GraphParams, inputs: dict) -> dict:
             chosen, tool = candidate, name
             break
         except Exception as exc:
-            reasons.append(f"{name}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}")
+            reasons.append(f"{name}: {first_line(exc) or type(exc).__name__}")
     onnx.save(chosen, str(out / ONNX))
     before = onnx_info.graph_facts(original)["nodes"]
     return {"simplifier": tool, "fallback_reasons": reasons, "nodes_before": before, **onnx_info.graph_facts(chosen)}
@@ -203,7 +203,7 @@ def _clear(out: Path) -> None:
 
 
 def _said(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _refused(out: Path, params: RungParams, error: str, attempts: int) -> dict:
