@@ -22,11 +22,6 @@ def load_manifest(folder: Path) -> dict:
     return schema.read(folder).manifest.doc
 
 
-def load_parity(folder: Path) -> list[dict]:
-    """The result rows of a built, verified target's parity.json."""
-    return schema.read(folder).parity.results
-
-
 def verify_target(artifacts: Path, target: str) -> bool:
     from voxc.calibration.feeds import FeedMaker, sweep_feeds, upstream_graphs
     from voxc.targets.runner import TorchRunner
