@@ -27,8 +27,8 @@ def chain_utterances(cfg: dict, count: int):
     return utts[::step][:count]
 
 
-def _forced(fam, u, cfg) -> dict:
-    return fam.item_inputs(u, cfg, forced=True)
+def _forced(fam, u, preset: Preset) -> dict:
+    return fam.item_inputs(u, preset, forced=True)
 
 
 def _free_want(check) -> list[str]:
@@ -50,38 +50,38 @@ def output_metrics(kind: str, ref: np.ndarray, out: np.ndarray) -> dict:
     return metrics.compare(kind, ref, out)
 
 
-def chain_parity(reference: dict, artifacts: dict, cfg: dict, budget: dict, count: int = 3,
+def chain_parity(reference: dict, artifacts: dict, preset: Preset, budget: dict, count: int = 3,
                  label: str = "", fallback: dict | None = None) -> dict:
     """Rows per configuration ('all artifacts', 'only <graph>'), each the worst over `count` held-out
     utterances; `budget` maps metric -> tolerance for the metrics it names. A budgeted metric no item
     could measure (clips too short, or no speech for PESQ/STOI to find) is recorded as unmeasurable,
     and the row is then held to `fallback` (the strict fp32 signal budget) instead: what cannot be
     heard-checked must match sample for sample."""
-    fam = family_of(cfg)
+    fam = family_of(preset)
     check = fam.chain
     configs = {"all artifacts": dict(artifacts)}
     for s in fam.graph_names:
         if s in artifacts:
             configs[f"only {s}"] = {**reference, s: artifacts[s]}
-    ref_pipe = Pipeline(fam, cfg, reference)
+    ref_pipe = Pipeline(fam, preset, reference)
     utts, free, frees = [], [], []
-    first = chain_utterances(cfg, count)
-    spare = [u for u in chain_utterances(cfg, 4 * count) if u not in first]
+    first = chain_utterances(preset, count)
+    spare = [u for u in chain_utterances(preset, 4 * count) if u not in first]
     for u in first + spare:                            # items whose predicted length fits every graph's range
-        f = fam.item_inputs(u, cfg)
+        f = fam.item_inputs(u, preset)
         fr = ref_pipe.run(f, _free_want(check)).values
-        if check.frames and "frames" in cfg["dims"] and int(fr[check.frames]) > preset_dim(cfg, "frames").max:
+        if check.frames and "frames" in preset["dims"] and int(fr[check.frames]) > preset_dim(preset, "frames").max:
             continue
         utts.append(u), free.append(f), frees.append(fr)
         if len(utts) == count:
             break
     # forced timing: the item's own (aligned durations) plus values pinned from the reference's free run
-    forced_in = [{**_forced(fam, u, cfg), **{k: np.asarray(fr[v]).reshape(-1) for k, v in check.pin.items()}}
+    forced_in = [{**_forced(fam, u, preset), **{k: np.asarray(fr[v]).reshape(-1) for k, v in check.pin.items()}}
                  for u, fr in zip(utts, frees)]
     refs = [(ref_pipe.run(fi, [check.output]).values, fr) for fi, fr in zip(forced_in, frees)]
     rows = []
     for name, runners in configs.items():
-        pipe = Pipeline(fam, cfg, {**reference, **runners})
+        pipe = Pipeline(fam, preset, {**reference, **runners})
         worst: dict[str, float] = {}
         seen: set[str] = set()
         for fi, f, (forced_ref, free_ref) in zip(forced_in, free, refs):
@@ -209,13 +209,13 @@ def stream_gate(runner, spec, inputs: list, budget: dict) -> dict:
             "worst": worst, "budget": budget, "over_budget": failed, "passed": not failed}
 
 
-def measure(reference: dict, artifacts: dict, precisions: dict, configs: dict, cfg: dict) -> dict:
+def measure(reference: dict, artifacts: dict, precisions: dict, configs: dict, preset: Preset) -> dict:
     """Chained parity per runtime: reference graph -> runner; artifacts and precisions: runtime -> graph ->
     runner / precision; configs: graph -> its config. The `all artifacts` row's verdict (`passed`) is the
     perceptual budget of the loosest precision in the chain and that precision's durations budget (the
     unforced chain's, as each stage alone is judged); the output graph's streaming gate is measured alongside."""
-    fam = family_of(cfg)
-    pipe = Pipeline(fam, cfg, {})
+    fam = family_of(preset)
+    pipe = Pipeline(fam, preset, {})
     out_graph, dur_graph = pipe.producer(fam.chain.output), pipe.producer(fam.chain.durations or "")
     result = {"runtimes": {}}
     for runtime, arts in artifacts.items():
@@ -225,15 +225,15 @@ def measure(reference: dict, artifacts: dict, precisions: dict, configs: dict, c
                   **(model_spec(dur_graph, configs[dur_graph]).budget(loosest, "durations") if dur_graph in precs else {})}
         strict = {k: v for k, v in model_spec(out_graph, configs[out_graph]).budget("fp32", fam.chain.kind).items()
                   if v is not None and k not in budget}
-        c = {**chain_parity(reference, arts, cfg, budget, label=runtime, fallback=strict), "precisions": precs,
+        c = {**chain_parity(reference, arts, preset, budget, label=runtime, fallback=strict), "precisions": precs,
              "budget_precision": loosest}
         c["passed"] = next(r["within_budget"] for r in c["rows"] if r["config"] == "all artifacts")
         result["runtimes"][runtime] = c
         if out_graph in arts:
             spec = model_spec(out_graph, configs[out_graph])
             x = next(t.name for t in spec.inputs if spec.sweep_dim in t.dims)
-            apipe = Pipeline(fam, cfg, arts)
-            feeds = [apipe.run(fam.item_inputs(u, cfg, forced=True), [x]).values[x] for u in chain_utterances(cfg, 3)]
+            apipe = Pipeline(fam, preset, arts)
+            feeds = [apipe.run(fam.item_inputs(u, preset, forced=True), [x]).values[x] for u in chain_utterances(preset, 3)]
             c["stream"] = stream_gate(arts[out_graph], spec, feeds, spec.budget("fp32", fam.chain.kind))
     result["passed"] = all(c["passed"] for c in result["runtimes"].values())
     return result

@@ -30,17 +30,17 @@ def _precisions(items: list[str]) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _check_config(cfg: dict) -> None:
+def _check_config(preset: dict) -> None:
     """Every graph's spec must come out of the configuration (unknown names, sizes that do not fit)."""
     import torch
 
     from voxc.models.family import family_of, init_module, model_spec
-    fam = family_of(cfg)
+    fam = family_of(preset)
     for g in fam.graph_names:
         try:
-            model_spec(g, cfg)
+            model_spec(g, preset)
             with torch.device("meta"):          # construction only: no memory, no time
-                init_module(g, cfg)
+                init_module(g, preset)
         except VoxcError:
             raise
         except Exception as exc:  # noqa: BLE001 -- any failure here is a configuration the family cannot build
