@@ -106,7 +106,7 @@ def _weight_info(req: BuildRequest, name: str) -> dict:
 
 
 @dataclass
-class _Context:
+class _Planning:
     """What every per-graph and per-rung planning step reads: the request, profile, graph, family."""
     req: BuildRequest
     profile: dict
@@ -129,9 +129,9 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, BuildPlan]:
     for name in list(req.precisions) + list(req.models):
         fam.graph(name)
     g = BuildGraph(req.artifacts / "cache")
-    ctx = _Context(req, profile, g, tuple(package_modules(fam.package)), fam.items_hash("parity"),
-                   fam.items_hash("calibration"), {n: upstream_graphs(n, req.preset) for n in req.models},
-                   host_config(req.preset))
+    ctx = _Planning(req, profile, g, tuple(package_modules(fam.package)), fam.items_hash("parity"),
+                    fam.items_hash("calibration"), {n: upstream_graphs(n, req.preset) for n in req.models},
+                    host_config(req.preset))
     needed = [n for n in fam.graph_names if n in req.models or any(n in ctx.upstream_of[m] for m in req.models)]
     weights = {name: _plan_weights(ctx, name) for name in needed}
     graphs: dict[str, GraphPlan] = {}
@@ -148,7 +148,7 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, BuildPlan]:
     return g, BuildPlan(graphs, _plan_target(ctx, graphs))
 
 
-def _plan_weights(ctx: _Context, name: str) -> Stage:
+def _plan_weights(ctx: _Planning, name: str) -> Stage:
     ckpt = ctx.req.checkpoints.get(name)
     return _stage(ctx.g, f"{name}/weights", stages.weights,
                   WeightsParams(model=name, config=model_config(name, ctx.req.preset),
@@ -156,7 +156,7 @@ def _plan_weights(ctx: _Context, name: str) -> Stage:
                   {"checkpoint": ckpt} if ckpt else {}, ("torch", "safetensors"), ctx.family_code)
 
 
-def _plan_graph(ctx: _Context, name: str, weights: dict[str, Stage], parity_stages: list[Stage],
+def _plan_graph(ctx: _Planning, name: str, weights: dict[str, Stage], parity_stages: list[Stage],
                 selects: list) -> GraphPlan:
     """weights -> export -> check -> simplify, then every rung of every runtime's ladder; the select
     stages are queued (they are added after every parity stage)."""
@@ -198,7 +198,7 @@ def _runtime_options(profile: dict, runtime: str, name: str) -> dict:
     return options
 
 
-def _plan_rung(ctx: _Context, name: str, config: GraphConfig, upstream: dict, runtime: str, precision: str,
+def _plan_rung(ctx: _Planning, name: str, config: GraphConfig, upstream: dict, runtime: str, precision: str,
                ladder: list[str], simplified: Stage, w: Stage, up_inputs: dict, code: tuple) -> tuple[Stage, Stage]:
     """One rung: the artifact stage and its parity stage."""
     be = backend(runtime)
@@ -218,7 +218,7 @@ def _plan_rung(ctx: _Context, name: str, config: GraphConfig, upstream: dict, ru
     return a, p
 
 
-def _select_params(ctx: _Context, name: str, config: GraphConfig, upstream: dict, runtime: str,
+def _select_params(ctx: _Planning, name: str, config: GraphConfig, upstream: dict, runtime: str,
                    ladder: list[str]) -> SelectParams:
     policy = ctx.profile.get("policy", {})
     return SelectParams(
@@ -231,7 +231,7 @@ def _select_params(ctx: _Context, name: str, config: GraphConfig, upstream: dict
         retimed=time.time_ns() if ctx.req.retime else None)
 
 
-def _plan_target(ctx: _Context, graphs: dict[str, GraphPlan]) -> TargetPlan:
+def _plan_target(ctx: _Planning, graphs: dict[str, GraphPlan]) -> TargetPlan:
     """The tail: chained parity + chain gate per host runtime, the target folder, the device bundle."""
     from voxc.compiler import bundle, chain as chain_mod, merge, report
     g, req, profile = ctx.g, ctx.req, ctx.profile

@@ -30,5 +30,5 @@ def pipeline(folder: Path, manifest: Manifest, runtime: str | None = None, threa
     from voxc.models.pipeline import Pipeline
     from voxc.models.spec import spec_from_json
     specs = {n: spec_from_json(n, m.io) for n, m in manifest.models.items()}
-    return Pipeline(family_of(manifest.preset_config), manifest.preset_config, runners(folder, manifest, runtime, threads),
-                    specs)
+    preset = manifest.preset_config
+    return Pipeline(family_of(preset), preset, runners(folder, manifest, runtime, threads), specs)
