@@ -118,6 +118,16 @@ class _Planning:
     host: HostConfig
 
 
+@dataclass
+class _PendingSelect:
+    """A select stage planned with its graph, added once every parity stage is in the graph."""
+    graph: str
+    runtime: str
+    params: SelectParams
+    inputs: dict
+    code: tuple[str, ...]
+
+
 def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, BuildPlan]:
     """The build graph, and the plan that names its stages per graph and for the target."""
     from voxc.calibration.feeds import upstream_graphs
@@ -136,15 +146,15 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, BuildPlan]:
     weights = {name: _plan_weights(ctx, name) for name in needed}
     graphs: dict[str, GraphPlan] = {}
     parity_stages: list[Stage] = []
-    selects: list[tuple[str, str, SelectParams, dict, tuple]] = []
+    selects: list[_PendingSelect] = []
     for name in [n for n in fam.graph_names if n in req.models]:
         graphs[name] = _plan_graph(ctx, name, weights, parity_stages, selects)
     # Policy stages time artifacts: they wait for every parity stage so they do not share the CPU
     # with builds (only with each other); ordering only, so their keys stay per model.
-    for name, runtime, params, inputs, code in selects:
-        sel = _stage(g, f"{name}/{runtime}/select", stages.select, params, inputs, backend(runtime).tools, code,
-                     after=parity_stages)
-        graphs[name].select[runtime] = sel.label
+    for s in selects:
+        sel = _stage(g, f"{s.graph}/{s.runtime}/select", stages.select, s.params, s.inputs, backend(s.runtime).tools,
+                     s.code, after=parity_stages)
+        graphs[s.graph].select[s.runtime] = sel.label
     return g, BuildPlan(graphs, _plan_target(ctx, graphs))
 
 
@@ -157,7 +167,7 @@ def _plan_weights(ctx: _Planning, name: str) -> Stage:
 
 
 def _plan_graph(ctx: _Planning, name: str, weights: dict[str, Stage], parity_stages: list[Stage],
-                selects: list) -> GraphPlan:
+                selects: list[_PendingSelect]) -> GraphPlan:
     """weights -> export -> check -> simplify, then every rung of every runtime's ladder; the select
     stages are queued (they are added after every parity stage)."""
     g, req = ctx.g, ctx.req
@@ -184,9 +194,10 @@ def _plan_graph(ctx: _Planning, name: str, weights: dict[str, Stage], parity_sta
                                 for p, (a, par) in built.items()}
         if be.parity == "device":   # nothing to time here: every listed precision ships and is verified on the device
             continue
-        selects.append((name, runtime, _select_params(ctx, name, config, upstream, runtime, ladder),
-                        {"weights": w, **up_inputs, **{f"artifact.{k}": a for k, (a, _) in built.items()},
-                         **{f"parity.{k}": par for k, (_, par) in built.items()}}, code))
+        selects.append(_PendingSelect(
+            name, runtime, _select_params(ctx, name, config, upstream, runtime, ladder),
+            {"weights": w, **up_inputs, **{f"artifact.{k}": a for k, (a, _) in built.items()},
+             **{f"parity.{k}": par for k, (_, par) in built.items()}}, code))
     return plan_
 
 
