@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voxc.core.atomic import atomic_path, write_atomic
 from voxc.core.hashing import sha256_file
 
 from voxc.core import audio
@@ -516,7 +517,7 @@ def _save_npz(path: Path, arrays: dict) -> None:
     import io
     import zipfile
 
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for key, arr in arrays.items():
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
@@ -537,7 +538,7 @@ def write_compact(records: list[dict], out_dir: Path, seed: int, command: str) -
                     tools="festival festvox-us-slt-hts festvox-kallpc16k festvox-kdlpc16k espeak-ng sox",
                     symbols=textmod.SYMBOLS, speakers=list(SPEAKERS), styles=list(STYLES),
                     held_out_speakers=list(HELD_OUT_SPEAKERS), files=files)
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    write_atomic(out_dir / "manifest.json", json.dumps(manifest, indent=1) + "\n")
     return manifest
 
 
@@ -570,9 +571,10 @@ def main(argv=None) -> int:
         records = synthesize(plan, Path(tmp))
     stats = style_stats(records)
     for split in SPLITS:
-        np.savez(out / f"{split}.npz", **_pack([r for r in records if r["split"] == split]))
+        with atomic_path(out / f"{split}.npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, **_pack([r for r in records if r["split"] == split]))
     meta = _metadata(records, args.seed, stats, time.time() - t0, command)
-    (out / "metadata.json").write_text(json.dumps(meta, indent=1) + "\n")
+    write_atomic(out / "metadata.json", json.dumps(meta, indent=1) + "\n")
     print("counts per split:", meta["counts"]["per_split"])
     print(f"{'group':28s} {'utts':>5s} {'sec':>6s} {'words/s':>8s} {'phones/s':>8s} {'F0 Hz':>7s}")
     for k, s in stats.items():

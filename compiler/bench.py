@@ -117,10 +117,10 @@ def _from_text(fam) -> set[str]:
     return {w for s in fam.steps if isinstance(s, HostStep) and "text" in s.reads for w in s.writes}
 
 
-def text_inputs(fam, cfg: dict, item, text: str, overrides: dict) -> dict:
+def text_inputs(fam, preset: dict, item, text: str, overrides: dict) -> dict:
     """Pipeline inputs of a --text run: the held-out item's voice and style, the given text and
     --input values, and none of the item's values its front end would make from the text."""
-    own = {k: v for k, v in fam.item_inputs(item, cfg).items() if k not in _from_text(fam)}
+    own = {k: v for k, v in fam.item_inputs(item, preset).items() if k not in _from_text(fam)}
     return {**own, **overrides, "text": text}
 
 
@@ -128,8 +128,8 @@ def check_speech_request(manifest: dict, texts: tuple[str, ...], inputs: dict) -
     """Refuses, before any timing, a --text / --input the chain benchmark would not use as given: inputs
     without a text, a target without the family's whole chain, an empty text, an input name the family's
     pipeline does not take, and text or values its front end cannot read."""
-    cfg = manifest["preset_config"]
-    fam = family_of(cfg)
+    preset = manifest["preset_config"]
+    fam = family_of(preset)
     if inputs and not texts:
         raise VoxcError("--input sets a pipeline input of the --text runs; pass --text too")
     if not texts:
@@ -138,7 +138,7 @@ def check_speech_request(manifest: dict, texts: tuple[str, ...], inputs: dict) -
     if missing:
         raise VoxcError(f"--text times the whole chain, and this target lacks {', '.join(missing)} of family "
                         f"{fam.name}; rebuild without --models")
-    pipe = Pipeline(fam, cfg, {})
+    pipe = Pipeline(fam, preset, {})
     reads = {r for s in fam.steps for r in pipe.reads(s) + list(getattr(s, "optional", ()))}
     takes = sorted(reads - {w for s in fam.steps for w in pipe.writes(s)} - {"text"})
     for name in inputs:
@@ -152,7 +152,7 @@ def check_speech_request(manifest: dict, texts: tuple[str, ...], inputs: dict) -
         for step in fam.steps:        # the front end's host steps the text and inputs feed: errors are one line
             if isinstance(step, HostStep) and step.reads and set(step.reads) <= set(values):
                 try:
-                    step.fn(values, cfg)
+                    step.fn(values, preset)
                 except VoxcError as exc:
                     raise VoxcError(f"--text '{text[:40]}'{' with --input' if inputs else ''}: {exc}") from None
 
@@ -260,8 +260,8 @@ def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, thread
     """The family's whole dataflow with PyTorch eager vs the fastest accepted artifact of each graph,
     with per-step timings of the artifact pipeline: a held-out item with its timing forced, or `text`
     spoken in that item's voice and style (front end included, free timing)."""
-    cfg = manifest["preset_config"]
-    fam = family_of(cfg)
+    preset = manifest["preset_config"]
+    fam = family_of(preset)
     if fam.chain is None or set(fam.graph_names) - set(refs) or set(fam.graph_names) - set(fastest):
         return None
     arts = {}
@@ -270,12 +270,12 @@ def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, thread
         entry = next(a for a in manifest["models"][n]["artifacts"] if a["runtime"] == runtime
                      and a["precision"] == precision and a.get("role") != "weights")
         arts[n] = backend(runtime).open(folder / entry["path"], threads=threads)
-    u = chain_utterances(cfg, 1)[0]
-    pipes = {"torch": Pipeline(fam, cfg, refs), "voxc": Pipeline(fam, cfg, arts)}
+    u = chain_utterances(preset, 1)[0]
+    pipes = {"torch": Pipeline(fam, preset, refs), "voxc": Pipeline(fam, preset, arts)}
     # the reference (aligned) durations are forced so the clip has the utterance's real length whatever
     # the duration predictor says (an untrained one predicts 1 frame per phone)
     overrides = inputs or {}
-    inputs = fam.item_inputs(u, cfg, forced=True) if text is None else text_inputs(fam, cfg, u, text, overrides)
+    inputs = fam.item_inputs(u, preset, forced=True) if text is None else text_inputs(fam, preset, u, text, overrides)
     speak = {k: (lambda p=p: p.run(inputs, [fam.chain.output])) for k, p in pipes.items()}
 
     class _Call:

@@ -18,8 +18,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voxc.compiler import cache, graph
+from voxc.compiler import cache, graph, stages
 from voxc.compiler.graph import BuildGraph, Stage
+from voxc.compiler.plan import (AssembleParams, BuildPlan, BundleParams, ChainParams, DeviceParams, ExportParams,
+                                GraphParams, GraphPlan, MergedParams, ParityParams, Rung, RungParams, SelectParams,
+                                TargetInfo, TargetPlan, WeightsParams)
 from voxc.compiler.policy import DEFAULT_RUNS, ROUNDS
 from voxc.compiler.progress import Progress
 from voxc.compiler.stages import EXPORT_TOOLS
@@ -28,7 +31,7 @@ from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_file
 from voxc.core.target import read as read_target
 from voxc.core.sources import package_modules
-from voxc.models.family import family_of, model_config, model_spec
+from voxc.models.family import GraphConfig, HostConfig, family_of, host_config, model_config, model_spec
 from voxc.targets import backend, profiles
 
 
@@ -57,7 +60,7 @@ class BuildRequest:
         self.models = tuple(self.models) or family_of(self.preset).graph_names
 
 
-def _stage(g: BuildGraph, label: str, fn, params: dict, inputs: dict, tools=(), code=(), after=()) -> Stage:
+def _stage(g: BuildGraph, label: str, fn, params, inputs: dict, tools=(), code=(), after=()) -> Stage:
     return g.add(Stage(label=label, name=fn.__name__, fn=fn, params=params,
                        inputs=inputs, tools=tuple(tools), code=tuple(code), after=tuple(after)))
 
@@ -104,10 +107,32 @@ def _weight_info(req: BuildRequest, name: str) -> dict:
     return {"source": req.weight_sources.get(name, "user checkpoint"), "checkpoint": shown, "sha256": sha256_file(path)}
 
 
-def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
-    """The build graph plus, per model, the labels of its stages (and the tail stages' labels)."""
+@dataclass
+class _Planning:
+    """What every per-graph and per-rung planning step reads: the request, profile, graph, family."""
+    req: BuildRequest
+    profile: dict
+    g: BuildGraph
+    family_code: tuple[str, ...]
+    parity_set: str
+    calibration_set: str
+    upstream_of: dict[str, list[str]]
+    host: HostConfig
+
+
+@dataclass
+class _PendingSelect:
+    """A select stage planned with its graph, added once every parity stage is in the graph."""
+    graph: str
+    runtime: str
+    params: SelectParams
+    inputs: dict
+    code: tuple[str, ...]
+
+
+def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, BuildPlan]:
+    """The build graph, and the plan that names its stages per graph and for the target."""
     from voxc.calibration.feeds import upstream_graphs
-    from voxc.compiler import bundle, chain as chain_mod, merge, report, stages
     fam = family_of(req.preset)
     for name, path in req.checkpoints.items():
         fam.graph(name)
@@ -116,141 +141,169 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
     for name in list(req.precisions) + list(req.models):
         fam.graph(name)
     g = BuildGraph(req.artifacts / "cache")
-    family_code = tuple(package_modules(fam.package))
-    parity_set, calibration_set = fam.items_hash("parity"), fam.items_hash("calibration")
-    policy = profile.get("policy", {})
-    margin = float(req.margin if req.margin is not None else policy.get("margin", 0.10))
-    runs = max(ROUNDS, int(policy.get("runs", DEFAULT_RUNS)))
-    # policy timings run single-threaded unless the profile says otherwise: two select stages share
-    # the build's workers, and the choice must not depend on --jobs (it is part of their keys)
-    threads = int(policy.get("threads", 1))
-    upstream_of = {n: upstream_graphs(n, req.preset) for n in req.models}
-    needed = [n for n in fam.graph_names if n in req.models or any(n in upstream_of[m] for m in req.models)]
-    weights: dict[str, Stage] = {}
-    for name in needed:
-        cfg = model_config(name, req.preset)
-        ckpt = req.checkpoints.get(name)
-        weights[name] = _stage(g, f"{name}/weights", stages.weights,
-                               {"model": name, "config": cfg, "checkpoint_name": ckpt.name if ckpt else None},
-                               {"checkpoint": ckpt} if ckpt else {}, ("torch", "safetensors"), family_code)
-    chains: dict[str, dict] = {}
+    ctx = _Planning(req, profile, g, tuple(package_modules(fam.package)), fam.items_hash("parity"),
+                    fam.items_hash("calibration"), {n: upstream_graphs(n, req.preset) for n in req.models},
+                    host_config(req.preset))
+    needed = [n for n in fam.graph_names if n in req.models or any(n in ctx.upstream_of[m] for m in req.models)]
+    weights = {name: _plan_weights(ctx, name) for name in needed}
+    graphs: dict[str, GraphPlan] = {}
     parity_stages: list[Stage] = []
-    selects: list[tuple[str, str, dict, dict]] = []
-    full_config = {"family": fam.name, **{k: req.preset[k] for k in fam.host_config}}
+    selects: list[_PendingSelect] = []
     for name in [n for n in fam.graph_names if n in req.models]:
-        cfg = model_config(name, req.preset)
-        spec = model_spec(name, cfg)
-        base = {"model": name, "config": cfg}
-        upstream = {u: model_config(u, req.preset) for u in upstream_of[name]}
-        data = {"upstream": upstream, "full_config": full_config}
-        up_inputs = {f"up.{u}": weights[u] for u in upstream}
-        w = weights[name]
-        e = _stage(g, f"{name}/export", stages.export, {**base, "exporter": req.exporter, "opset": req.opset},
-                   {"weights": w}, EXPORT_TOOLS, family_code)
-        c = _stage(g, f"{name}/check", stages.check, base, {"onnx": e}, ("onnx",), family_code)
-        s = _stage(g, f"{name}/simplify", stages.simplify, base, {"onnx": c}, ("onnx", "onnxsim", "onnxslim"),
-                   family_code)
-        chain = {"config": cfg, "weights": w.label, "export": e.label, "check": c.label, "simplify": s.label,
-                 "artifacts": [], "ladders": ladders(req, profile, name), "select": {},
-                 "weights_info": _weight_info(req, name)}
-        for runtime, ladder in chain["ladders"].items():
-            be = backend(runtime)
-            options = profile.get("options", {}).get(runtime, {})
-            options = {**options, **options.get("models", {}).get(name, {})}
-            options.pop("models", None)
-            stages_of = {}
-            device = be.parity == "device"  # golden files + deferred rows
-            code = family_code + be.modules
-            for precision in ladder:
-                cal = {"calibration_set": calibration_set} if precision == "int8" else {}
-                a = _stage(g, f"{name}/{runtime}-{precision}", stages.artifact,
-                           {**base, **data, **cal, "runtime": runtime, "precision": precision, "options": options,
-                            "fallback": precision == ladder[-1]},
-                           {"onnx": s, "weights": w, **up_inputs}, be.tools, code)
-                p = _stage(g, f"{name}/{runtime}-{precision}/parity", stages.parity_check,
-                           {**base, **data, "runtime": runtime, "precision": precision, "parity_set": parity_set,
-                            "budgets": spec.budgets.get(precision), "sweep": spec.sweep(),
-                            **({"options": options} if device else {})},
-                           {"weights": w, "artifact": a, **up_inputs}, ("torch",) + be.tools, code)
-                parity_stages.append(p)
-                stages_of[precision] = (a, p)
-                chain["artifacts"].append({"runtime": runtime, "precision": precision, "artifact": a.label,
-                                           "parity": p.label, "calibration_set": cal.get("calibration_set"),
-                                           "parity_set": parity_set})
-            if device:  # nothing to time here: every listed precision ships and is verified on the device
-                continue
-            selects.append((name, runtime, {**base, **data, "runtime": runtime, "ladder": ladder, "margin": margin,
-                                            "runs": runs, "threads": threads, "parity_set": parity_set,
-                                            "host": host_fingerprint(),
-                                            **({"retimed": time.time_ns()} if req.retime else {})},
-                            {"weights": w, **up_inputs,
-                             **{f"artifact.{k}": v[0] for k, v in stages_of.items()},
-                             **{f"parity.{k}": v[1] for k, v in stages_of.items()}}, code))
-        chains[name] = chain
+        graphs[name] = _plan_graph(ctx, name, weights, parity_stages, selects)
     # Policy stages time artifacts: they wait for every parity stage so they do not share the CPU
     # with builds (only with each other); ordering only, so their keys stay per model.
-    for name, runtime, params, inputs, code in selects:
-        sel = _stage(g, f"{name}/{runtime}/select", stages.select, params, inputs, backend(runtime).tools, code,
-                     after=parity_stages)
-        chains[name]["select"][runtime] = sel.label
-    # ---- the target: chained parity + chain gate, the folder, the device bundle ----------------
-    every = {label: g.stages[label] for c in chains.values()
-             for label in [c["weights"], c["export"], c["check"], c["simplify"], *c["select"].values()]
-             + [x for a in c["artifacts"] for x in (a["artifact"], a["parity"])]}
-    host_runtimes = [r for r in profile["backends"] if backend(r).parity == "host"]
-    tail: dict = {"chains": []}
-    if fam.chain is not None and set(fam.graph_names) <= set(chains):
-        tail["chained"] = True
-        for runtime in host_runtimes:     # one per runtime: targets sharing a runtime share its chain
-            layout = {n: {"config": c["config"], "weights": c["weights"], "select": {runtime: c["select"][runtime]},
-                          "artifacts": [a for a in c["artifacts"] if a["runtime"] == runtime]} for n, c in chains.items()}
-            used = {label: g.stages[label] for c in layout.values()
-                    for label in [c["weights"], c["select"][runtime], *(a["artifact"] for a in c["artifacts"])]}
+    for s in selects:
+        sel = _stage(g, f"{s.graph}/{s.runtime}/select", stages.select, s.params, s.inputs, backend(s.runtime).tools,
+                     s.code, after=parity_stages)
+        graphs[s.graph].select[s.runtime] = sel.label
+    return g, BuildPlan(graphs, _plan_target(ctx, graphs))
+
+
+def _plan_weights(ctx: _Planning, name: str) -> Stage:
+    ckpt = ctx.req.checkpoints.get(name)
+    return _stage(ctx.g, f"{name}/weights", stages.weights,
+                  WeightsParams(model=name, config=model_config(name, ctx.req.preset),
+                                checkpoint_name=ckpt.name if ckpt else None),
+                  {"checkpoint": ckpt} if ckpt else {}, ("torch", "safetensors"), ctx.family_code)
+
+
+def _plan_graph(ctx: _Planning, name: str, weights: dict[str, Stage], parity_stages: list[Stage],
+                selects: list[_PendingSelect]) -> GraphPlan:
+    """weights -> export -> check -> simplify, then every rung of every runtime's ladder; the select
+    stages are queued (they are added after every parity stage)."""
+    g, req = ctx.g, ctx.req
+    config = model_config(name, req.preset)
+    w = weights[name]
+    e = _stage(g, f"{name}/export", stages.export,
+               ExportParams(model=name, config=config, exporter=req.exporter, opset=req.opset),
+               {"weights": w}, EXPORT_TOOLS, ctx.family_code)
+    c = _stage(g, f"{name}/check", stages.check, GraphParams(model=name, config=config), {"onnx": e}, ("onnx",),
+               ctx.family_code)
+    s = _stage(g, f"{name}/simplify", stages.simplify, GraphParams(model=name, config=config), {"onnx": c},
+               ("onnx", "onnxsim", "onnxslim"), ctx.family_code)
+    plan_ = GraphPlan(name=name, config=config, weights=w.label, export=e.label, check=c.label, simplify=s.label,
+                      weights_info=_weight_info(req, name))
+    upstream = {u: model_config(u, req.preset) for u in ctx.upstream_of[name]}
+    up_inputs = {f"up.{u}": weights[u] for u in upstream}
+    for runtime, ladder in ladders(req, ctx.profile, name).items():
+        be = backend(runtime)
+        code = ctx.family_code + be.modules
+        built = {p: _plan_rung(ctx, name, config, upstream, runtime, p, ladder, s, w, up_inputs, code)
+                 for p in ladder}
+        parity_stages += [p for _, p in built.values()]
+        plan_.rungs[runtime] = {p: Rung(runtime, p, a.label, par.label, ctx.parity_set, a.params.calibration_set)
+                                for p, (a, par) in built.items()}
+        if be.parity == "device":   # nothing to time here: every listed precision ships and is verified on the device
+            continue
+        selects.append(_PendingSelect(
+            name, runtime, _select_params(ctx, name, config, upstream, runtime, ladder),
+            {"weights": w, **up_inputs, **{f"artifact.{k}": a for k, (a, _) in built.items()},
+             **{f"parity.{k}": par for k, (_, par) in built.items()}}, code))
+    return plan_
+
+
+def _runtime_options(profile: dict, runtime: str, name: str) -> dict:
+    """The profile's options for a runtime, with the graph's own overrides applied."""
+    options = profile.get("options", {}).get(runtime, {})
+    options = {**options, **options.get("models", {}).get(name, {})}
+    options.pop("models", None)
+    return options
+
+
+def _plan_rung(ctx: _Planning, name: str, config: GraphConfig, upstream: dict, runtime: str, precision: str,
+               ladder: list[str], simplified: Stage, w: Stage, up_inputs: dict, code: tuple) -> tuple[Stage, Stage]:
+    """One rung: the artifact stage and its parity stage."""
+    be = backend(runtime)
+    options = _runtime_options(ctx.profile, runtime, name)
+    feed = dict(model=name, config=config, upstream=upstream, host_config=ctx.host)
+    a = _stage(ctx.g, f"{name}/{runtime}-{precision}", stages.artifact,
+               RungParams(**feed, runtime=runtime, precision=precision, options=options,
+                          fallback=precision == ladder[-1],
+                          calibration_set=ctx.calibration_set if precision == "int8" else None),
+               {"onnx": simplified, "weights": w, **up_inputs}, be.tools, code)
+    spec = model_spec(name, config)
+    p = _stage(ctx.g, f"{name}/{runtime}-{precision}/parity", stages.parity_check,
+               ParityParams(**feed, runtime=runtime, precision=precision, parity_set=ctx.parity_set,
+                            budgets=spec.budgets.get(precision), sweep=tuple(spec.sweep()),
+                            options=options if be.parity == "device" else None),   # golden files + deferred rows
+               {"weights": w, "artifact": a, **up_inputs}, ("torch",) + be.tools, code)
+    return a, p
+
+
+def _select_params(ctx: _Planning, name: str, config: GraphConfig, upstream: dict, runtime: str,
+                   ladder: list[str]) -> SelectParams:
+    policy = ctx.profile.get("policy", {})
+    return SelectParams(
+        model=name, config=config, upstream=upstream, host_config=ctx.host, runtime=runtime, ladder=tuple(ladder),
+        margin=float(ctx.req.margin if ctx.req.margin is not None else policy.get("margin", 0.10)),
+        runs=max(ROUNDS, int(policy.get("runs", DEFAULT_RUNS))),
+        # policy timings run single-threaded unless the profile says otherwise: two select stages share
+        # the build's workers, and the choice must not depend on --jobs (it is part of their keys)
+        threads=int(policy.get("threads", 1)), parity_set=ctx.parity_set, host=host_fingerprint(),
+        retimed=time.time_ns() if ctx.req.retime else None)
+
+
+def _plan_target(ctx: _Planning, graphs: dict[str, GraphPlan]) -> TargetPlan:
+    """The tail: chained parity + chain gate per host runtime, the target folder, the device bundle."""
+    from voxc.compiler import bundle, chain as chain_mod, merge, report
+    g, req, profile = ctx.g, ctx.req, ctx.profile
+    fam = family_of(req.preset)
+    every = {label: g.stages[label] for gp in graphs.values() for label in gp.labels()}
+    tail = TargetPlan()
+    if fam.chain is not None and set(fam.graph_names) <= set(graphs):
+        tail.chained = True
+        for runtime in [r for r in profile["backends"] if backend(r).parity == "host"]:
+            # one per runtime: targets sharing a runtime share its chain
+            seen = {n: gp.on(runtime) for n, gp in graphs.items()}
+            used = {label: g.stages[label] for gp in seen.values()
+                    for label in [gp.weights, gp.select[runtime], *(r.artifact for r in gp.all_rungs())]}
             ch = _stage(g, f"target/{runtime}/chain", chain_mod.chain_stage,
-                        {"layout": layout, "preset": req.preset, "runtimes": [runtime], "parity_set": parity_set},
-                        used, ("torch",) + backend(runtime).tools, family_code + backend(runtime).modules)
-            tail["chains"].append(ch.label)
-    info = {"target": req.target, "preset_name": req.preset_name, "preset": req.preset, "profile": profile,
-            "data_sets": {"calibration": calibration_set, "parity": parity_set},
-            "tools": sorted(set(EXPORT_TOOLS + ("onnxsim", "onnxslim")
-                                + tuple(t for r in profile["backends"] for t in backend(r).tools)))}
-    t = _stage(g, "target/assemble", report.target_stage, {"layout": chains, "tail": tail, **info},
-               {**every, **{label: g.stages[label] for label in tail["chains"]}}, (), family_code)
-    tail["assemble"] = t.label
+                        ChainParams(graphs=seen, preset=req.preset, runtimes=(runtime,), parity_set=ctx.parity_set),
+                        used, ("torch",) + backend(runtime).tools, ctx.family_code + backend(runtime).modules)
+            tail.chains.append(ch.label)
+    info = TargetInfo(target=req.target, preset_name=req.preset_name, preset=req.preset, profile=profile,
+                      data_sets={"calibration": ctx.calibration_set, "parity": ctx.parity_set},
+                      tools=tuple(sorted(set(EXPORT_TOOLS + ("onnxsim", "onnxslim")
+                                             + tuple(t for r in profile["backends"] for t in backend(r).tools)))))
+    t = _stage(g, "target/assemble", report.target_stage,
+               AssembleParams(graphs=graphs, chains=tuple(tail.chains), chained=tail.chained, info=info),
+               {**every, **{label: g.stages[label] for label in tail.chains}}, (), ctx.family_code)
+    tail.assemble = t.label
     device = [r for r in profile["backends"] if backend(r).parity == "device"]
     if len(device) > 1:
         raise VoxcError(f"target {req.target} defers parity for backends {device}; a bundle holds exactly one")
     if device:
         b = _stage(g, "target/bundle", bundle.bundle_stage,
-                   {"layout": chains, "runtime": device[0], "assemble": t.label, **info},
-                   {**every, t.label: t}, (), family_code + backend(device[0]).modules + backend(device[0]).shipped)
-        tail["bundle"] = b.label
+                   BundleParams(graphs=graphs, runtime=device[0], assemble=t.label, info=info),
+                   {**every, t.label: t}, (), ctx.family_code + backend(device[0]).modules + backend(device[0]).shipped)
+        tail.bundle = b.label
         stored = merge.stored_results(req.artifacts, req.target)
         if stored:     # device results merged before: inputs of this build, by content
-            m = _stage(g, "target/merged", merge.merged_stage, {"target": req.target},
+            m = _stage(g, "target/merged", merge.merged_stage, MergedParams(target=req.target),
                        {"assemble": t, "bundle": b, **{f"device.{p.stem}": p for p in stored}}, (),
                        (backend(device[0]).__module__,))
-            tail["merged"] = m.label
-    return g, {"models": chains, "tail": tail}
+            tail.merged = m.label
+    return tail
 
 
-def add_device_stage(g: BuildGraph, layout: dict, req: BuildRequest, profile: dict, executor) -> Stage | None:
+def add_device_stage(g: BuildGraph, plan_: BuildPlan, req: BuildRequest, profile: dict, executor) -> Stage | None:
     """target/device (compiler/device_stage.py) when the executor has a node that offers the target's device."""
     from voxc.compiler import device_stage
-    tail = layout["tail"]
-    if "bundle" not in tail or not hasattr(executor, "offers"):
+    tail = plan_.target
+    if tail.bundle is None or not hasattr(executor, "offers"):
         return None
-    runtime = g.stages[tail["bundle"]].params["runtime"]
+    runtime = g.stages[tail.bundle].params.runtime
     where = device_stage.placement(profile, runtime)
     if not executor.offers(**where):
         print(f"voxc: no Ray node offers {where['resources']}{where['labels'] or ''}; {req.target} device parity "
               "stays deferred to the bundle", flush=True)
         return None
     s = g.add(Stage(label="target/device", name="device_stage", fn=device_stage.device_stage,
-                    params={"target": req.target, "runner": req.device_runner or runtime},
-                    inputs={"assemble": g.stages[tail["assemble"]], "bundle": g.stages[tail["bundle"]]},
+                    params=DeviceParams(target=req.target, runner=req.device_runner or runtime),
+                    inputs={"assemble": g.stages[tail.assemble], "bundle": g.stages[tail.bundle]},
                     code=("voxc.compiler.merge", "voxc.targets.device_verify") + backend(runtime).shipped, **where))
-    tail["device"] = s.label
+    tail.device = s.label
     return s
 
 
@@ -281,19 +334,18 @@ def sweep(req: BuildRequest, g: BuildGraph) -> None:
         print(f"voxc: removed {swept} temporary folder(s) an interrupted build left", flush=True)
 
 
-def ship(req: BuildRequest, results: dict, layout: dict, artifacts: Path | None = None) -> Path:
+def ship(req: BuildRequest, results: dict, plan_: BuildPlan, artifacts: Path | None = None) -> Path:
     """Place one target's folder (and its timings) from its tail stages' outputs."""
     from voxc.core.target import dumps
     artifacts = artifacts or req.artifacts
-    tail = layout["tail"]
-    for d in [d for label in tail["chains"] for d in results[label].record.get("demotions", [])]:
+    tail = plan_.target
+    for d in [d for label in tail.chains for d in results[label].record.get("demotions", [])]:
         print(f"voxc: {d['model']} on {d['runtime']}: {d['reason']}; falls back to {d['to']}", flush=True)
-    folder = place(artifacts, req.target, [results[tail[k]].path for k in ("assemble", "bundle", "device", "merged")
-                                           if k in tail])
+    folder = place(artifacts, req.target, [results[label].path for label in tail.shipped()])
     write_atomic(timings_path(artifacts, req.target),
-                 dumps({"target": req.target, "models": results[tail["assemble"]].record.get("timings", {})},
+                 dumps({"target": req.target, "models": results[tail.assemble].record.get("timings", {})},
                        sort_keys=True))
-    dev = results[tail["device"]].record.get("device") if "device" in tail else None
+    dev = results[tail.device].record.get("device") if tail.device else None
     if dev and not req.quiet:
         print(f"voxc: device parity ran on node {dev['host']} with {dev['runner']}"
               f"{' (stand-in: proves the bundle, not the device)' if dev['stand_in'] else ''}: {dev['rows']} rows "
@@ -367,13 +419,13 @@ def build(req: BuildRequest) -> bool:
     """Run the whole build for one target; returns whether every parity gate passed."""
     profile = profiles.load(req.target)
     t0 = time.perf_counter()
-    g, layout = plan(req, profile)
+    g, plan_ = plan(req, profile)
     use_store(g, req)
     with build_lock(req.artifacts):
         sweep(req, g)
         executor = make_executor(req)
         try:
-            add_device_stage(g, layout, req, profile, executor)
+            add_device_stage(g, plan_, req, profile, executor)
             if not req.quiet:
                 print(f"voxc: building target '{req.target}' (family {family_of(req.preset).name}, preset "
                       f"{req.preset_name}, {len(req.models)} models, {len(g.stages)} stages, "
@@ -385,11 +437,10 @@ def build(req: BuildRequest) -> bool:
                 progress.save()
         finally:
             executor.shutdown()
-        tail = layout["tail"]
-        folder = ship(req, results, layout)
+        folder = ship(req, results, plan_)
     shipped = read_target(folder)             # what ships is what was verified: read back through the schema
     pending = False
-    if "bundle" in tail:
+    if plan_.target.bundle:
         from voxc.compiler.bundle import announce
         pending = announce(shipped, req.target)
     passed = shipped.parity.passed

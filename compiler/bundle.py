@@ -22,6 +22,7 @@ import tarfile
 from pathlib import Path
 
 from voxc.compiler import report
+from voxc.compiler.plan import BundleParams, GraphPlan, TargetInfo
 from voxc.core import target as schema
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_file
@@ -79,22 +80,23 @@ def announce(shipped: schema.Shipped, target: str) -> bool:
     return bool(reasons)
 
 
-def bundle_stage(out: Path, params: dict, inputs: dict) -> dict | None:
+def bundle_stage(out: Path, params: BundleParams, inputs: dict) -> dict | None:
     """The device bundle of a target whose parity is deferred, with the target manifest recording it."""
     from voxc.compiler.graph import Result, read_record
     results = {label: Result(label, "", Path(p), read_record(p), True, 0.0) for label, p in inputs.items()}
-    folder = Path(inputs[params["assemble"]])
+    folder = Path(inputs[params.assemble])
     shipped = schema.read(folder, verify_files=False)       # a verified cache entry
     if not any(schema.is_deferred(r) for r in shipped.parity.results):
         return {"bundle": None}
-    info = write(out, shipped, params, params["layout"], results, params["runtime"])
+    info = write(out, shipped, params.info, params.graphs, results, params.runtime)
     return {"bundle": info}
 
 
-def write(out: Path, built: schema.Shipped, params: dict, chains: dict, results: dict, runtime: str) -> dict:
+def write(out: Path, built: schema.Shipped, info: TargetInfo, graphs: dict[str, GraphPlan], results: dict,
+          runtime: str) -> dict:
     """bundle/ and its tarball into out/, plus the target's manifest with the bundle's id."""
     folder = built.folder
-    target = params["target"]
+    target = info.target
     be = backend(runtime)
     tmp = out / "bundle"
     tmp.mkdir()
@@ -122,20 +124,20 @@ def write(out: Path, built: schema.Shipped, params: dict, chains: dict, results:
         return rel
 
     models, budgets = {}, {}
-    for name, chain in chains.items():
-        spec = model_spec(name, chain["config"])
-        arts = [a for a in chain["artifacts"] if a["runtime"] == runtime and results[a["artifact"]].record.get("file")]
+    for name, gp in graphs.items():
+        spec = model_spec(name, gp.config)
+        arts = [a for a in gp.rungs.get(runtime, {}).values() if results[a.artifact].record.get("file")]
         if not arts:
             continue
         source = put(folder / name / f"{name}.onnx", f"models/{name}/{name}.onnx")
-        golden = put(results[arts[0]["parity"]].path / "golden.npz", f"models/{name}/golden.npz")
+        golden = put(results[arts[0].parity].path / "golden.npz", f"models/{name}/golden.npz")
         entries = []
         for a in arts:
-            rec = results[a["artifact"]].record
-            art_path = folder / report.artifact_path(name, runtime, a["precision"], rec["file"])
-            entries.append({"runtime": runtime, "precision": a["precision"],
-                            **be.bundle_entry(name, art_path, rec, a["precision"], source, put, put_tree)})
-        precisions = {a["precision"] for a in arts} | {"fp32"}
+            rec = results[a.artifact].record
+            art_path = folder / report.artifact_path(name, runtime, a.precision, rec["file"])
+            entries.append({"runtime": runtime, "precision": a.precision,
+                            **be.bundle_entry(name, art_path, rec, a.precision, source, put, put_tree)})
+        precisions = {a.precision for a in arts} | {"fp32"}
         budgets[name] = {p: {t.kind: spec.budget(p, t.kind) for t in spec.outputs} for p in sorted(precisions)}
         j = spec.to_json()
         models[name] = {"name": name, "inputs": j["inputs"], "outputs": j["outputs"], "dims": j["dims"],
@@ -159,8 +161,8 @@ def write(out: Path, built: schema.Shipped, params: dict, chains: dict, results:
     put_text("verify.py", module_file(ENTRY).read_text())
     put_text("README.md", _readme(target, be))
     manifest = {"format": 1, "target": target, "runtime": runtime, "voxc_version": report.VOXC_VERSION,
-                "preset": params["preset_name"],
-                "profile": {k: params["profile"].get(k) for k in ("description", "build_on", "options")},
+                "preset": info.preset_name,
+                "profile": {k: info.profile.get(k) for k in ("description", "build_on", "options")},
                 "target_manifest_sha256": sha256_file(folder / schema.MANIFEST), "models": models,
                 "files": dict(sorted(files.items()))}
     bundle_id = schema.write_bundle_manifest(tmp, manifest)
@@ -168,11 +170,11 @@ def write(out: Path, built: schema.Shipped, params: dict, chains: dict, results:
     with open(tarball, "wb") as f, gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as gz, \
             tarfile.open(fileobj=gz, mode="w") as tar:          # no clocks or owners: equal builds, equal bytes
         tar.add(tmp, arcname=f"voxc-{target}-bundle", filter=_plain)
-    info = {"id": bundle_id, "path": "bundle", "runtime": runtime, "tarball": tarball.name,
-            "tarball_sha256": sha256_file(tarball), "tarball_bytes": tarball.stat().st_size,
-            "files": len(files) + 1, "bytes": sum(f["bytes"] for f in files.values())}
-    schema.write_manifest(out, {**built.manifest.doc, "bundle": info})
-    return info
+    bundle = {"id": bundle_id, "path": "bundle", "runtime": runtime, "tarball": tarball.name,
+              "tarball_sha256": sha256_file(tarball), "tarball_bytes": tarball.stat().st_size,
+              "files": len(files) + 1, "bytes": sum(f["bytes"] for f in files.values())}
+    schema.write_manifest(out, {**built.manifest.doc, "bundle": bundle})
+    return bundle
 
 
 def _perceptual_points(golden: Path, spec) -> dict[str, list[bool]]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from voxc.core import metrics
-from voxc.models.family import family_of, model_spec
+from voxc.compiler.plan import ChainParams, GraphPlan
+from voxc.models.family import Preset, family_of, model_spec
 from voxc.models.pipeline import Pipeline
+from voxc.models.spec import preset_dim
 
 AUDIO = ("pesq_wb", "stoi", "dnsmos_ovrl_drop", "level_db", "snr_db", "snr_voiced_db", "mrstft", "logmel_l1", "mcd_db")
 
@@ -25,8 +27,8 @@ def chain_utterances(cfg: dict, count: int):
     return utts[::step][:count]
 
 
-def _forced(fam, u, cfg) -> dict:
-    return fam.item_inputs(u, cfg, forced=True)
+def _forced(fam, u, preset: Preset) -> dict:
+    return fam.item_inputs(u, preset, forced=True)
 
 
 def _free_want(check) -> list[str]:
@@ -48,38 +50,38 @@ def output_metrics(kind: str, ref: np.ndarray, out: np.ndarray) -> dict:
     return metrics.compare(kind, ref, out)
 
 
-def chain_parity(reference: dict, artifacts: dict, cfg: dict, budget: dict, count: int = 3,
+def chain_parity(reference: dict, artifacts: dict, preset: Preset, budget: dict, count: int = 3,
                  label: str = "", fallback: dict | None = None) -> dict:
     """Rows per configuration ('all artifacts', 'only <graph>'), each the worst over `count` held-out
     utterances; `budget` maps metric -> tolerance for the metrics it names. A budgeted metric no item
     could measure (clips too short, or no speech for PESQ/STOI to find) is recorded as unmeasurable,
     and the row is then held to `fallback` (the strict fp32 signal budget) instead: what cannot be
     heard-checked must match sample for sample."""
-    fam = family_of(cfg)
+    fam = family_of(preset)
     check = fam.chain
     configs = {"all artifacts": dict(artifacts)}
     for s in fam.graph_names:
         if s in artifacts:
             configs[f"only {s}"] = {**reference, s: artifacts[s]}
-    ref_pipe = Pipeline(fam, cfg, reference)
+    ref_pipe = Pipeline(fam, preset, reference)
     utts, free, frees = [], [], []
-    first = chain_utterances(cfg, count)
-    spare = [u for u in chain_utterances(cfg, 4 * count) if u not in first]
+    first = chain_utterances(preset, count)
+    spare = [u for u in chain_utterances(preset, 4 * count) if u not in first]
     for u in first + spare:                            # items whose predicted length fits every graph's range
-        f = fam.item_inputs(u, cfg)
+        f = fam.item_inputs(u, preset)
         fr = ref_pipe.run(f, _free_want(check)).values
-        if check.frames and "frames" in cfg["dims"] and int(fr[check.frames]) > cfg["dims"]["frames"][3]:
+        if check.frames and "frames" in preset["dims"] and int(fr[check.frames]) > preset_dim(preset, "frames").max:
             continue
         utts.append(u), free.append(f), frees.append(fr)
         if len(utts) == count:
             break
     # forced timing: the item's own (aligned durations) plus values pinned from the reference's free run
-    forced_in = [{**_forced(fam, u, cfg), **{k: np.asarray(fr[v]).reshape(-1) for k, v in check.pin.items()}}
+    forced_in = [{**_forced(fam, u, preset), **{k: np.asarray(fr[v]).reshape(-1) for k, v in check.pin.items()}}
                  for u, fr in zip(utts, frees)]
     refs = [(ref_pipe.run(fi, [check.output]).values, fr) for fi, fr in zip(forced_in, frees)]
     rows = []
     for name, runners in configs.items():
-        pipe = Pipeline(fam, cfg, {**reference, **runners})
+        pipe = Pipeline(fam, preset, {**reference, **runners})
         worst: dict[str, float] = {}
         seen: set[str] = set()
         for fi, f, (forced_ref, free_ref) in zip(forced_in, free, refs):
@@ -145,19 +147,19 @@ def chain_markdown(chains: dict) -> list[str]:
 LOOSENESS = ("fp32", "fp16", "int8")
 
 
-def selection(layout: dict, records: dict) -> dict:
+def selection(graphs: dict[str, GraphPlan], records: dict) -> dict:
     """model -> host runtime -> the precision its select stage accepted."""
-    return {name: {rt: records[label]["accepted"] for rt, label in c["select"].items()} for name, c in layout.items()}
+    return {name: {rt: records[label]["accepted"] for rt, label in gp.select.items()} for name, gp in graphs.items()}
 
 
-def _runners(layout: dict, inputs: dict, records: dict, runtime: str, chosen: dict) -> dict:
+def _runners(graphs: dict[str, GraphPlan], inputs: dict, records: dict, runtime: str, chosen: dict) -> dict:
     from voxc.targets import backend
     out = {}
-    for name, c in layout.items():
-        for a in c["artifacts"]:
-            if a["runtime"] == runtime and chosen[name].get(runtime) == a["precision"]:
-                rec = records[a["artifact"]]
-                out[name] = backend(runtime).open(inputs[a["artifact"]] / rec["file"], rec)
+    for name, gp in graphs.items():
+        rung = gp.rungs.get(runtime, {}).get(chosen[name].get(runtime))
+        if rung is not None:
+            rec = records[rung.artifact]
+            out[name] = backend(runtime).open(inputs[rung.artifact] / rec["file"], rec)
     return out
 
 
@@ -207,13 +209,13 @@ def stream_gate(runner, spec, inputs: list, budget: dict) -> dict:
             "worst": worst, "budget": budget, "over_budget": failed, "passed": not failed}
 
 
-def measure(reference: dict, artifacts: dict, precisions: dict, configs: dict, cfg: dict) -> dict:
+def measure(reference: dict, artifacts: dict, precisions: dict, configs: dict, preset: Preset) -> dict:
     """Chained parity per runtime: reference graph -> runner; artifacts and precisions: runtime -> graph ->
     runner / precision; configs: graph -> its config. The `all artifacts` row's verdict (`passed`) is the
     perceptual budget of the loosest precision in the chain and that precision's durations budget (the
     unforced chain's, as each stage alone is judged); the output graph's streaming gate is measured alongside."""
-    fam = family_of(cfg)
-    pipe = Pipeline(fam, cfg, {})
+    fam = family_of(preset)
+    pipe = Pipeline(fam, preset, {})
     out_graph, dur_graph = pipe.producer(fam.chain.output), pipe.producer(fam.chain.durations or "")
     result = {"runtimes": {}}
     for runtime, arts in artifacts.items():
@@ -223,29 +225,30 @@ def measure(reference: dict, artifacts: dict, precisions: dict, configs: dict, c
                   **(model_spec(dur_graph, configs[dur_graph]).budget(loosest, "durations") if dur_graph in precs else {})}
         strict = {k: v for k, v in model_spec(out_graph, configs[out_graph]).budget("fp32", fam.chain.kind).items()
                   if v is not None and k not in budget}
-        c = {**chain_parity(reference, arts, cfg, budget, label=runtime, fallback=strict), "precisions": precs,
+        c = {**chain_parity(reference, arts, preset, budget, label=runtime, fallback=strict), "precisions": precs,
              "budget_precision": loosest}
         c["passed"] = next(r["within_budget"] for r in c["rows"] if r["config"] == "all artifacts")
         result["runtimes"][runtime] = c
         if out_graph in arts:
             spec = model_spec(out_graph, configs[out_graph])
             x = next(t.name for t in spec.inputs if spec.sweep_dim in t.dims)
-            apipe = Pipeline(fam, cfg, arts)
-            feeds = [apipe.run(fam.item_inputs(u, cfg, forced=True), [x]).values[x] for u in chain_utterances(cfg, 3)]
+            apipe = Pipeline(fam, preset, arts)
+            feeds = [apipe.run(fam.item_inputs(u, preset, forced=True), [x]).values[x] for u in chain_utterances(preset, 3)]
             c["stream"] = stream_gate(arts[out_graph], spec, feeds, spec.budget("fp32", fam.chain.kind))
     result["passed"] = all(c["passed"] for c in result["runtimes"].values())
     return result
 
 
-def run_chains(layout: dict, inputs: dict, records: dict, cfg: dict, runtimes: list[str], chosen: dict) -> dict:
+def run_chains(graphs: dict[str, GraphPlan], inputs: dict, records: dict, preset: Preset, runtimes,
+               chosen: dict) -> dict:
     """Chained parity of the chosen artifacts, per host runtime."""
     from voxc.models.weights import load_module
     from voxc.targets.runner import TorchRunner
-    ref = {n: TorchRunner(load_module(n, c["config"], inputs[c["weights"]] / "weights.safetensors"),
-                          model_spec(n, c["config"])) for n, c in layout.items()}
-    arts = {rt: _runners(layout, inputs, records, rt, chosen) for rt in runtimes}
-    precs = {rt: {n: chosen[n][rt] for n in layout if rt in chosen[n]} for rt in runtimes}
-    return measure(ref, arts, precs, {n: c["config"] for n, c in layout.items()}, cfg)
+    ref = {n: TorchRunner(load_module(n, gp.config, inputs[gp.weights] / "weights.safetensors"),
+                          model_spec(n, gp.config)) for n, gp in graphs.items()}
+    arts = {rt: _runners(graphs, inputs, records, rt, chosen) for rt in runtimes}
+    precs = {rt: {n: chosen[n][rt] for n in graphs if rt in chosen[n]} for rt in runtimes}
+    return measure(ref, arts, precs, {n: gp.config for n, gp in graphs.items()}, preset)
 
 
 def _over(row: dict, budget: dict) -> list[tuple[str, float, float]]:
@@ -262,24 +265,25 @@ def _reason(precision: str, what: str, k: str, v, tol: float, tail: str) -> str:
     return f"{precision} rejected: {what} {k} {value} {op} {tol:g} budget {tail}"
 
 
-def demotions(chain: dict, layout: dict, records: dict, cfg: dict, chosen: dict | None = None) -> list[dict]:
+def demotions(chain: dict, graphs: dict[str, GraphPlan], records: dict, preset: Preset,
+              chosen: dict | None = None) -> list[dict]:
     """The chain gate, per host runtime: a graph whose artifact, swapped alone into the all-PyTorch chain,
     moves the audio past the perceptual budget of its own precision (or the unforced chain's durations past
     its durations budget) falls back to its ladder's fallback. When no stage does so alone but the whole
     chain misses its budget, the stage not yet at its fallback that moved the failing metric most alone
     falls back. `chosen` (model -> runtime -> precision) defaults to the select stages' choice."""
-    chosen = chosen or selection(layout, records)
+    chosen = chosen or selection(graphs, records)
     out = []
     for runtime, c in chain.get("runtimes", {}).items():
         rows = {r["config"].removeprefix("only "): r for r in c["rows"] if r["config"].startswith("only ")}
         movable = {}
         for stage, row in rows.items():
-            label = layout.get(stage, {}).get("select", {}).get(runtime)
+            label = graphs[stage].select.get(runtime) if stage in graphs else None
             if label is None or chosen[stage].get(runtime) == records[label]["fallback"]:
                 continue
             precision = chosen[stage][runtime]
             movable[stage] = (precision, records[label]["fallback"])
-            spec = model_spec(stage, layout[stage]["config"])
+            spec = model_spec(stage, graphs[stage].config)
             durations = {k: v for k, v in spec.budget(precision, "durations").items() if k in row}
             over = _over(row, {**spec.perceptual_budget(precision), **durations})
             if over:
@@ -298,23 +302,23 @@ def demotions(chain: dict, layout: dict, records: dict, cfg: dict, chosen: dict 
     return out
 
 
-def chain_stage(out, params: dict, inputs: dict) -> dict:
+def chain_stage(out, params: ChainParams, inputs: dict) -> dict:
     """Chained parity of the policy's choice; the chain gate demotes, and the chain is measured again with
     the fallbacks until nothing more falls back. Records the chain report (with the whole chain's
     verdict), the demotions and the final selection."""
     from voxc.compiler.graph import read_record
-    layout, cfg = params["layout"], params["preset"]
+    graphs, preset = params.graphs, params.preset
     records = {label: read_record(path) for label, path in inputs.items()}
-    chosen = selection(layout, records)
-    chain = run_chains(layout, inputs, records, cfg, params["runtimes"], chosen)
+    chosen = selection(graphs, records)
+    chain = run_chains(graphs, inputs, records, preset, params.runtimes, chosen)
     demoted: list[dict] = []
-    for _ in range(len(layout)):
-        new = demotions(chain, layout, records, cfg, chosen)
+    for _ in range(len(graphs)):
+        new = demotions(chain, graphs, records, preset, chosen)
         if not new:
             break
         for d in new:
             chosen[d["model"]][d["runtime"]] = d["to"]
         demoted += new
-        chain = run_chains(layout, inputs, records, cfg, params["runtimes"], chosen)
+        chain = run_chains(graphs, inputs, records, preset, params.runtimes, chosen)
     chain = {**chain, **({"demotions": demoted} if demoted else {})}
     return {"chain": chain, "demotions": demoted, "selection": chosen}

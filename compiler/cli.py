@@ -1,4 +1,4 @@
-"""The compiler's subcommands of `voxc` (build, parity, bench, report [--release], inspect, export triton), registered by voxc/cli.py,
+"""The compiler's subcommands of `voxc` (build, parity, bench, report [--release], inspect), registered by voxc/cli.py,
 and the argument helpers other command groups reuse. User mistakes end in one line and exit status 2."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from voxc.args import checkpoints, csv, set_overrides
-from voxc.core.errors import VoxcError
+from voxc.core.args import checkpoints, csv, set_overrides
+from voxc.core.errors import VoxcError, first_line
 from voxc.targets import BACKENDS
 from voxc.targets.base import STAND_IN
 
@@ -30,26 +30,26 @@ def _precisions(items: list[str]) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _check_config(cfg: dict) -> None:
+def _check_config(preset: dict) -> None:
     """Every graph's spec must come out of the configuration (unknown names, sizes that do not fit)."""
     import torch
 
     from voxc.models.family import family_of, init_module, model_spec
-    fam = family_of(cfg)
+    fam = family_of(preset)
     for g in fam.graph_names:
         try:
-            model_spec(g, cfg)
+            model_spec(g, preset)
             with torch.device("meta"):          # construction only: no memory, no time
-                init_module(g, cfg)
+                init_module(g, preset)
         except VoxcError:
             raise
         except Exception as exc:  # noqa: BLE001 -- any failure here is a configuration the family cannot build
             raise VoxcError(f"the configuration does not fit {g} of family {fam.name} ({type(exc).__name__}: "
-                            f"{str(exc).strip()[:120]}); check the --set values") from None
+                            f"{first_line(exc)}); check the --set values") from None
 
 
 def _request(args):
-    from voxc.api import build_request
+    from voxc.compiler.request import build_request
     if args.jobs < 1:
         raise VoxcError(f"--jobs must be at least 1, got {args.jobs}")
     if args.margin is not None and not 0 <= args.margin <= 10:
@@ -91,13 +91,13 @@ def _family_preset(args) -> dict:
 
 
 def cmd_build(args) -> int:
-    from voxc.api import build
+    from voxc.compiler.build import build
     if args.matrix:
         from voxc.compiler.matrix import build_matrix
         return 0 if build_matrix(Path(args.matrix), Path(args.artifacts), jobs=args.jobs, quiet=args.quiet,
                               **_distributed(args)) \
             else EXIT_PARITY
-    return 0 if build(request=_request(args)).passed else EXIT_PARITY
+    return 0 if build(_request(args)) else EXIT_PARITY
 
 
 def cmd_parity(args) -> int:
@@ -139,31 +139,9 @@ def cmd_bench(args) -> int:
     from voxc.compiler.bench import bench_target
     if args.runs is not None and args.runs < 1:
         raise VoxcError(f"--runs must be at least 1, got {args.runs}")
-    if args.int8_study:
-        from voxc import int8_study
-        models = tuple(m for m in (args.models or ",".join(int8_study.DEFAULT_MODELS)).split(",") if m)
-        runtimes = tuple(r for r in (args.runtimes or ",".join(int8_study.RUNTIMES)).split(",") if r)
-        names = set(args.configs.split(",")) if args.configs else None
-        _check_study(int8_study, models, runtimes, names)
-        doc = int8_study.run_study(Path(args.artifacts), args.target, models, runtimes, names, runs=args.runs)
-        print(int8_study.study_markdown(doc))
-        return 0
     bench_target(Path(args.artifacts), args.target, quick=args.quick, runs=args.runs, texts=tuple(args.text or ()),
                  inputs=_pairs(args.input, "--input", "NAME=VALUE"))
     return 0
-
-
-def _check_study(study, models: tuple, runtimes: tuple, names: set | None) -> None:
-    """--int8-study: runtimes it can build for, and configurations that exist (no empty table)."""
-    unknown = [r for r in runtimes if r not in study.RUNTIMES]
-    if unknown or not runtimes:
-        raise VoxcError(f"--runtimes {','.join(unknown) or '(none)'}: the INT8 study builds for "
-                        f"{', '.join(study.RUNTIMES)}; choose from those")
-    if names is not None:
-        known = {k for m in models for c in study.configs_for(m, runtimes) for k in (c["name"], f"{c['runtime']}/{c['name']}")}
-        if names - known:
-            raise VoxcError(f"--configs {','.join(sorted(names - known))}: no such configuration for {', '.join(models)} on "
-                            f"{', '.join(runtimes)}; `voxc bench --int8-study` without --configs runs them all")
 
 
 def cmd_inspect(args) -> int:
@@ -172,21 +150,16 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-def cmd_export_triton(args) -> int:
-    from voxc.compiler.triton import export
-    out = Path(args.out)
-    s = export(Path(args.artifacts) / args.target, out, runtime=args.runtime, max_queue_delay_us=args.max_queue_delay_us,
-               instances=args.instances, chunk=args.chunk_frames, force=args.force, threads=args.threads)
-    print(f"voxc: Triton model repository {out} ({len(s['graphs'])} graph models, {s['runtime']}); see {out / 'README.md'}")
-    return 0
+def target_arguments(sp) -> None:
+    """--target and --artifacts, as every command on a built target takes them."""
+    from voxc.targets.profiles import names
+    sp.add_argument("--target", default=os.environ.get("TARGET", "cpu"),
+                    help=f"target profile: {', '.join(names())} (default: $TARGET if set, else cpu)")
+    sp.add_argument("--artifacts", default="artifacts", help="artifacts folder (cache and per-target outputs)")
 
 
 def register(sub) -> None:
-    def common(sp):
-        from voxc.targets.profiles import names
-        sp.add_argument("--target", default=os.environ.get("TARGET", "cpu"),
-                        help=f"target profile: {', '.join(names())} (default: $TARGET if set, else cpu)")
-        sp.add_argument("--artifacts", default="artifacts", help="artifacts folder (cache and per-target outputs)")
+    common = target_arguments
 
     b = sub.add_parser("build", help="export, simplify, build and parity-check every model for a target")
     common(b)
@@ -229,12 +202,6 @@ def register(sub) -> None:
     n.add_argument("--text", action="append", help="also time text -> waveform for this text (repeatable)")
     n.add_argument("--input", action="append", metavar="NAME=VALUE",
                    help="a pipeline input for the --text runs, e.g. prompt=开心 or speaker_name=5 (emotivoice)")
-    n.add_argument("--int8-study", action="store_true",
-                   help="search INT8 configurations (speed vs worst PESQ-WB Pareto table; voxc/int8_study.py) "
-                        "instead of the latency benchmark")
-    n.add_argument("--models", help="--int8-study: comma-separated models (default: the study's, voxc/int8_study.py)")
-    n.add_argument("--runtimes", help="--int8-study: comma-separated runtimes (default: the target's host runtimes)")
-    n.add_argument("--configs", help="--int8-study: only these configurations (NAME or RUNTIME/NAME, comma-separated)")
     n.set_defaults(func=cmd_bench)
 
     q = sub.add_parser("parity", help="re-check a built target's artifacts against PyTorch")
@@ -252,20 +219,6 @@ def register(sub) -> None:
                    help="with --release: the previous release's release.json (or its folder); exit 1 on a "
                         "regression beyond the stated tolerances or a failing target")
     r.set_defaults(func=cmd_report)
-
-    e = sub.add_parser("export", help="package a built target for a serving system").add_subparsers(
-        dest="format", required=True)
-    t = e.add_parser("triton", help="a Triton Inference Server model repository: one model per graph, the "
-                                    "pipeline as a Python-backend (BLS) model and a decoupled streaming variant")
-    common(t)
-    t.add_argument("--out", required=True, help="repository folder to write (refused if not empty, unless --force)")
-    t.add_argument("--runtime", help="which of the target's runtimes Triton serves (default: the profile's first)")
-    t.add_argument("--max-queue-delay-us", type=int, default=100, help="dynamic batching queue delay")
-    t.add_argument("--instances", type=int, default=1, help="instances per model (instance_group count)")
-    t.add_argument("--threads", type=int, default=1, help="CPU threads per instance of each graph model")
-    t.add_argument("--chunk-frames", type=int, help="streaming chunk length (default: the last graph's export length)")
-    t.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    t.set_defaults(func=cmd_export_triton)
 
     i = sub.add_parser("inspect", help="inputs, outputs, dynamic dims and op histogram of an ONNX file or target")
     i.add_argument("path")

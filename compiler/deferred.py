@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from voxc.compiler import parity
+from voxc.compiler.plan import ParityParams
 from voxc.core import target as schema
 
 DEFERRED = schema.DEFERRED
@@ -55,21 +56,21 @@ def deferred_rows(spec, precision: str, runtime: str, points, reason: str) -> li
              "status": DEFERRED, "reason": reason} for b, n in points]
 
 
-def parity_stage(out: Path, params: dict, inputs: dict, module) -> dict:
+def parity_stage(out: Path, params: ParityParams, inputs: dict, module) -> dict:
     """The parity stage for a backend whose parity runs on a device (see the module docstring)."""
     from voxc.compiler.graph import read_record
     from voxc.models.family import model_spec
     from voxc.targets import backend
-    spec = model_spec(params["model"], params["config"])
-    be = backend(params["runtime"])
-    points = [tuple(p) for p in params["sweep"]]
+    spec = model_spec(params.model, params.config)
+    be = backend(params.runtime)
+    points = [tuple(p) for p in params.sweep]
     art = inputs["artifact"]
     record = read_record(art)
     write_golden(out / "golden.npz", spec, module, points)
-    precision = params["precision"]
-    rows, reason = be.host_checks(spec, art, record, precision, params.get("options", {}),
+    precision = params.precision
+    rows, reason = be.host_checks(spec, art, record, precision, params.options or {},
                                   lambda runner, runtime: parity.check(spec, module, runner, precision, runtime, points))
     if reason is None:          # the device runtime is here: its rows are real
         return {"passed": host_passed(rows), "rows": rows}
-    rows += deferred_rows(spec, params["precision"], params["runtime"], points, reason)
+    rows += deferred_rows(spec, params.precision, params.runtime, points, reason)
     return {"passed": host_passed(rows), "rows": rows, "deferred_reason": reason}

@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from voxc.compiler.plan import DeviceParams
 from voxc.core import target as schema
 from voxc.core.errors import VoxcError
 
@@ -33,14 +34,14 @@ def placement(profile: dict, runtime: str) -> dict:
     return {"resources": resources, "labels": dict(ray.get("labels") or {})}
 
 
-def device_stage(out: Path, params: dict, inputs: dict) -> dict:
+def device_stage(out: Path, params: DeviceParams, inputs: dict) -> dict:
     from voxc.compiler import cache, graph
     from voxc.compiler.merge import merge
     bundle_out, assemble = Path(inputs["bundle"]), Path(inputs["assemble"])
     info = graph.read_record(bundle_out).get("bundle")
     if not info:                                          # nothing was deferred: nothing to verify
         return {"device": None}
-    target, runner = params["target"], params["runner"]
+    target, runner = params.target, params.runner
     with tempfile.TemporaryDirectory(prefix="voxc-device-") as tmp:
         folder = Path(tmp) / target
         shutil.copytree(assemble, folder, ignore=shutil.ignore_patterns(graph.META, cache.SEEN))

@@ -12,6 +12,7 @@ in a fresh pool, and a second death is one line naming the stage.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -27,7 +28,7 @@ from typing import Callable, Protocol
 
 import multiprocessing
 
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 from voxc.core.hashing import canonical, sha256_bytes, sha256_file, sha256_tree
 from voxc.core.sources import source_hash
 from voxc.core.target import dumps
@@ -40,6 +41,12 @@ HEARTBEAT_POLL_S = 5.0          # how often a waiting build looks at its running
 def read_record(folder: Path) -> dict:
     """The record a stage wrote next to its outputs."""
     return json.loads((Path(folder) / META).read_text())
+
+
+def plain_params(params) -> dict:
+    """A stage's parameters as plain data (what its key hashes): a params dataclass through
+    dataclasses.asdict, a dict as it is."""
+    return dataclasses.asdict(params) if dataclasses.is_dataclass(params) else params
 
 
 def tool_versions(tools: tuple[str, ...]) -> dict[str, str]:
@@ -60,8 +67,8 @@ class Stage:
     """
     label: str                      # unique, e.g. "vocoder/export"
     name: str                       # stage kind, e.g. "export"
-    fn: Callable[[Path, dict, dict], dict]
-    params: dict = field(default_factory=dict)
+    fn: Callable[[Path, object, dict], dict]
+    params: object = field(default_factory=dict)   # a params dataclass (compiler/plan.py) or a plain dict
     inputs: dict = field(default_factory=dict)
     tools: tuple[str, ...] = ()
     code: tuple[str, ...] = ()      # modules it runs beyond fn's own (a backend, a model family)
@@ -74,7 +81,7 @@ class Stage:
 
     def fingerprint(self) -> dict:
         """Everything in the key except the upstream content: what the stage is and runs."""
-        return {"stage": self.name, "code": self.code_hash(), "params": self.params, "tools": tool_versions(self.tools)}
+        return {"stage": self.name, "code": self.code_hash(), "params": plain_params(self.params), "tools": tool_versions(self.tools)}
 
     def deps(self) -> list["Stage"]:
         return [v for v in self.inputs.values() if isinstance(v, Stage)] + list(self.after)
@@ -344,7 +351,7 @@ class BuildGraph:
                     for f in running:
                         f.cancel()
                     raise VoxcError(f"stage {stage.label} failed: {type(exc).__name__}: "
-                                    f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}") from exc
+                                    f"{first_line(exc)}") from exc
                 if self.store is not None and self.store.open(key) is None:
                     raise VoxcError(f"stage {stage.label} ran but its entry {key} is not in the store {self.store.uri}")
                 done[stage.label] = Result(stage.label, key, self.cache / key, record, False, seconds)

@@ -28,7 +28,7 @@ import tomllib
 from pathlib import Path
 
 from voxc.compiler.progress import Progress
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 from voxc.core.hashing import canonical, sha256_bytes
 from voxc.core.target import read
 
@@ -42,7 +42,7 @@ def load(path: Path) -> list[dict]:
     except FileNotFoundError:
         raise VoxcError(f"matrix file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise VoxcError(f"matrix file {path} is not valid TOML ({str(exc).splitlines()[0][:160]})") from None
+        raise VoxcError(f"matrix file {path} is not valid TOML ({first_line(exc)})") from None
     extra = set(doc) - {"defaults", "voice"}
     voices = doc.get("voice")
     if extra or not isinstance(voices, list) or not voices or not isinstance(doc.get("defaults", {}), dict):
@@ -67,8 +67,8 @@ def load(path: Path) -> list[dict]:
 
 
 def requests(voice: dict, artifacts: Path, jobs: int, distributed: dict) -> list:
-    from voxc.api import build_request
-    from voxc.args import set_overrides
+    from voxc.compiler.request import build_request
+    from voxc.core.args import set_overrides
     from voxc.models.family import family
     fam = family(voice.get("family", "voxc"))
     overrides = set_overrides(fam.preset(voice.get("preset") or fam.default_preset),
@@ -80,9 +80,9 @@ def requests(voice: dict, artifacts: Path, jobs: int, distributed: dict) -> list
 
 
 def _identity(stage, ident: dict) -> str:
-    from voxc.compiler.graph import Stage
+    from voxc.compiler.graph import Stage, plain_params
     return sha256_bytes(canonical({
-        "fn": f"{stage.fn.__module__}.{stage.fn.__qualname__}", "name": stage.name, "params": stage.params,
+        "fn": f"{stage.fn.__module__}.{stage.fn.__qualname__}", "name": stage.name, "params": plain_params(stage.params),
         "tools": stage.tools, "code": stage.code, "resources": stage.resources, "labels": stage.labels,
         "inputs": {k: ident[v.label] if isinstance(v, Stage) else str(Path(v).resolve())
                    for k, v in stage.inputs.items()}}))
@@ -123,8 +123,8 @@ def build_matrix(path: Path, artifacts: Path, jobs: int = 2, **distributed) -> b
     with b.build_lock(artifacts):
         executor = b.make_executor(first)
         try:
-            for name, req, profile, g, layout in plans:
-                b.add_device_stage(g, layout, req, profile, executor)
+            for name, req, profile, g, plan in plans:
+                b.add_device_stage(g, plan, req, profile, executor)
             combined = BuildGraph(artifacts / "cache")
             b.use_store(combined, first)
             b.sweep(first, combined)
@@ -139,9 +139,9 @@ def build_matrix(path: Path, artifacts: Path, jobs: int = 2, **distributed) -> b
         finally:
             executor.shutdown()
         passed = True
-        for (name, req, _, g, layout), rename in zip(plans, renames):
+        for (name, req, _, g, plan), rename in zip(plans, renames):
             view = {label: results[rename[label]] for label in g.stages}
-            folder = b.ship(req, view, layout, artifacts / name)
+            folder = b.ship(req, view, plan, artifacts / name)
             report = read(folder).parity
             passed &= report.passed
             print(f"voxc: {name}/{req.target}: parity {report.status.upper()}; outputs in {folder}", flush=True)

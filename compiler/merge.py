@@ -18,6 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from voxc.compiler import deferred, report
+from voxc.compiler.plan import MergedParams
 from voxc.core import metrics, perceptual, target as schema
 from voxc.core.atomic import write_atomic
 from voxc.core.errors import VoxcError
@@ -222,7 +223,7 @@ def _write(folder: Path, target: str, manifest: dict, rows: list[dict], chain: d
     schema.rewrite_reports(folder, manifest, doc, markdown)
 
 
-def merged_stage(out: Path, params: dict, inputs: dict) -> dict:
+def merged_stage(out: Path, params: MergedParams, inputs: dict) -> dict:
     """target/merged: the stored device results folded into a fresh build's reports. A group whose judged
     files (artifact, golden) are unchanged in the rebuilt bundle keeps its device rows; a group that
     changed goes back to deferred until the device verifies the new bundle."""
@@ -238,12 +239,12 @@ def merged_stage(out: Path, params: dict, inputs: dict) -> dict:
         for label in sorted(k for k in inputs if k.startswith("device.")):
             path = Path(inputs[label])
             device = load_device_result(path)
-            if device.target != params["target"]:
+            if device.target != params.target:
                 continue
             proven = prove(device, bundle_manifest, budgets, path, stale_ok=True)
             if proven:
                 manifest, rows = fold(manifest, rows, device, proven, info["runtime"], sha256_file(path))
             kept[device.runner] = len(proven)
-    doc, markdown, passed = report.parity_doc(params["target"], rows, shipped.parity.chain)
+    doc, markdown, passed = report.parity_doc(params.target, rows, shipped.parity.chain)
     schema.write_reports(out, manifest, doc, markdown)
     return {"passed": passed, "device_rows": kept}

@@ -5,7 +5,7 @@ from collections import Counter
 
 import onnx
 
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 from voxc.models.spec import ModelSpec
 
 _DTYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
@@ -82,7 +82,7 @@ def check_graph(model: onnx.ModelProto, spec: ModelSpec) -> onnx.ModelProto:
         onnx.checker.check_model(model, full_check=False)
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, data_prop=True)
     except Exception as exc:
-        raise VoxcError(f"{spec.name}: ONNX check failed: {str(exc).splitlines()[0][:300]}") from None
+        raise VoxcError(f"{spec.name}: ONNX check failed: {first_line(exc)}") from None
     problems = conformance_problems(inferred, spec)
     if problems:
         raise VoxcError(f"{spec.name}: exported graph does not match its spec: {'; '.join(problems)}")

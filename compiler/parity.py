@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from voxc.core import gates, metrics
+from voxc.core.errors import first_line
 from voxc.models.spec import ModelSpec
 
 
@@ -48,8 +49,7 @@ def check(spec: ModelSpec, module: torch.nn.Module, runner, precision: str, runt
         try:
             got = runner.infer(feeds_)
         except Exception as exc:
-            row("*", "runs", 0.0, 1.0, False, error=str(exc).strip().splitlines()[0][:240] if str(exc).strip() else
-                type(exc).__name__)
+            row("*", "runs", 0.0, 1.0, False, error=first_line(exc) or type(exc).__name__)
             continue
         want = {t.name: list(spec.output_shape(t, sizes)) for t in spec.outputs}
         budgets = {t.kind: spec.budget(precision, t.kind) for t in spec.outputs}

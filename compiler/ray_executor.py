@@ -19,7 +19,7 @@ import logging
 import os
 from concurrent.futures import Future
 
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 
 RETRIES = 2
 OBJECT_STORE_BYTES = 100 * 2**20    # stages pass only small records through Ray
@@ -67,7 +67,7 @@ class RayExecutor:
                 else:
                     ray.init(num_cpus=cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES, **opts)
             except Exception as exc:  # noqa: BLE001 -- Ray raises ConnectionError, RuntimeError, grpc errors
-                msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+                msg = first_line(exc) or type(exc).__name__
                 raise VoxcError(f"cannot reach the Ray cluster at {address or 'a new local instance'} ({msg}); "
                                 "start one with `ray start --head` or pass --address HOST:PORT, ray://HOST:PORT "
                                 "or auto") from None

@@ -14,6 +14,7 @@ from voxc.compiler.chain import chain_utterances, output_metrics
 from voxc.core.audio import SAMPLE_RATE
 from voxc.models.family import family_of, model_spec
 from voxc.models.pipeline import Pipeline
+from voxc.models.spec import preset_dim
 
 
 def wav_bytes(wave: np.ndarray) -> bytes:
@@ -28,23 +29,23 @@ def wav_bytes(wave: np.ndarray) -> bytes:
 def reference_pipeline(folder: Path, manifest: dict) -> Pipeline:
     from voxc.models.weights import load_module
     from voxc.targets.runner import TorchRunner
-    cfg = manifest["preset_config"]
+    preset = manifest["preset_config"]
     refs = {n: TorchRunner(load_module(n, i["config"], folder / n / "reference.safetensors"), model_spec(n, i["config"]))
             for n, i in manifest["models"].items()}
-    return Pipeline(family_of(cfg), cfg, refs)
+    return Pipeline(family_of(preset), preset, refs)
 
 
-def utterance_inputs(ref: Pipeline, cfg: dict, count: int) -> list[tuple[object, dict]]:
+def utterance_inputs(ref: Pipeline, preset: dict, count: int) -> list[tuple[object, dict]]:
     """(utterance, forced inputs) for `count` held-out utterances whose free-run length fits the graphs:
     the item's aligned durations plus the values the family pins from the reference's free run."""
-    fam, out = family_of(cfg), []
+    fam, out = family_of(preset), []
     check = fam.chain
     want = list(dict.fromkeys([n for n in (check.durations, check.frames) if n] + list(check.pin.values())))
-    for u in chain_utterances(cfg, 4 * count):
-        free = ref.run(fam.item_inputs(u, cfg), want).values if want else {}
-        if check.frames and "frames" in cfg["dims"] and int(free[check.frames]) > cfg["dims"]["frames"][3]:
+    for u in chain_utterances(preset, 4 * count):
+        free = ref.run(fam.item_inputs(u, preset), want).values if want else {}
+        if check.frames and "frames" in preset["dims"] and int(free[check.frames]) > preset_dim(preset, "frames").max:
             continue
-        out.append((u, {**fam.item_inputs(u, cfg, forced=True),
+        out.append((u, {**fam.item_inputs(u, preset, forced=True),
                         **{k: np.asarray(free[v]).reshape(-1) for k, v in check.pin.items()}}))
         if len(out) == count:
             break
@@ -70,20 +71,21 @@ def runnable(manifest: dict) -> tuple[list[str], dict[str, str]]:
 def listen(folder: Path, manifest: dict, count: int = 2) -> dict:
     """{"utterances": [{id, text, reference: wave, runtimes: {rt: {wave, metrics}}}], "skipped": {rt: why}}.
     Waves are float32 arrays; a common gain keeps every clip of an utterance within [-1, 1]."""
-    from voxc.api import open_target
-    cfg = manifest["preset_config"]
-    fam = family_of(cfg)
+    from voxc.compiler.shipped import pipeline
+    from voxc.core.target import read
+    preset = manifest["preset_config"]
+    fam = family_of(preset)
     ok, why = runnable(manifest)
     if fam.chain is None or fam.chain.kind != "waveform":
         return {"utterances": [], "skipped": {rt: f"family {fam.name} has no waveform output" for rt in ok} | why}
     if not ok:
         return {"utterances": [], "skipped": why}
-    target = open_target(folder)
+    target = read(folder)
     ref = reference_pipeline(folder, manifest)
-    pipes = {rt: target.pipeline(rt) for rt in ok}
+    pipes = {rt: pipeline(target.folder, target.manifest, rt) for rt in ok}
     out = fam.chain.output
     utts = []
-    for u, inputs in utterance_inputs(ref, cfg, count):
+    for u, inputs in utterance_inputs(ref, preset, count):
         r = np.asarray(ref.run(inputs, [out]).values[out], np.float32).reshape(-1)
         arts = {rt: np.asarray(p.run(inputs, [out]).values[out], np.float32).reshape(-1) for rt, p in pipes.items()}
         peak = max([float(np.abs(r).max())] + [float(np.abs(w).max()) for w in arts.values()] + [1e-9])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from voxc.compiler import deferred, parity
 from voxc.compiler.graph import tool_versions
+from voxc.compiler.plan import AssembleParams, GraphPlan, Rung, TargetInfo
 from voxc.core import target as schema
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_path
@@ -61,21 +62,19 @@ def _weight_source(info: dict, record: dict) -> dict:
     return {**info, "parameters": record.get("parameters")}
 
 
-def _precision_entry(sel: dict, chain: dict, results: dict, runtime: str) -> dict:
+def _precision_entry(sel: dict, gp: GraphPlan, results: dict, runtime: str) -> dict:
     """Manifest record of the policy's decision on one runtime, with the parity figures (its timings
     go to the timings file: `timings_entry`)."""
     figures = {}
-    for a in chain["artifacts"]:
-        if a["runtime"] != runtime:
-            continue
-        rec = results[a["artifact"]].record
-        summary = parity.summarise(results[a["parity"]].record["rows"])
-        figures[a["precision"]] = {
-            "gates": "pass" if sel["gates"].get(a["precision"]) is None else "fail",
+    for rung in gp.rungs.get(runtime, {}).values():
+        rec = results[rung.artifact].record
+        summary = parity.summarise(results[rung.parity].record["rows"])
+        figures[rung.precision] = {
+            "gates": "pass" if sel["gates"].get(rung.precision) is None else "fail",
             "worst": next(iter(summary.values()), {}).get("worst", {}),
             **{k: rec[k] for k in ("fp32_nodes", "fp32_ops", "int8", "calibration_items", "sensitivity", "error") if rec.get(k)},
-            **({"calibration_set": a["calibration_set"]} if a.get("calibration_set") else {}),
-            "parity_set": a["parity_set"]}
+            **({"calibration_set": rung.calibration_set} if rung.calibration_set else {}),
+            "parity_set": rung.parity_set}
     return {"accepted": sel["accepted"], "ladder": sel["ladder"], "fallback": sel["fallback"],
             "rejected": sel["rejected"], "margin": sel["margin"], "timing_shape": sel["timing_shape"],
             "threads": sel["threads"], "figures": figures}
@@ -87,62 +86,62 @@ def timings_entry(sel: dict) -> dict:
     return {k: sel.get(k) for k in ("accepted", "timings", "speedups", "margin", "timing_shape", "threads")}
 
 
-def write_target(folder: Path, info: dict, chains: dict, results: dict, chained: dict | None = None,
-                 digests: dict | None = None) -> tuple[bool, dict]:
+def write_target(folder: Path, info: TargetInfo, graphs: dict[str, GraphPlan], results: dict,
+                 chained: dict | None = None, digests: dict | None = None) -> tuple[bool, dict]:
     """Writes manifest.json, parity.json and parity.md (core/target.py); returns (passed, the policy's
     timings). `digests`: rel path -> sha256 of the bytes assembly wrote (else hashed here)."""
     if digests is None:
         digests = _Hashes(folder)
     rows: list[dict] = []
     models, timings = {}, {}
-    for name, chain in chains.items():
-        spec = model_spec(name, chain["config"])
+    for name, gp in graphs.items():
+        spec = model_spec(name, gp.config)
         files = [_file_entry(folder, f"{name}/{name}.onnx", digests, precision="fp32", format="onnx", runtime="portable",
                              role="model")]
         model_rows = []
         precision = {}
-        for a in chain["artifacts"]:
-            sel = results[chain["select"][a["runtime"]]].record if a["runtime"] in chain["select"] else None
-            if sel is not None and a["runtime"] not in precision:
-                precision[a["runtime"]] = _precision_entry(sel, chain, results, a["runtime"])
-                timings.setdefault(name, {})[a["runtime"]] = timings_entry(sel)
-            accepted = sel is None or a["precision"] == sel["accepted"]
-            gating = sel is None or a["precision"] in (sel["accepted"], sel["fallback"])
-            model_rows += [{**r, "gating": gating, "accepted": accepted} for r in results[a["parity"]].record["rows"]]
-            rec = results[a["artifact"]].record
+        for a in gp.all_rungs():
+            sel = results[gp.select[a.runtime]].record if a.runtime in gp.select else None
+            if sel is not None and a.runtime not in precision:
+                precision[a.runtime] = _precision_entry(sel, gp, results, a.runtime)
+                timings.setdefault(name, {})[a.runtime] = timings_entry(sel)
+            accepted = sel is None or a.precision == sel["accepted"]
+            gating = sel is None or a.precision in (sel["accepted"], sel["fallback"])
+            model_rows += [{**r, "gating": gating, "accepted": accepted} for r in results[a.parity].record["rows"]]
+            rec = results[a.artifact].record
             if not accepted or not rec.get("file"):      # a device rung that failed to build: its row fails
                 continue
             for f, role in record_roles(rec).items():
-                files.append(_file_entry(folder, artifact_path(name, a["runtime"], a["precision"], f), digests,
-                                         precision=a["precision"], format=rec.get("format", "onnx"),
-                                         runtime=a["runtime"], role=role,
-                                         **({"parity_set": a["parity_set"]} if a.get("parity_set") else {}),
-                                         **({"calibration_set": a["calibration_set"]} if a.get("calibration_set") else {}),
+                files.append(_file_entry(folder, artifact_path(name, a.runtime, a.precision, f), digests,
+                                         precision=a.precision, format=rec.get("format", "onnx"),
+                                         runtime=a.runtime, role=role,
+                                         **({"parity_set": a.parity_set} if a.parity_set else {}),
+                                         **({"calibration_set": a.calibration_set} if a.calibration_set else {}),
                                          **({"qdq_rules": rec["qdq_rules"]} if rec.get("qdq_rules") and f == rec["file"] else {})))
         rows += model_rows
-        stage_labels = {k: chain[k] for k in ("weights", "export", "check", "simplify")}
-        stage_labels.update({a["artifact"].split("/", 1)[1]: a["artifact"] for a in chain["artifacts"]})
-        simplify = results[chain["simplify"]].record
+        stage_labels = {"weights": gp.weights, "export": gp.export, "check": gp.check, "simplify": gp.simplify}
+        stage_labels.update({a.artifact.split("/", 1)[1]: a.artifact for a in gp.all_rungs()})
+        simplify = results[gp.simplify].record
         models[name] = {
             "artifacts": files,
             "reference": _file_entry(folder, f"{name}/reference.safetensors", digests, format="safetensors",
                                      role="reference"),
             **spec.to_json(),
-            "config": chain["config"],
+            "config": gp.config,
             "stage_keys": {k: results[v].key for k, v in stage_labels.items()},
-            "tools": tool_versions(tuple(info["tools"])),
-            "graph": {"export_nodes": results[chain["export"]].record["nodes"],
+            "tools": tool_versions(tuple(info.tools)),
+            "graph": {"export_nodes": results[gp.export].record["nodes"],
                       "simplified_nodes": simplify["nodes"], "simplifier": simplify["simplifier"],
                       "simplify_fallbacks": simplify["fallback_reasons"], "ops": simplify["ops"],
-                      "exporter": results[chain["export"]].record["exporter"]},
+                      "exporter": results[gp.export].record["exporter"]},
             "precision": precision,
             "parity": deferred.status(model_rows),
-            "weights": _weight_source(chain.get("weights_info", {}), results[chain["weights"]].record),
+            "weights": _weight_source(gp.weights_info, results[gp.weights].record),
         }
-    manifest = {"target": info["target"], "voxc_version": VOXC_VERSION, "preset": info["preset_name"],
-                "family": info["preset"].get("family"), "profile": info["profile"], "models": models,
-                "preset_config": info["preset"], "data_sets": info["data_sets"]}
-    doc, markdown, passed = parity_doc(info["target"], rows, chained)
+    manifest = {"target": info.target, "voxc_version": VOXC_VERSION, "preset": info.preset_name,
+                "family": info.preset.get("family"), "profile": info.profile, "models": models,
+                "preset_config": info.preset, "data_sets": info.data_sets}
+    doc, markdown, passed = parity_doc(info.target, rows, chained)
     schema.write_reports(folder, manifest, doc, markdown)
     return passed, timings
 
@@ -167,11 +166,11 @@ def merged_chains(records: list[dict]) -> dict:
             "demotions": demotions}
 
 
-def apply_selection(chains: dict, results: dict, chain_record: dict | None) -> None:
+def apply_selection(graphs: dict[str, GraphPlan], results: dict, chain_record: dict | None) -> None:
     """The chain gate's final choice, written into (copies of) the policy records: a demoted rung
     becomes a rejection with the chain's reason and its fallback the accepted precision."""
     for d in (chain_record or {}).get("demotions", []):
-        r = results[chains[d["model"]]["select"][d["runtime"]]]
+        r = results[graphs[d["model"]].select[d["runtime"]]]
         rec = dict(r.record)
         rec["rejected"] = sorted(rec["rejected"] + [{"precision": d["precision"], "reason": d["reason"]}],
                                  key=lambda x: rec["ladder"].index(x["precision"]))
@@ -180,46 +179,45 @@ def apply_selection(chains: dict, results: dict, chain_record: dict | None) -> N
         r.record = rec
 
 
-def accepted_artifacts(chain: dict, results: dict) -> list[dict]:
-    """The artifact entries that ship: the policy's choice per host runtime, every device artifact built."""
+def accepted_artifacts(gp: GraphPlan, results: dict) -> list[Rung]:
+    """The rungs that ship: the policy's choice per host runtime, every device artifact built."""
     out = []
-    for a in chain["artifacts"]:
-        label = chain["select"].get(a["runtime"])
-        if label is None and not results[a["artifact"]].record.get("file"):
+    for a in gp.all_rungs():
+        label = gp.select.get(a.runtime)
+        if label is None and not results[a.artifact].record.get("file"):
             continue
-        if label is None or results[label].record["accepted"] == a["precision"]:
+        if label is None or results[label].record["accepted"] == a.precision:
             out.append(a)
     return out
 
 
-def target_stage(out: Path, params: dict, inputs: dict) -> dict:
+def target_stage(out: Path, params: AssembleParams, inputs: dict) -> dict:
     """The target folder, assembled once from verified bytes: reference weights, the portable ONNX and
     the accepted artifacts of every model are copied out of their cache entries, and the sha256 of each
     byte written must equal the one its stage recorded when it was verified (stage.json `files`): an
     entry altered since then is refused, never shipped (its next lookup finds it corrupt and rebuilds
     it). Then manifest.json, parity.json, parity.md."""
     from voxc.compiler.graph import Result, read_record
-    chains = params["layout"]
+    graphs = params.graphs
     results = {}
     for label, path in inputs.items():
         rec = read_record(path)
         results[label] = Result(label, rec.get("key", ""), Path(path), rec, True, 0.0)
-    chain_record = merged_chains([results[label].record for label in params["tail"]["chains"]]) \
-        if params["tail"].get("chained") else None
-    apply_selection(chains, results, chain_record)
+    chain_record = merged_chains([results[label].record for label in params.chains]) if params.chained else None
+    apply_selection(graphs, results, chain_record)
     digests: dict[str, str] = {}
 
     def place(r, src: str, rel: str) -> None:
         digests[rel] = copy_verified(r.path, src, r.record.get("files") or {}, out / rel, r.label)
-    for name, chain in chains.items():
-        place(results[chain["weights"]], "weights.safetensors", f"{name}/reference.safetensors")
-        place(results[chain["simplify"]], "model.onnx", f"{name}/{name}.onnx")
-        for a in accepted_artifacts(chain, results):
-            r = results[a["artifact"]]
+    for name, gp in graphs.items():
+        place(results[gp.weights], "weights.safetensors", f"{name}/reference.safetensors")
+        place(results[gp.simplify], "model.onnx", f"{name}/{name}.onnx")
+        for a in accepted_artifacts(gp, results):
+            r = results[a.artifact]
             for f in record_files(r.record):
-                place(r, f, artifact_path(name, a["runtime"], a["precision"], f))
-    passed, timings = write_target(out, params, chains, results, chain_record["chain"] if chain_record else None,
-                                   digests)
+                place(r, f, artifact_path(name, a.runtime, a.precision, f))
+    passed, timings = write_target(out, params.info, graphs, results,
+                                   chain_record["chain"] if chain_record else None, digests)
     return {"passed": passed, "timings": timings}
 
 

@@ -18,7 +18,9 @@ import onnx
 import torch
 
 from voxc.compiler import onnx_info, parity
-from voxc.core.errors import VoxcError
+from voxc.compiler.plan import (ExportParams, FeedParams, GraphParams, ParityParams, RungParams, SelectParams,
+                                WeightsParams)
+from voxc.core.errors import VoxcError, first_line
 from voxc.models.family import init_module, model_spec
 from voxc.models.weights import load_into, load_module as load_reference, save_safetensors
 
@@ -26,17 +28,17 @@ WEIGHTS = "weights.safetensors"
 ONNX = "model.onnx"
 
 
-def load_module(params: dict, weights_dir: Path) -> torch.nn.Module:
-    return load_reference(params["model"], params["config"], weights_dir / WEIGHTS)
+def load_module(params: GraphParams, weights_dir: Path) -> torch.nn.Module:
+    return load_reference(params.model, params.config, weights_dir / WEIGHTS)
 
 
-def weights(out: Path, params: dict, inputs: dict) -> dict:
-    module = init_module(params["model"], params["config"])
+def weights(out: Path, params: WeightsParams, inputs: dict) -> dict:
+    module = init_module(params.model, params.config)
     if "checkpoint" in inputs:
-        load_into(module, inputs["checkpoint"], params["model"])
+        load_into(module, inputs["checkpoint"], params.model)
     save_safetensors(module, out / WEIGHTS)
     return {"parameters": sum(p.numel() for p in module.parameters()),
-            "source": params.get("checkpoint_name") or f"seeded init (seed {params['config']['seed']})"}
+            "source": params.checkpoint_name or f"seeded init (seed {params.config['seed']})"}
 
 
 def _dynamic_shapes(spec) -> dict:
@@ -44,8 +46,8 @@ def _dynamic_shapes(spec) -> dict:
     return {t.name: {axis: dims[d] for axis, d in enumerate(t.dims) if isinstance(d, str)} for t in spec.inputs}
 
 
-def export(out: Path, params: dict, inputs: dict) -> dict:
-    spec = model_spec(params["model"], params["config"])
+def export(out: Path, params: ExportParams, inputs: dict) -> dict:
+    spec = model_spec(params.model, params.config)
     module = load_module(params, inputs["weights"])
     example = spec.example_inputs()
     args = tuple(torch.from_numpy(example[t.name]) for t in spec.inputs)
@@ -53,21 +55,21 @@ def export(out: Path, params: dict, inputs: dict) -> dict:
     t0 = time.perf_counter()
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        if params["exporter"] == "dynamo":
+        if params.exporter == "dynamo":
             torch.onnx.export(module, args, str(out / ONNX), dynamo=True, dynamic_shapes=_dynamic_shapes(spec),
-                              opset_version=params["opset"], external_data=False, **names)
+                              opset_version=params.opset, external_data=False, **names)
         else:
             axes = {t.name: {a: d for a, d in enumerate(t.dims) if isinstance(d, str)} for t in spec.inputs + spec.outputs}
             axes = {k: {a: (d if "*" not in d else d.replace("*", "x")) for a, d in v.items()} for k, v in axes.items()}
             torch.onnx.export(module, args, str(out / ONNX), dynamo=False, dynamic_axes=axes,
-                              opset_version=min(params["opset"], 17), **names)
+                              opset_version=min(params.opset, 17), **names)
     model = onnx.load(str(out / ONNX))
-    return {"exporter": params["exporter"], "export_seconds": round(time.perf_counter() - t0, 2),
+    return {"exporter": params.exporter, "export_seconds": round(time.perf_counter() - t0, 2),
             **onnx_info.graph_facts(model)}
 
 
-def check(out: Path, params: dict, inputs: dict) -> dict:
-    spec = model_spec(params["model"], params["config"])
+def check(out: Path, params: GraphParams, inputs: dict) -> dict:
+    spec = model_spec(params.model, params.config)
     model = onnx_info.check_graph(onnx.load(str(inputs["onnx"] / ONNX)), spec)
     onnx.save(model, str(out / ONNX))
     return {**onnx_info.graph_facts(model), **onnx_info.io_summary(model)}
@@ -120,10 +122,10 @@ def output_mismatch(original, candidate, spec) -> str | None:
     return None
 
 
-def simplify(out: Path, params: dict, inputs: dict) -> dict:
+def simplify(out: Path, params: GraphParams, inputs: dict) -> dict:
     """onnxsim, then onnxslim, then the unsimplified graph; a result must still conform to the spec and
     compute the same outputs as the exported graph (checked by running both)."""
-    spec = model_spec(params["model"], params["config"])
+    spec = model_spec(params.model, params.config)
     original = onnx.load(str(inputs["onnx"] / ONNX))
     reasons = []
     chosen, tool = original, "none"
@@ -141,44 +143,44 @@ def simplify(out: Path, params: dict, inputs: dict) -> dict:
             chosen, tool = candidate, name
             break
         except Exception as exc:
-            reasons.append(f"{name}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}")
+            reasons.append(f"{name}: {first_line(exc) or type(exc).__name__}")
     onnx.save(chosen, str(out / ONNX))
     before = onnx_info.graph_facts(original)["nodes"]
     return {"simplifier": tool, "fallback_reasons": reasons, "nodes_before": before, **onnx_info.graph_facts(chosen)}
 
 
-def feed_maker(params: dict, inputs: dict):
+def feed_maker(params: FeedParams, inputs: dict):
     """Real-data feeds for this graph; upstream graphs run as their FP32 reference modules."""
     from voxc.calibration.feeds import FeedMaker
     from voxc.targets.runner import TorchRunner
     up = {}
-    for name, cfg in params.get("upstream", {}).items():
-        up[name] = TorchRunner(load_module({"model": name, "config": cfg}, inputs[f"up.{name}"]), model_spec(name, cfg))
-    specs = {name: model_spec(name, cfg) for name, cfg in params.get("upstream", {}).items()}
-    return FeedMaker(params["model"], model_spec(params["model"], params["config"]), params["full_config"], up, specs)
+    for name, config in params.upstream.items():
+        up[name] = TorchRunner(load_reference(name, config, inputs[f"up.{name}"] / WEIGHTS), model_spec(name, config))
+    specs = {name: model_spec(name, config) for name, config in params.upstream.items()}
+    return FeedMaker(params.model, model_spec(params.model, params.config), params.host_config, up, specs)
 
 
 VALIDATION_ITEMS = 4
 
 
-def _build_rung(out: Path, params: dict, inputs: dict) -> dict:
+def _build_rung(out: Path, params: RungParams, inputs: dict) -> dict:
     """Build one precision of one graph into out; an int8 build that quantised nothing is refused."""
     from voxc.calibration.feeds import calibration_feeds
     from voxc.targets import backend
-    spec = model_spec(params["model"], params["config"])
-    options = dict(params.get("options", {}))
+    spec = model_spec(params.model, params.config)
+    options = dict(params.options)
     calibration = None
-    if params["precision"] == "int8":
+    if params.precision == "int8":
         maker = feed_maker(params, inputs)
         n = int(options.get("calibration_items", 32))
         d = spec.dims[spec.sweep_dim]
         items = calibration_feeds(maker, n + VALIDATION_ITEMS, max_length=d.opt)
         calibration, options["validation"] = items[:-VALIDATION_ITEMS] or items, items[-VALIDATION_ITEMS:]
-    be = backend(params["runtime"])
-    record = be.build(inputs["onnx"] / ONNX, out, params["precision"], spec, calibration=calibration, options=options,
+    be = backend(params.runtime)
+    record = be.build(inputs["onnx"] / ONNX, out, params.precision, spec, calibration=calibration, options=options,
                       torch_module=lambda: load_module(params, inputs["weights"]))
-    if params["precision"] == "int8":
-        record["quantised"] = quantised_or_refused(be, out, record, f"{params['model']} {params['runtime']} int8",
+    if params.precision == "int8":
+        record["quantised"] = quantised_or_refused(be, out, record, f"{params.model} {params.runtime} int8",
                                                    options)
     return record
 
@@ -201,22 +203,22 @@ def _clear(out: Path) -> None:
 
 
 def _said(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
-def _refused(out: Path, params: dict, error: str, attempts: int) -> dict:
+def _refused(out: Path, params: RungParams, error: str, attempts: int) -> dict:
     _clear(out)
-    return {"file": None, "error": error, "attempts": attempts, "precision": params["precision"],
-            "runtime": params["runtime"]}
+    return {"file": None, "error": error, "attempts": attempts, "precision": params.precision,
+            "runtime": params.runtime}
 
 
-def attempt_rung(out: Path, params: dict, build) -> dict:
+def attempt_rung(out: Path, params: RungParams, build) -> dict:
     """A rung's record. A rung that is not the ladder's fallback may fail to build: a refusal (VoxcError:
     settings it cannot use, nothing quantised) is its result at once; any other error is retried once
     from an empty folder, and becomes its result only when the retry fails the same way (deterministic).
     Two different errors are transient: raised, so no cache entry records them. The fallback's errors
     fail the build."""
-    fallback = params.get("fallback", True)
+    fallback = params.fallback
     try:
         return build()
     except VoxcError as exc:
@@ -233,21 +235,21 @@ def attempt_rung(out: Path, params: dict, build) -> dict:
             return _refused(out, params, _said(exc), 2)
         except Exception as second:
             if _said(second) != _said(first):
-                raise RuntimeError(f"the {params['precision']} rung raised two different errors ({_said(first)}; "
+                raise RuntimeError(f"the {params.precision} rung raised two different errors ({_said(first)}; "
                                    f"then {_said(second)}): a transient failure, not recorded as its result; "
                                    "build again") from second
             return _refused(out, params, _said(second), 2)
         return {**record, "retried_after": _said(first)}
 
 
-def artifact(out: Path, params: dict, inputs: dict) -> dict:
+def artifact(out: Path, params: RungParams, inputs: dict) -> dict:
     """One precision of one graph (attempt_rung: what a failing rung records). Records, for int8, how
     many nodes run quantised (`quantised`: markers, nodes, ops per type)."""
     record = attempt_rung(out, params, lambda: _build_rung(out, params, inputs))
     if record.get("file") is None:
         return record
-    if params.get("calibration_set"):
-        record["calibration_set"] = params["calibration_set"]
+    if params.calibration_set:
+        record["calibration_set"] = params.calibration_set
     if record.get("format") == "onnx":    # a Core ML package or an OpenVINO IR records its own facts
         record.update(onnx_info.graph_facts(onnx.load(str(out / record["file"]))))
     return record
@@ -258,54 +260,54 @@ def _artifact_record(folder: Path) -> dict:
     return read_record(folder)
 
 
-def parity_check(out: Path, params: dict, inputs: dict) -> dict:
+def parity_check(out: Path, params: ParityParams, inputs: dict) -> dict:
     from voxc.calibration.feeds import sweep_feeds
     from voxc.targets import backend
-    spec = model_spec(params["model"], params["config"])
+    spec = model_spec(params.model, params.config)
     rec = _artifact_record(inputs["artifact"])
-    data = {"parity_set": params["parity_set"]}
+    data = {"parity_set": params.parity_set}
     if rec.get("file") is None:          # a rung that failed to build (or was refused): one failing row, any runtime
-        rows = [{"model": spec.name, "precision": params["precision"], "runtime": params["runtime"], "length": 0,
+        rows = [{"model": spec.name, "precision": params.precision, "runtime": params.runtime, "length": 0,
                  "batch": 0, "output": "*", "metric": "builds", "value": 0.0, "tolerance": 1.0, "passed": False,
                  "error": rec.get("error", "no artifact"), **data}]
         return {"passed": False, "rows": rows}
-    if backend(params["runtime"]).parity == "device":
+    if backend(params.runtime).parity == "device":
         from voxc.compiler import deferred
         return deferred.parity_stage(out, params, inputs, load_module(params, inputs["weights"]))
     module = load_module(params, inputs["weights"])
     maker = feed_maker(params, inputs)
-    runner = backend(params["runtime"]).open(inputs["artifact"] / rec["file"], rec)
-    rows = parity.check(spec, module, runner, params["precision"], params["runtime"],
-                        [tuple(p) for p in params["sweep"]], feeds=lambda b, n: sweep_feeds(maker, b, n), data=data)
+    runner = backend(params.runtime).open(inputs["artifact"] / rec["file"], rec)
+    rows = parity.check(spec, module, runner, params.precision, params.runtime,
+                        [tuple(p) for p in params.sweep], feeds=lambda b, n: sweep_feeds(maker, b, n), data=data)
     return {"passed": all(r["passed"] for r in rows), "rows": rows}
 
 
-def select(out: Path, params: dict, inputs: dict) -> dict:
+def select(out: Path, params: SelectParams, inputs: dict) -> dict:
     """The precision policy for one model on one runtime: gates + interleaved timing at the opt shape."""
     import os
     from voxc.calibration.feeds import sweep_feeds
     from voxc.compiler import policy
     from voxc.targets import backend
-    spec = model_spec(params["model"], params["config"])
-    ladder = params["ladder"]
+    spec = model_spec(params.model, params.config)
+    ladder = list(params.ladder)
     gates, runners = {}, {}
     for p in ladder:
         rows = _artifact_record(inputs[f"parity.{p}"])["rows"]
         gates[p] = policy.gate_reason(rows)
         rec = _artifact_record(inputs[f"artifact.{p}"])
         if rec.get("file"):          # rungs that failed a gate are timed too: the manifest reports their speed
-            runners[p] = backend(params["runtime"]).open(inputs[f"artifact.{p}"] / rec["file"], rec,
-                                                         threads=params.get("threads") or None)
+            runners[p] = backend(params.runtime).open(inputs[f"artifact.{p}"] / rec["file"], rec,
+                                                      threads=params.threads or None)
     timings = {}
     if len(ladder) > 1 and len(runners) > 1:
         d = spec.dims[spec.sweep_dim]
         feeds = sweep_feeds(feed_maker(params, inputs), 1, d.opt)
         feeds = {t.name: feeds[t.name] for t in spec.inputs}
-        timings = policy.time_interleaved(runners, feeds, runs=params["runs"])
-    decision = policy.decide(ladder, gates, timings, params["margin"])
+        timings = policy.time_interleaved(runners, feeds, runs=params.runs)
+    decision = policy.decide(ladder, gates, timings, params.margin)
     return {**decision, "ladder": ladder, "gates": gates, "timings": timings,
             "timing_shape": {"batch": 1, spec.sweep_dim: spec.dims[spec.sweep_dim].opt},
-            "threads": params.get("threads") or os.cpu_count()}
+            "threads": params.threads or os.cpu_count()}
 
 
 EXPORT_TOOLS = ("torch", "onnxscript", "onnx")

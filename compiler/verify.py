@@ -22,11 +22,6 @@ def load_manifest(folder: Path) -> dict:
     return schema.read(folder).manifest.doc
 
 
-def load_parity(folder: Path) -> list[dict]:
-    """The result rows of a built, verified target's parity.json."""
-    return schema.read(folder).parity.results
-
-
 def verify_target(artifacts: Path, target: str) -> bool:
     from voxc.calibration.feeds import FeedMaker, sweep_feeds, upstream_graphs
     from voxc.targets.runner import TorchRunner
@@ -71,8 +66,8 @@ def _chain(folder: Path, m: schema.Manifest, host: set[str]) -> dict | None:
     no chain or the target lacks some of its graphs). A demotion is the build's decision, not re-taken."""
     from voxc.compiler.chain import measure
     from voxc.targets.runner import TorchRunner
-    cfg, models = m.preset_config, m.models
-    fam = family_of(cfg)
+    preset, models = m.preset_config, m.models
+    fam = family_of(preset)
     if fam.chain is None or not set(fam.graph_names) <= set(models):
         return None
     ref = {n: TorchRunner(_reference(folder / n, i.config, n), model_spec(n, i.config)) for n, i in models.items()}
@@ -86,9 +81,9 @@ def _chain(folder: Path, m: schema.Manifest, host: set[str]) -> dict | None:
     arts = {rt: a for rt, a in arts.items() if set(a) == set(models)}
     if not arts:
         return None
-    return measure(ref, arts, {rt: precs[rt] for rt in arts}, {n: i.config for n, i in models.items()}, cfg)
+    return measure(ref, arts, {rt: precs[rt] for rt in arts}, {n: i.config for n, i in models.items()}, preset)
 
 
-def _reference(model_dir: Path, cfg: dict, name: str):
+def _reference(model_dir: Path, preset: dict, name: str):
     from voxc.models.weights import load_module
-    return load_module(name, cfg, model_dir / "reference.safetensors")
+    return load_module(name, preset, model_dir / "reference.safetensors")

@@ -1,8 +1,8 @@
 """Model families as data: what a family declares, and the registry of families.
 
 A family (models/<family>/__init__.py, `FAMILY = Family(...)`) names, once:
-- its graphs: module builder and ModelSpec function (as "module:attr", imported only when used, so
-  the dataflow can be read without PyTorch), and the preset keys and dims each graph depends on;
+- its graphs: module builder and ModelSpec function (callables; `Lazy("module:attr")` imports only when
+  called, so the dataflow can be read without PyTorch), and the preset keys and dims each graph depends on;
 - its dataflow: an ordered list of steps -- GraphStep (a graph, with its inputs and outputs bound to
   named values) and HostStep (a small named numpy function between graphs); models/pipeline.py runs it;
 - its training loops (which graphs each loop trains), its presets, and the committed trained voice;
@@ -25,6 +25,12 @@ from typing import Callable
 
 from voxc.core.errors import VoxcError
 
+# The three kinds of configuration, one name each:
+Preset = dict        # a family's whole configuration ("family", "seed", "dims", every graph's keys); a
+                     # built target's manifest records it as `preset_config`
+GraphConfig = dict   # model_config(): the slice of a preset one graph depends on (its build-key parameters)
+HostConfig = dict    # host_config(): the slice of a preset the family's host steps read
+
 # A new family is a folder under models/ and one line here. Families kept outside the tree register
 # through the environment (VOXC_FAMILIES="name=importable.module,..."), which build workers inherit.
 FAMILIES = {"voxc": "voxc.models.voxc", "emotivoice": "voxc.models.emotivoice"}
@@ -35,19 +41,23 @@ def registry() -> dict[str, str]:
     return {**FAMILIES, **{k.strip(): v.strip() for k, _, v in extra}}
 
 
-def _resolve(ref):
-    """'package.module:attr' -> the attribute (imported now); callables pass through."""
-    if not isinstance(ref, str):
-        return ref
-    module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)
+@dataclass(frozen=True)
+class Lazy:
+    """A function named "package.module:attr", imported when first called: how a declaration refers to
+    code it must not import yet (graph builders import PyTorch; the dataflow is read without it). Every
+    reference a family makes to code is a callable: a function, or a Lazy one."""
+    ref: str
+
+    def __call__(self, *args, **kwargs):
+        module, _, attr = self.ref.partition(":")
+        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
 
 
 @dataclass(frozen=True)
 class Graph:
     name: str
-    build: str | Callable          # cfg -> nn.Module
-    spec: str | Callable           # cfg -> ModelSpec
+    build: Callable                # graph config -> nn.Module
+    spec: Callable                 # graph config -> ModelSpec
     keys: tuple[str, ...]          # preset keys the graph depends on
     dims: tuple[str, ...]          # named dims whose ranges it uses
 
@@ -104,21 +114,21 @@ class Speaking:
     length a dim's maximum bounds (so long text is split before synthesis, never truncated), and the
     embeddings worth caching with the options their cache key is made of; the speaking rates it
     takes, and how a free-text instruction ("speak cheerfully") becomes its style control."""
-    inputs: str | Callable                 # (options, cfg, given: cached value names, manifest) -> inputs
-    voices: str | Callable                 # cfg -> {voice name: options}
+    inputs: Callable                       # (options, cfg, given: cached value names, manifest) -> inputs
+    voices: Callable                       # cfg -> {voice name: options}
     lengths: tuple[tuple[str, str], ...]   # (pipeline value made from the text, dim bounding its last axis)
     cached: dict = field(default_factory=dict)   # pipeline value -> option names of its cache key
     options: tuple[str, ...] = ()          # option names a request may carry
     speed: tuple[float, float] = (0.25, 4.0)   # the speaking rates it takes (1.0: as trained), inclusive
-    instruct: str | Callable | None = None     # (instructions, cfg, manifest) -> options ({"style": ...}); None: ignored
+    instruct: Callable | None = None           # (instructions, cfg, manifest) -> options ({"style": ...}); None: ignored
 
     def make_inputs(self, options: dict, cfg: dict, given: set, manifest: dict) -> dict:
-        return _resolve(self.inputs)(options, cfg, given, manifest)
+        return self.inputs(options, cfg, given, manifest)
 
     def instructions(self, text: str, cfg: dict, manifest: dict) -> dict:
         """The options a free-text instruction maps to through the family's style control (none where
         the target has no style control for it)."""
-        return {} if self.instruct is None or not text.strip() else _resolve(self.instruct)(text, cfg, manifest)
+        return {} if self.instruct is None or not text.strip() else self.instruct(text, cfg, manifest)
 
     def check_speed(self, speed) -> None:
         """Refuses a speaking rate that is not a finite number within the family's range."""
@@ -130,7 +140,17 @@ class Speaking:
             raise VoxcError(f"speed must be a number from {lo} to {hi} (1.0: normal, 2.0: twice as fast); got {speed!r}")
 
     def builtin_voices(self, cfg: dict) -> dict:
-        return _resolve(self.voices)(cfg)
+        return self.voices(cfg)
+
+
+@dataclass(frozen=True)
+class TrainedVoice:
+    """A family's committed trained weights: the preset they were trained at and where they live (a
+    folder inside an installed package: <graph>.safetensors per trained graph, plus `extras` files)."""
+    preset: str
+    package: str
+    folder: str
+    extras: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,11 +167,11 @@ class Family:
     item_fits: Callable                    # (item, cfg) -> whether a whole item fits the preset's ranges
     host_config: tuple[str, ...] = ("dims",)   # preset keys the host steps read
     chain: ChainCheck | None = None
-    data: str = "voxc.calibration.sets:load_set"      # set name -> data items (calibration, parity)
-    data_hash: str = "voxc.calibration.sets:set_hash"  # set name -> content hash (in stage keys, manifest)
-    importer: str | None = None            # (source dir, {file kind: path}, preset) -> (preset, {graph: state dict})
+    data: Callable = Lazy("voxc.calibration.sets:load_set")      # set name -> data items (calibration, parity)
+    data_hash: Callable = Lazy("voxc.calibration.sets:set_hash")  # set name -> content hash (stage keys, manifest)
+    importer: Callable | None = None       # (source dir, {file kind: path}, preset) -> (preset, {graph: state dict})
     training: dict = field(default_factory=dict)     # loop name -> graphs it trains
-    voice: dict | None = None              # {"preset", "package", "folder", "extras"}: committed trained weights
+    voice: TrainedVoice | None = None      # committed trained weights
     speaking: Speaking | None = None       # run-time speech: options, voices, length bounds, caches
 
     @property
@@ -170,6 +190,11 @@ class Family:
             raise VoxcError(f"unknown preset '{name}' for family {self.name}: choose one of {', '.join(self.presets)}")
         return {"family": self.name, **copy.deepcopy(self.presets[name])}
 
+    def is_preset(self, config: dict) -> bool:
+        """Whether a configuration is a whole preset (it makes every graph's spec), not one of its slices."""
+        return "seed" in config and all(k in config for g in self.graphs for k in g.keys) \
+            and all(d in config.get("dims", {}) for g in self.graphs for d in g.dims)
+
     def step_of(self, graph: str) -> GraphStep:
         return next(s for s in self.steps if isinstance(s, GraphStep) and s.graph == graph)
 
@@ -177,14 +202,14 @@ class Family:
         """A user's own checkpoints of this family -> (preset, state dict per graph)."""
         if self.importer is None:
             raise VoxcError(f"family {self.name} has no importer: build it from a preset (--preset) and --checkpoint")
-        return _resolve(self.importer)(source, files, base)
+        return self.importer(source, files, base)
 
     def items(self, set_name: str) -> list:
         """The family's data items of a set (real utterances, or sentences for an imported family)."""
-        return _resolve(self.data)(set_name)
+        return self.data(set_name)
 
     def items_hash(self, set_name: str) -> str:
-        return _resolve(self.data_hash)(set_name)
+        return self.data_hash(set_name)
 
     def trained_graphs(self) -> tuple[str, ...]:
         """Graphs some training loop trains, in chain order."""
@@ -195,7 +220,7 @@ class Family:
         """For the trained voice's preset with an unmodified configuration: each trained graph's
         committed weights (graphs with a user checkpoint excluded). Other presets or changes: none."""
         folder = self.voice_folder()
-        if folder is None or preset_name != self.voice["preset"]:
+        if folder is None or preset_name != self.voice.preset:
             return {}
         ref = self.preset(preset_name)
         out = {}
@@ -210,7 +235,7 @@ class Family:
         if not self.voice:
             return None
         from importlib.resources import files
-        return Path(str(files(self.voice["package"]))) / self.voice["folder"]
+        return Path(str(files(self.voice.package))) / self.voice.folder
 
 
 @functools.lru_cache(maxsize=None)
@@ -225,22 +250,28 @@ def family_of(cfg: dict) -> Family:
     return family(cfg.get("family", "voxc"))
 
 
-def model_config(name: str, cfg: dict) -> dict:
+def model_config(name: str, preset: Preset) -> GraphConfig:
     """The part of a preset that one graph depends on (its build-key parameters)."""
-    g = family_of(cfg).graph(name)
-    sub = {k: cfg[k] for k in g.keys}
-    sub["dims"] = {d: cfg["dims"][d] for d in g.dims}
-    sub["seed"] = cfg["seed"]
-    sub["family"] = cfg.get("family", "voxc")
+    g = family_of(preset).graph(name)
+    sub = {k: preset[k] for k in g.keys}
+    sub["dims"] = {d: preset["dims"][d] for d in g.dims}
+    sub["seed"] = preset["seed"]
+    sub["family"] = preset.get("family", "voxc")
     return sub
 
 
+def host_config(preset: Preset) -> HostConfig:
+    """The part of a preset that the family's host steps read (a feed-making stage's parameters)."""
+    fam = family_of(preset)
+    return {"family": fam.name, **{k: preset[k] for k in fam.host_config}}
+
+
 def model_spec(name: str, cfg: dict):
-    return _resolve(family_of(cfg).graph(name).spec)(cfg)
+    return family_of(cfg).graph(name).spec(cfg)
 
 
 def init_module(name: str, cfg: dict):
     """A deterministically initialised module in eval mode (seed mixed with the graph name)."""
     import torch
     torch.manual_seed(cfg["seed"] + zlib.crc32(name.encode()) % 100_000)
-    return _resolve(family_of(cfg).graph(name).build)(cfg).eval()
+    return family_of(cfg).graph(name).build(cfg).eval()

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from voxc.core.errors import VoxcError
-from voxc.models.family import Family, GraphStep, HostStep, model_spec
+from voxc.models.family import Family, GraphStep, HostConfig, HostStep, Preset, model_spec
 
 
 @dataclass
@@ -29,23 +29,25 @@ class Run:
 
 
 class Pipeline:
-    def __init__(self, family: Family, cfg: dict, runners: dict, specs: dict | None = None):
-        self.family, self.cfg, self.runners = family, cfg, runners
+    """`config` is a whole preset, or the host steps' slice of one (a build stage's, which passes the
+    specs of the graphs it runs: only those graphs are known to it)."""
+
+    def __init__(self, family: Family, config: Preset | HostConfig, runners: dict, specs: dict | None = None):
+        self.family, self.cfg, self.runners = family, config, runners
         self._specs = dict(specs or {})
+        self._makes_specs = family.is_preset(config)
 
     def spec(self, graph: str):
         if graph not in self._specs:
+            if not self._makes_specs:
+                raise VoxcError(f"{self.family.name} pipeline: no spec for graph {graph} (it was given the host "
+                                f"configuration and the specs of {', '.join(self._specs) or 'no graph'})")
             self._specs[graph] = model_spec(graph, self.cfg)
         return self._specs[graph]
 
     def _known(self, graph: str) -> bool:
-        """Whether a graph's spec is given or can be made from cfg (a build stage's cfg holds only the
-        host keys; it passes the specs of the graphs it runs)."""
-        try:
-            self.spec(graph)
-            return True
-        except KeyError:
-            return False
+        """Whether the graph's spec is given or can be made from the configuration."""
+        return graph in self._specs or self._makes_specs
 
     def reads(self, step) -> list[str]:
         if isinstance(step, HostStep):

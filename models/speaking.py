@@ -14,6 +14,7 @@ import numpy as np
 
 from voxc.core.errors import VoxcError
 from voxc.models import segment
+from voxc.models.spec import preset_dim
 
 
 def fits(pipeline, cfg: dict, lengths, text: str) -> bool:
@@ -22,7 +23,7 @@ def fits(pipeline, cfg: dict, lengths, text: str) -> bool:
         run = pipeline.run({"text": text}, [v for v, _ in lengths])
     except VoxcError:
         return True                 # unspeakable text is refused later with its own message
-    return all(np.asarray(run.values[v]).shape[-1] <= cfg["dims"][d][3] for v, d in lengths)
+    return all(np.asarray(run.values[v]).shape[-1] <= preset_dim(cfg, d).max for v, d in lengths)
 
 
 def segments(pipeline, cfg: dict, lengths, text: str) -> list[segment.Segment]:
@@ -34,7 +35,7 @@ def segments(pipeline, cfg: dict, lengths, text: str) -> list[segment.Segment]:
 def pieces(pipeline, cfg: dict, text: str, upto: Callable[[str, list], dict], want: list) -> Iterator:
     """Runs (pipeline.Run) producing `want` for one segment; `upto(text, want)` gives the values up to
     the frame count (the caller adds its inputs and caches). Split between words while frames overflow."""
-    limit = cfg["dims"]["frames"][3] if "frames" in cfg["dims"] else None
+    limit = preset_dim(cfg, "frames").max if "frames" in cfg["dims"] else None
     values = upto(text, ["frames"] if limit else want)
     if limit and "frames" in values and int(values["frames"]) > limit:
         words = text.split()

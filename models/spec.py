@@ -195,7 +195,12 @@ class ModelSpec:
 
 def dims_from_preset(cfg: dict, names: list[str]) -> dict[str, Dim]:
     """Dim ranges for the named symbols, read from a preset's "dims" table."""
-    return {n: Dim(n, *cfg["dims"][n]) for n in names}
+    return {n: preset_dim(cfg, n) for n in names}
+
+
+def preset_dim(cfg: dict, name: str) -> Dim:
+    """One named dim's range from a configuration's "dims" table (a preset, a graph's or the host's slice)."""
+    return Dim(name, *cfg["dims"][name])
 
 
 def spec_from_json(name: str, j: dict) -> ModelSpec:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 
 _WRAPPERS = ("state_dict", "model", "generator", "module")
 
@@ -48,8 +48,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, or a pickle that needs code: both refused
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VoxcError(f"checkpoint {path} cannot be read safely ({first[:160]}); "
+        raise VoxcError(f"checkpoint {path} cannot be read safely ({first_line(exc) or type(exc).__name__}); "
                         "provide a .safetensors file or a plain torch state_dict") from None
     for wrapper in _WRAPPERS:
         if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):

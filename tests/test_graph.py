@@ -103,12 +103,14 @@ def test_a_simplifier_that_changes_the_outputs_is_not_used(tmp_path, monkeypatch
     import onnx
     from onnx import helper
     from voxc.compiler import stages
+    from voxc.compiler.plan import ExportParams, WeightsParams
     from voxc.models.family import model_config
-    params = {"model": "vocoder", "config": model_config("vocoder", tiny_cfg), "exporter": "torchscript", "opset": 17}
+    graph = dict(model="vocoder", config=model_config("vocoder", tiny_cfg))
+    params = ExportParams(**graph, exporter="torchscript", opset=17)
     w, e, c = (tmp_path / n for n in ("w", "e", "c"))
     for d in (w, e, c):
         d.mkdir()
-    stages.weights(w, params, {})
+    stages.weights(w, WeightsParams(**graph), {})
     stages.export(e, params, {"weights": w})
     stages.check(c, params, {"onnx": e})
 

@@ -3,6 +3,7 @@ quantised-node counts of real ONNX Runtime and OpenVINO (NNCF) int8 builds, the 
 build that quantised nothing, and a failing rung retried once (compiler/stages.py attempt_rung)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from voxc.compiler import stages
 from voxc.compiler.graph import BuildGraph, InlineExecutor, Stage
+from voxc.compiler.plan import RungParams
 from voxc.core.errors import VoxcError
 from voxc.targets import backend
 
@@ -85,7 +87,7 @@ class Flaky:
         return {"file": "model.onnx", "precision": "int8", "runtime": "onnxruntime"}
 
 
-RUNG = {"precision": "int8", "runtime": "onnxruntime", "fallback": False}
+RUNG = RungParams(model="g", config={}, precision="int8", runtime="onnxruntime", fallback=False)
 
 
 def test_a_transient_failure_is_retried_and_the_retry_is_the_result(tmp_path):
@@ -114,20 +116,20 @@ def test_a_refusal_is_recorded_at_once_and_the_fallback_never_hides_an_error(tmp
     rec = stages.attempt_rung(tmp_path, RUNG, build)
     assert build.calls == 1 and rec["attempts"] == 1 and "no quantised node" in rec["error"]
     with pytest.raises(RuntimeError, match="boom"):
-        stages.attempt_rung(tmp_path, {**RUNG, "fallback": True}, Flaky(tmp_path, [RuntimeError("boom"), None]))
+        stages.attempt_rung(tmp_path, dataclasses.replace(RUNG, fallback=True), Flaky(tmp_path, [RuntimeError("boom"), None]))
 
 
 FAILURES: list = []
 
 
-def _flaky_stage(out: Path, params: dict, inputs: dict) -> dict:
+def _flaky_stage(out: Path, params: RungParams, inputs: dict) -> dict:
     return stages.attempt_rung(out, params, Flaky(out, FAILURES))
 
 
 def test_a_transient_rung_failure_leaves_no_cache_entry_and_the_next_build_builds_it(tmp_path):
     def run():
         g = BuildGraph(tmp_path)
-        g.add(Stage("vocoder/onnxruntime-int8", "artifact", _flaky_stage, dict(RUNG)))
+        g.add(Stage("vocoder/onnxruntime-int8", "artifact", _flaky_stage, RUNG))
         return g.run(InlineExecutor())
     FAILURES[:] = [RuntimeError("core.cpp:117: None"), RuntimeError("another transient failure")]
     with pytest.raises(VoxcError, match="stage vocoder/onnxruntime-int8 failed: .*transient"):

@@ -103,8 +103,11 @@ def test_vocoder_fp32_artifact_passes_and_a_damaged_one_fails_the_perceptual_gat
 
 def _chain_fixture(tiny_cfg):
     from types import SimpleNamespace
+    from voxc.compiler.plan import GraphPlan
     from voxc.models.family import model_config
-    layout = {n: {"select": {"onnxruntime": f"{n}/onnxruntime/select"}, "config": model_config(n, tiny_cfg)}
+    layout = {n: GraphPlan(name=n, config=model_config(n, tiny_cfg), weights=f"{n}/weights", export=f"{n}/export",
+                           check=f"{n}/check", simplify=f"{n}/simplify",
+                           select={"onnxruntime": f"{n}/onnxruntime/select"})
               for n in ("acoustic_decoder", "emotion_encoder", "vocoder")}
     results = {f"{n}/onnxruntime/select": SimpleNamespace(record={
         "accepted": "int8", "fallback": "fp32", "ladder": ["int8", "fp16", "fp32"], "rejected": []}) for n in layout}

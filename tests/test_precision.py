@@ -345,8 +345,11 @@ def test_chain_gate_demotes_a_stage_whose_swap_moves_the_audio_past_its_budget(t
 
     def apply_demotions(demoted, chains, results):
         apply_selection(chains, results, {"demotions": demoted})
+    from voxc.compiler.plan import GraphPlan
     from voxc.models.family import model_config
-    chains = {n: {"select": {"onnxruntime": f"{n}/onnxruntime/select"}, "config": model_config(n, tiny_cfg)}
+    chains = {n: GraphPlan(name=n, config=model_config(n, tiny_cfg), weights=f"{n}/weights", export=f"{n}/export",
+                           check=f"{n}/check", simplify=f"{n}/simplify",
+                           select={"onnxruntime": f"{n}/onnxruntime/select"})
               for n in ("acoustic_decoder", "emotion_encoder", "vocoder")}
     results = {f"{n}/onnxruntime/select": SimpleNamespace(record={
         "accepted": "int8", "fallback": "fp32", "ladder": ["int8", "fp16", "fp32"], "rejected": []}) for n in chains}

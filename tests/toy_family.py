@@ -11,7 +11,7 @@ from torch import nn
 
 from voxc.models.cutting import fit, speech_cut
 from voxc.models.family import ChainCheck, Family, Feed, Graph, GraphStep, HostStep
-from voxc.models.spec import ModelSpec, TensorSpec, dims_from_preset
+from voxc.models.spec import ModelSpec, TensorSpec, dims_from_preset, preset_dim
 
 UP = 2      # mel frames per phoneme
 HOP = 64    # samples per mel frame
@@ -80,7 +80,7 @@ FAMILY = Family(
     default_preset="tiny",
     item_inputs=lambda u, cfg, forced=False: {"phoneme_ids": u.phoneme_ids},
     item_length=lambda u, dim, cfg: {"phonemes": u.phoneme_ids.size, "batch": 1}.get(dim, u.frames),
-    item_fits=lambda u, cfg: u.phoneme_ids.size <= cfg["dims"]["phonemes"][3],
+    item_fits=lambda u, cfg: u.phoneme_ids.size <= preset_dim(cfg, "phonemes").max,
     host_config=("dims", "n_symbols"),
     chain=ChainCheck(output="waveform", kind="waveform"),
 )

@@ -34,7 +34,7 @@ def cmd_synth(args) -> int:
 
 
 def _ckpts(items):
-    from voxc.args import checkpoints
+    from voxc.core.args import checkpoints
     return {k: str(v) for k, v in checkpoints(items).items()}
 
 

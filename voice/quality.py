@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from voxc.core import audio
+from voxc.core.atomic import write_atomic
 
 
 from voxc.voice.embeddings import eer, eer_from_scores, embed_utterances, style_accuracy  # noqa: F401
@@ -231,5 +232,5 @@ def report(corpus="artifacts/corpus", out="artifacts/voice/quality.json", checkp
     result["seconds"] = round(time.time() - t0, 1)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_atomic(out, json.dumps(result, indent=2) + "\n")
     return result

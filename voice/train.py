@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from voxc.core.atomic import atomic_path, write_atomic
 from voxc.core.errors import VoxcError
 from voxc.models.family import init_module
 from voxc.models.weights import load_into, save_safetensors
@@ -81,7 +82,6 @@ class Loop:
             _log(self.out_dir, f"resumed {name} at step {self.step} ({self.elapsed / 60:.1f} min)")
 
     def save(self) -> None:
-        from voxc.core.atomic import atomic_path
         with atomic_path(self.state_path) as tmp:
             torch.save({"modules": {k: m.state_dict() for k, m in self.modules.items()},
                         "opt": self.opt.state_dict(), "step": self.step, "elapsed": self.elapsed,
@@ -309,7 +309,8 @@ def train_acoustic(cfg: dict, corpus: Path, out_dir: Path, hp: dict, seed: int) 
     loop = Loop("acoustic", {"encoder": enc, "decoder": dec}, hp, out_dir, seed)
     cond = conditioning(cfg, train, out_dir)
     centroids = style_centroids(train, cond["emotion"])
-    np.save(loop.out_dir / "style_centroids.npy", centroids)
+    with atomic_path(loop.out_dir / "style_centroids.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, centroids)
     aligned = np.array([i for i in range(len(train)) if train.aligned(i)])
     order = aligned[np.argsort([train.frames(int(i)) for i in aligned], kind="stable")]
     by_spk = _by_key(train, train.speaker_id)
@@ -406,11 +407,12 @@ def install(preset_name: str = "light", out_dir: str | Path = TRAIN_DIR, weights
         src = run / sources[model] / f"{model}.safetensors"
         if not src.is_file():
             raise VoxcError(f"{src} not found: train {sources[model]} first (voxc train {sources[model]})")
-        shutil.copyfile(src, weight_path(model))
+        with atomic_path(weight_path(model)) as tmp:
+            shutil.copyfile(src, tmp)
     if "acoustic" in chosen:
         centroids = np.load(run / "acoustic" / "style_centroids.npy")
-        save_file({"centroids": torch.from_numpy(centroids)}, str(style_centroids_path()),
-                  metadata={"styles": ",".join(STYLES)})
+        with atomic_path(style_centroids_path()) as tmp:
+            save_file({"centroids": torch.from_numpy(centroids)}, str(tmp), metadata={"styles": ",".join(STYLES)})
     for loop in chosen:
         st = torch.load(run / loop / "state.pt", map_location="cpu", weights_only=True)
         history = json.loads(st["history"])
@@ -421,5 +423,5 @@ def install(preset_name: str = "light", out_dir: str | Path = TRAIN_DIR, weights
                                    "last_eval": next((h for h in reversed(history) if any(k.startswith("val_") for k in h)), None)}
     summary["files"] = {p.name: {"sha256": sha256(p), "bytes": p.stat().st_size}
                         for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
-    (WEIGHTS_DIR / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_atomic(WEIGHTS_DIR / "training.json", json.dumps(summary, indent=1) + "\n")
     return summary

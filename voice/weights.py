@@ -7,7 +7,7 @@ from voxc.models.family import family
 
 FAMILY = family("voxc")
 WEIGHTS_DIR = FAMILY.voice_folder()
-VOICE_PRESET = FAMILY.voice["preset"]
+VOICE_PRESET = FAMILY.voice.preset
 TRAINED_MODELS = FAMILY.trained_graphs()   # graphs with trained weights (the length regulator has none)
 
 

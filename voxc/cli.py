@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 
 EXIT_USER, EXIT_INTERNAL = 2, 3
 
@@ -25,8 +25,7 @@ def _internal_error(exc: BaseException) -> int:
         where = f"; the traceback is in {path}"
     except OSError:
         where = ""
-    first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    print(f"voxc: internal error: {type(exc).__name__}: {first}{where} (please report it)", file=sys.stderr)
+    print(f"voxc: internal error: {type(exc).__name__}: {first_line(exc)}{where} (please report it)", file=sys.stderr)
     return EXIT_INTERNAL
 
 
@@ -55,13 +54,15 @@ class OneLineParser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     from voxc.compiler import cli as compiler_cli
-    from voxc import speech_cli
+    from voxc import export_cli, int8_study_cli, speech_cli
     from voxc.voice import cli as voice_cli
     import importlib.metadata
     p = OneLineParser(prog="voxc", description="Compile an expressive TTS stack into verified artifacts.")
     p.add_argument("--version", action="version", version=f"voxc {importlib.metadata.version('voxc')}")
     sub = p.add_subparsers(dest="command", required=True)
     compiler_cli.register(sub)
+    int8_study_cli.register(sub)
+    export_cli.register(sub)
     voice_cli.register(sub)
     speech_cli.register(sub)
     return p

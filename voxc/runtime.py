@@ -27,6 +27,7 @@ import numpy as np
 from voxc.core import audio
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_bytes
+from voxc.core.target import StreamSettings
 from voxc.models import segment, speaking
 
 
@@ -166,20 +167,6 @@ class Speech:
 def _add(total: dict, timings: dict) -> None:
     for k, ms in timings.items():
         total[k] = total.get(k, 0.0) + ms
-
-
-@dataclass(frozen=True)
-class Streaming:
-    """How the last graph runs on chunks: frames per chunk (the first one shorter, for a quick start),
-    context frames either side, from the graph's measured receptive radius."""
-    graph: str
-    input: str
-    output: str
-    hop: int
-    chunk: int
-    first: int
-    context: int
-    min_len: int
 
 
 class Voice:
@@ -355,10 +342,10 @@ class Voice:
 
     # ---- streaming settings -------------------------------------------------------------------------
 
-    def _streaming(self) -> Streaming | None:
+    def _streaming(self) -> StreamSettings | None:
         """The chunking of the family's last graph: the build's accepted settings (parity.json), else None."""
         for s in self.target.parity.streams().values():      # validated when the target was opened
             if s.passed:
-                return Streaming(**{k: getattr(s, k) for k in Streaming.__dataclass_fields__})
+                return s
         return None
 

@@ -8,7 +8,7 @@ acoustic_decoder (-> the 80-channel latent), vocoder (HiFi-GAN V1, weight norm f
 """
 from voxc.models.emotivoice import flow
 from voxc.models.emotivoice.presets import presets
-from voxc.models.family import ChainCheck, Family, Feed, Graph, GraphStep, HostStep, Speaking
+from voxc.models.family import ChainCheck, Family, Feed, Graph, GraphStep, HostStep, Lazy, Speaking
 
 _M, _S = "voxc.models.emotivoice.modules:", "voxc.models.emotivoice.specs:"
 _AM = ("hidden", "n_tokens", "n_speakers", "speaker_dim", "bert_dim", "encoder_heads", "encoder_layers", "ffn",
@@ -20,13 +20,15 @@ FAMILY = Family(
     name="emotivoice",
     package="voxc.models.emotivoice",
     graphs=(
-        Graph("prompt_encoder", _M + "PromptEncoder", _S + "prompt_spec", ("bert", "bert_dim"), ("batch", "tokens")),
-        Graph("acoustic_encoder", _M + "AcousticEncoder", _S + "encoder_spec", _AM, ("batch", "phonemes")),
-        Graph("length_regulator", _M + "build_upsampler", _S + "regulator_spec", ("hidden",),
+        Graph("prompt_encoder", Lazy(_M + "PromptEncoder"), Lazy(_S + "prompt_spec"), ("bert", "bert_dim"),
+              ("batch", "tokens")),
+        Graph("acoustic_encoder", Lazy(_M + "AcousticEncoder"), Lazy(_S + "encoder_spec"), _AM, ("batch", "phonemes")),
+        Graph("length_regulator", Lazy(_M + "build_upsampler"), Lazy(_S + "regulator_spec"), ("hidden",),
               ("batch", "phonemes", "frames")),
-        Graph("acoustic_decoder", _M + "AcousticDecoder", _S + "decoder_spec",
+        Graph("acoustic_decoder", Lazy(_M + "AcousticDecoder"), Lazy(_S + "decoder_spec"),
               ("hidden", "decoder_heads", "decoder_layers", "ffn", "ffn_kernel", "n_mels"), ("batch", "frames")),
-        Graph("vocoder", _M + "build_vocoder", _S + "vocoder_spec", ("n_mels", "hop", "vocoder"), ("batch", "frames")),
+        Graph("vocoder", Lazy(_M + "build_vocoder"), Lazy(_S + "vocoder_spec"), ("n_mels", "hop", "vocoder"),
+              ("batch", "frames")),
     ),
     steps=(
         HostStep("g2p", flow.g2p_step, ("text",), ("ids",)),
@@ -57,9 +59,9 @@ FAMILY = Family(
     host_config=("dims", "tokens", "bert_vocab", "speakers", "n_speakers", "lexicon"),
     chain=ChainCheck(output="waveform", kind="waveform", durations="predicted_durations", frames="frames",
                      pin={"forced_durations": "predicted_durations"}),
-    importer="voxc.models.emotivoice.checkpoint:import_voice",
-    data="voxc.models.emotivoice.flow:load_set",
-    data_hash="voxc.models.emotivoice.flow:set_hash",
+    importer=Lazy("voxc.models.emotivoice.checkpoint:import_voice"),
+    data=Lazy("voxc.models.emotivoice.flow:load_set"),
+    data_hash=Lazy("voxc.models.emotivoice.flow:set_hash"),
     speaking=Speaking(inputs=flow.speak_inputs, voices=flow.voices,
                       lengths=(("ids", "phonemes"), ("content_ids", "tokens")),
                       cached={"style": ("style",)}, options=("speaker", "style", "speed"), speed=(0.25, 4.0),

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 
 # Keys that EmotiVoice's loader skips (it loads the style encoder with strict=False) and that hold nothing
 # voxc's graphs need; each is checked to be what its reason says before it is skipped.
@@ -99,7 +99,7 @@ def _load(path: Path, key: str, what: str) -> dict:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise VoxcError(f"{path} is not a plain EmotiVoice {what} checkpoint: it needs code to unpickle "
-                        f"({str(exc).strip().splitlines()[0][:120]}); voxc never runs a checkpoint's code -- "
+                        f"({first_line(exc)}); voxc never runs a checkpoint's code -- "
                         "re-save it as {'" + key + "': state_dict}") from None
     except Exception as exc:
         raise VoxcError(f"{path} cannot be read as a PyTorch checkpoint ({type(exc).__name__}); pass the "

@@ -18,6 +18,7 @@ import numpy as np
 
 from voxc.core.errors import VoxcError
 from voxc.models.cutting import fit
+from voxc.models.spec import preset_dim
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -94,7 +95,7 @@ def frame_timing(v: dict, cfg: dict) -> dict:
     else:
         d = d * float(v.get("alpha", 1.0))
         total = int(round(float(d.sum())))
-    frames = max(total, cfg["dims"]["frames"][0])
+    frames = max(total, preset_dim(cfg, "frames").min)
     mask = (np.arange(frames)[None, :] < total).astype(np.float32)
     return {"durations": d[None], "frame_mask": mask, "frames": frames}
 
@@ -149,7 +150,7 @@ def phoneme_feed(u, n, cfg):
 
 def frames_feed(u, n, cfg):
     """n frames of the model's own prediction: about n / 5 tokens, durations stretched to exactly n."""
-    lo, hi = cfg["dims"]["phonemes"][0], cfg["dims"]["phonemes"][3]
+    lo, hi = preset_dim(cfg, "phonemes").min, preset_dim(cfg, "phonemes").max
     tokens = int(np.clip(n // 5, lo, hi))
     return {"ids": _ids_at(u, tokens, cfg), "text": u.text, "prompt": u.prompt, "speaker_name": _speaker(u, cfg),
             "target_frames": n}
@@ -166,8 +167,8 @@ def item_length(u, dim: str, cfg: dict) -> int:
 
 def item_fits(u, cfg: dict) -> bool:
     n = phoneme_ids(u.text, cfg).size
-    return n <= cfg["dims"]["phonemes"][3] and 5 * n <= cfg["dims"]["frames"][3] and \
-        bert_ids(u.text, cfg).size <= cfg["dims"]["tokens"][3]
+    return n <= preset_dim(cfg, "phonemes").max and 5 * n <= preset_dim(cfg, "frames").max and \
+        bert_ids(u.text, cfg).size <= preset_dim(cfg, "tokens").max
 
 
 # ---- speaking at run time (voxc/runtime.py): a request's options -> pipeline inputs ------------

@@ -17,6 +17,8 @@ import math
 import torch
 from torch import nn
 
+from voxc.models.spec import preset_dim
+
 LN_EPS = 1e-12
 
 
@@ -130,7 +132,7 @@ class AcousticEncoder(nn.Module):
         h = cfg["hidden"]
         self.src_word_emb = nn.Embedding(cfg["n_tokens"], h)
         self.encoder = Transformer(h, cfg["encoder_heads"], cfg["encoder_layers"], cfg["ffn"], cfg["ffn_kernel"],
-                                   cfg["dims"]["phonemes"][3])
+                                   preset_dim(cfg, "phonemes").max)
         self.spk_tokenizer = nn.Embedding(cfg["n_speakers"], cfg["speaker_dim"])
         self.embed_projection1 = nn.Linear(h + cfg["speaker_dim"] + 2 * cfg["bert_dim"], h)
         k, c = cfg["variance_kernel"], cfg["variance_chans"]
@@ -180,7 +182,7 @@ class AcousticDecoder(nn.Module):
         super().__init__()
         h = cfg["hidden"]
         self.decoder = Transformer(h, cfg["decoder_heads"], cfg["decoder_layers"], cfg["ffn"], cfg["ffn_kernel"],
-                                   cfg["dims"]["frames"][3])
+                                   preset_dim(cfg, "frames").max)
         self.to_mel = nn.Linear(h, cfg["n_mels"])
 
     def forward(self, frame_states):

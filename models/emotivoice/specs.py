@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from voxc.models.spec import ModelSpec, TensorSpec, dims_from_preset
+from voxc.models.spec import ModelSpec, TensorSpec, dims_from_preset, preset_dim
 
 
 def _ids(b, n, rng, high):
@@ -40,7 +40,7 @@ def encoder_spec(cfg: dict) -> ModelSpec:
 
 def regulator_inputs(b: int, n: int, rng: np.random.Generator, cfg: dict) -> dict[str, np.ndarray]:
     """States and (possibly fractional) durations for n tokens; frames = the longest item's total."""
-    lo, hi = cfg["dims"]["frames"][0], cfg["dims"]["frames"][3]
+    lo, hi = preset_dim(cfg, "frames").min, preset_dim(cfg, "frames").max
     per = max(1, min(6, hi // max(n, 1)))
     d = rng.integers(1, per + 1, size=(b, n)).astype(np.float32)
     totals = d.sum(1)

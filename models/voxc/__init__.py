@@ -5,7 +5,7 @@ a label table), acoustic_encoder (phonemes + embeddings -> states, durations, pi
 length_regulator (frame axis from the host's frame_mask), acoustic_decoder (-> mel), vocoder
 (HiFi-GAN or Vocos). This declaration is the one list of its graphs and the one dataflow.
 """
-from voxc.models.family import ChainCheck, Family, Feed, Graph, GraphStep, HostStep, Speaking
+from voxc.models.family import ChainCheck, Family, Feed, Graph, GraphStep, HostStep, Lazy, Speaking, TrainedVoice
 from voxc.models.voxc import flow
 from voxc.models.voxc.presets import PRESETS
 
@@ -15,19 +15,20 @@ FAMILY = Family(
     name="voxc",
     package="voxc.models.voxc",
     graphs=(
-        Graph("speaker_encoder", _P + "speaker_encoder:SpeakerEncoder", _P + "speaker_encoder:spec",
+        Graph("speaker_encoder", Lazy(_P + "speaker_encoder:SpeakerEncoder"), Lazy(_P + "speaker_encoder:spec"),
               ("n_mels", "speaker_lstm_hidden", "speaker_lstm_layers", "speaker_dim"), ("batch", "ref_frames")),
-        Graph("emotion_encoder", _P + "emotion_encoder:build", _P + "emotion_encoder:spec",
+        Graph("emotion_encoder", Lazy(_P + "emotion_encoder:build"), Lazy(_P + "emotion_encoder:spec"),
               ("n_mels", "emotion_channels", "emotion_dim", "n_styles", "emotion_mode"), ("batch", "ref_frames")),
-        Graph("acoustic_encoder", _P + "acoustic:AcousticEncoder", _P + "acoustic:encoder_spec",
+        Graph("acoustic_encoder", Lazy(_P + "acoustic:AcousticEncoder"), Lazy(_P + "acoustic:encoder_spec"),
               ("n_symbols", "hidden", "heads", "ffn", "ffn_kernel", "encoder_layers", "predictor_channels",
                "speaker_dim", "emotion_dim"), ("batch", "phonemes")),
-        Graph("length_regulator", _P + "acoustic:build_regulator", _P + "acoustic:regulator_spec",
+        Graph("length_regulator", Lazy(_P + "acoustic:build_regulator"), Lazy(_P + "acoustic:regulator_spec"),
               ("hidden",), ("batch", "phonemes", "frames")),
-        Graph("acoustic_decoder", _P + "acoustic:AcousticDecoder", _P + "acoustic:decoder_spec",
+        Graph("acoustic_decoder", Lazy(_P + "acoustic:AcousticDecoder"), Lazy(_P + "acoustic:decoder_spec"),
               ("n_mels", "hidden", "heads", "ffn", "ffn_kernel", "decoder_layers", "postnet_channels",
                "postnet_layers"), ("batch", "frames")),
-        Graph("vocoder", _P + "vocoder:build", _P + "vocoder:spec", ("n_mels", "hop", "vocoder"), ("batch", "frames")),
+        Graph("vocoder", Lazy(_P + "vocoder:build"), Lazy(_P + "vocoder:spec"), ("n_mels", "hop", "vocoder"),
+              ("batch", "frames")),
     ),
     steps=(
         HostStep("text", flow.text_ids, ("text",), ("phoneme_ids",)),
@@ -63,7 +64,7 @@ FAMILY = Family(
                      durations="predicted_durations", frames="frames"),
     training={"speaker_encoder": ("speaker_encoder",), "emotion_encoder": ("emotion_encoder",),
               "acoustic": ("acoustic_encoder", "acoustic_decoder"), "vocoder": ("vocoder",)},
-    voice={"preset": "light", "package": "voxc.voice", "folder": "weights", "extras": ("style_centroids",)},
+    voice=TrainedVoice(preset="light", package="voxc.voice", folder="weights", extras=("style_centroids",)),
     speaking=Speaking(inputs=flow.speak_inputs, voices=flow.voices, lengths=(("phoneme_ids", "phonemes"),),
                       cached={"speaker_embedding": ("speaker_ref",),
                               "emotion_embedding": ("style", "style_ref", "speaker_ref")},

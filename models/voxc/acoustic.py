@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from voxc.models.layers import TransformerStack, VariancePredictor
-from voxc.models.spec import ModelSpec, TensorSpec, dims_from_preset
+from voxc.models.spec import ModelSpec, TensorSpec, dims_from_preset, preset_dim
 
 
 class AcousticEncoder(nn.Module):
@@ -112,7 +112,7 @@ def encoder_spec(cfg: dict) -> ModelSpec:
 
 def regulator_inputs(b: int, n: int, rng: np.random.Generator, cfg: dict) -> dict[str, np.ndarray]:
     """Hidden states and durations for n phonemes; frames = the longest item's total duration."""
-    lo, hi = cfg["dims"]["frames"][0], cfg["dims"]["frames"][3]
+    lo, hi = preset_dim(cfg, "frames").min, preset_dim(cfg, "frames").max
     per_phone = max(1, min(6, hi // max(n, 1)))
     durations = rng.integers(1, per_phone + 1, size=(b, n)).astype(np.int64)
     totals = durations.sum(1)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from voxc.models.cutting import cut_to_frames, fit, speech_cut
+from voxc.models.spec import preset_dim
 
 STYLES = ("neutral", "fast_high", "slow_low")  # the corpus's style ids 0, 1, 2
 
 
 def _clip_ref(mel: np.ndarray, cfg: dict) -> np.ndarray:
-    lo, hi = cfg["dims"]["ref_frames"][0], cfg["dims"]["ref_frames"][3]
+    lo, hi = preset_dim(cfg, "ref_frames").min, preset_dim(cfg, "ref_frames").max
     return fit(mel, int(np.clip(mel.shape[-1], lo, hi)))[None]
 
 
@@ -50,7 +51,7 @@ def frame_timing(v: dict, cfg: dict) -> dict:
     if "speed" in v and "forced_durations" not in v:        # 2.0 speaks twice as fast; every phone keeps a frame
         dur = np.maximum(np.rint(dur / float(v["speed"])), np.minimum(dur, 1)).astype(np.int64)
     total = int(dur.sum())
-    frames = max(total, cfg["dims"]["frames"][0])
+    frames = max(total, preset_dim(cfg, "frames").min)
     return {"durations": dur[None], "frame_mask": frame_mask([total], frames), "frames": frames}
 
 
@@ -78,7 +79,7 @@ def regulator_feed(u, n: int, cfg: dict) -> dict:
 
 
 def frames_feed(u, n: int, cfg: dict) -> dict:
-    ids, dur = cut_to_frames(u.phoneme_ids, u.durations, u.mel, n, cfg["dims"]["phonemes"][0])
+    ids, dur = cut_to_frames(u.phoneme_ids, u.durations, u.mel, n, preset_dim(cfg, "phonemes").min)
     return {"phonemes": ids[None], "forced_durations": dur, **_conditioning(u)}
 
 
@@ -92,7 +93,7 @@ def item_inputs(u, cfg: dict, forced: bool = False) -> dict:
 
 def item_fits(u, cfg: dict) -> bool:
     """Whether a whole utterance fits the preset's ranges (phonemes, and frames of its durations)."""
-    return u.phoneme_ids.size <= cfg["dims"]["phonemes"][3] and int(u.durations.sum()) <= cfg["dims"]["frames"][3]
+    return u.phoneme_ids.size <= preset_dim(cfg, "phonemes").max and int(u.durations.sum()) <= preset_dim(cfg, "frames").max
 
 
 def text_ids(v: dict, cfg: dict) -> dict:

@@ -1,4 +1,4 @@
-"""Command-line argument helpers shared by every command group (compiler and voice)."""
+"""Command-line argument helpers shared by every command group (compiler, voice, the top-level CLI)."""
 from __future__ import annotations
 
 import json

@@ -13,7 +13,7 @@ checked) and writes, atomically (a temporary sibling renamed into place last):
                                               of `voxc serve` (text, voice, style/emotion, speed as BYTES
                                               and FP32) through voxc.runtime's Voice, every graph step a
                                               request to that graph's model; model.py is
-                                              compiler/triton_model.py, beside it pipeline.json and the
+                                              voxc/triton_model.py, beside it pipeline.json and the
                                               voxc modules it runs (checked to load torch-free)
     <family>_stream/                          the same, decoupled: the last graph runs over overlapping
                                               chunks (the build's accepted streaming-gate chunking) and each
@@ -37,6 +37,7 @@ and an end-to-end served waveform.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import uuid
@@ -49,7 +50,7 @@ from voxc.core.sources import closure, module_file
 
 DTYPES = {"string": "TYPE_STRING", "float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "int64": "TYPE_INT64",
           "int32": "TYPE_INT32", "int8": "TYPE_INT8", "uint8": "TYPE_UINT8", "bool": "TYPE_BOOL"}
-MODEL_PY = "voxc.compiler.triton_model"
+MODEL_PY = "voxc.triton_model"
 # voxc.runtime's folder reader (Voice.open): the pipeline model makes its Voice from pipeline.json instead
 NOT_SHIPPED = ("voxc.api",)
 _STDLIB = __import__("sys").stdlib_module_names
@@ -295,10 +296,9 @@ def _stream_plan(target, graph: str, opts: dict) -> dict:
     accepted = next((s for s in target.parity.streams().values() if s.passed and s.graph == graph), None)
     if accepted is None:
         return {"skipped": f"the build has no passed streaming gate for {graph} (rebuild with this voxc to get one)"}
-    plan = {k: getattr(accepted, k) for k in ("graph", "input", "output", "hop", "chunk", "first", "context", "min_len")}
     if opts.get("chunk"):
-        plan["chunk"] = max(int(opts["chunk"]), plan["context"])
-    return plan
+        accepted = dataclasses.replace(accepted, chunk=max(int(opts["chunk"]), accepted.context))
+    return dataclasses.asdict(accepted)
 
 
 # ---- the repository -----------------------------------------------------------------------------

@@ -67,7 +67,8 @@ class TritonPythonModel:
         from voxc.models.family import family
         from voxc.models.pipeline import Pipeline
         from voxc.models.spec import spec_from_json
-        from voxc.runtime import Streaming, Voice
+        from voxc.core.target import StreamSettings
+        from voxc.runtime import Voice
         self.doc = json.loads((HERE / "pipeline.json").read_text())
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(json.loads(args["model_config"]))
         specs = {g: spec_from_json(g, j) for g, j in self.doc["specs"].items()}
@@ -79,7 +80,7 @@ class TritonPythonModel:
         self.voice = Voice(ServedTarget(self.doc, pipeline), voices=voices)
         stream = self.doc.get("stream") or {}
         if "skipped" not in stream and stream:
-            self.voice.streaming = Streaming(**{k: stream[k] for k in Streaming.__dataclass_fields__})
+            self.voice.streaming = StreamSettings(**stream)
 
     def _request(self, request) -> tuple[str, str | None, dict]:
         """(text, voice, options) of a request, as the HTTP server reads its JSON body."""
