@@ -23,6 +23,7 @@ from voxc.compiler.chain import chain_utterances
 from voxc.compiler.verify import _reference, load_manifest
 from voxc.core.audio import SAMPLE_RATE
 from voxc.core.atomic import write_atomic
+from voxc.core.target import portable
 from voxc.core.errors import VoxcError
 from voxc.models.family import HostStep, family_of, model_spec
 from voxc.models.pipeline import Pipeline
@@ -98,7 +99,7 @@ def _artifact_runners(folder: Path, info: dict, threads: int, skipped: dict) -> 
     """Loaders of a model's artifacts this host can run; the others go into `skipped` with the reason."""
     out = {}
     for a in info["artifacts"]:
-        if a["runtime"] == "portable" or a.get("role") == "weights":
+        if portable(a) or a.get("role") == "weights":
             continue
         why = backend(a["runtime"]).unavailable()
         if why:
