@@ -20,7 +20,7 @@ import torch
 from voxc.calibration.feeds import FeedMaker, sweep_feeds, upstream_graphs
 from voxc.compiler import policy
 from voxc.compiler.chain import chain_utterances
-from voxc.compiler.verify import _reference, load_manifest
+from voxc.compiler.verify import reference_module, load_manifest
 from voxc.core.audio import SAMPLE_RATE
 from voxc.core.atomic import write_atomic
 from voxc.core.target import portable
@@ -168,7 +168,7 @@ def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | 
     runs = runs or (3 if quick else 20)
     warmup = 1 if quick else 3
     cfg_all = manifest["preset_config"]
-    refs = {n: TorchRunner(_reference(folder / n, i["config"], n), model_spec(n, i["config"]))
+    refs = {n: TorchRunner(reference_module(folder / n, i["config"], n), model_spec(n, i["config"]))
             for n, i in manifest["models"].items()}
     results, fastest, skipped = [], {}, {}
     peak = machine_peak_gflops(1024 if quick else 2048)
@@ -244,7 +244,7 @@ def _load_and_run(load, maker, spec):
 
 
 def _load_torch(folder, info, name, maker, spec):
-    r = TorchRunner(_reference(folder / name, info["config"], name), spec)
+    r = TorchRunner(reference_module(folder / name, info["config"], name), spec)
     return _load_and_run(lambda: r, maker, spec)
 
 

@@ -285,7 +285,7 @@ class _Context:
 
     def __init__(self, folder: Path, manifest: dict, name: str, items: int):
         from voxc.calibration.feeds import FeedMaker, calibration_feeds, upstream_graphs, usable
-        from voxc.compiler.verify import _reference
+        from voxc.compiler.verify import reference_module
         from voxc.models.family import model_spec
         from voxc.targets.runner import TorchRunner
         self.folder, self.name, self.manifest = folder, name, manifest
@@ -303,7 +303,7 @@ class _Context:
         missing = need - set(models)
         if missing:
             raise VoxcError(f"int8 study of {name} needs {', '.join(sorted(missing))} in the build")
-        self.refs = {n: TorchRunner(_reference(folder / n, models[n]["config"], n), model_spec(n, models[n]["config"]))
+        self.refs = {n: TorchRunner(reference_module(folder / n, models[n]["config"], n), model_spec(n, models[n]["config"]))
                      for n in sorted(need)}
         up = {u: self.refs[u] for u in upstream_graphs(name, cfg_all)}
         self.maker = FeedMaker(name, self.spec, cfg_all, up)
