@@ -144,3 +144,24 @@ def test_records_declare_roles_and_format(name):
     record = be.record("fp32")
     assert record["roles"] == be.roles and record["format"] == be.format and record["runtime"] == name
     assert record["file"] in be.roles and record["files"] == list(be.roles)
+
+
+def test_gate_libraries_key_exactly_the_stages_that_judge(monkeypatch):
+    """Tool versions come from what a stage imports: a new pesq re-runs parity and chained parity only;
+    PyTorch keys the int8 stage (it runs the reference modules for calibration feeds)."""
+    from voxc.compiler import graph
+    from voxc.compiler.build import BuildRequest, plan
+    from voxc.models.voxc.presets import preset
+    from voxc.targets import profiles
+    req = BuildRequest(target="cpu", preset=preset("tiny"))
+    g, _ = plan(req, profiles.load("cpu"))
+    before = {label: s.fingerprint() for label, s in g.stages.items()}
+    int8 = next(s for label, s in g.stages.items() if label.endswith("/onnxruntime-int8"))
+    assert "torch" in int8.all_tools()
+    parity = next(s for label, s in g.stages.items() if label.endswith("/parity"))
+    assert {"pesq", "pystoi", "speechmos", "scipy", "numpy"} <= set(parity.all_tools())
+    real = graph.version
+    monkeypatch.setattr(graph, "version", lambda t: "9.9.9" if t == "pesq" else real(t))
+    changed = {label for label, s in g.stages.items() if s.fingerprint() != before[label]}
+    assert changed and all(label.endswith(("/parity", "/chain")) for label in changed), sorted(changed)
+    assert {label for label in before if label.endswith("/parity") or label.endswith("/chain")} == changed
