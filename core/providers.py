@@ -91,3 +91,17 @@ def session(model, options, wanted=None):
     sess = _ort().InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=wanted)
     confirm(sess, wanted)
     return sess
+
+
+def use(text: str | None) -> list[str] | None:
+    """`--providers`: check the named providers here and make them every later session's (it sets
+    VOXC_ORT_PROVIDERS for this process and the processes it starts). None leaves the setting as it is."""
+    if not text:
+        return None
+    wanted = check(parse(text))
+    os.environ[ENV] = ",".join(wanted)
+    return wanted
+
+
+HELP = ("ONNX Runtime execution providers, most preferred first (comma-separated, e.g. cuda,cpu or "
+        "CUDAExecutionProvider,CPUExecutionProvider; default: $VOXC_ORT_PROVIDERS, else the CPU's)")
