@@ -12,6 +12,10 @@
                   source: the checked, simplified ONNX; torch_module: a callable returning the PyTorch
                   module (for backends that convert from PyTorch); the record names the files written
     open(path, record=None, threads=None) -> Runner    the same signature for every backend
+    quantize(source, out_dir, spec, calibration, options) -> record    int8 backends: one int8 graph with
+                  the given settings (what build() runs for int8; the INT8 study calls it too)
+    rank_layers(source, spec, calibration, validation, options) -> {"ranked", "trials", "weights", ...}
+                  where a backend can rank: every weighted layer tried alone in float, by the int8 gates
     quantised(out_dir, record) -> {"markers", "nodes", "ops"}   how much of a built artifact runs quantised
                   (ONNX files: Q/DQ nodes and the nodes reading them; OpenVINO IR: FakeQuantize layers)
     unavailable() why this host cannot run its artifacts (None when it can)

@@ -206,13 +206,14 @@ class OnnxRuntime(Backend):
         elif precision == "fp16":
             record.update(_fp16(source, out_dir / self.file, options))
         else:
-            record.update(self.quantize(source, out_dir / self.file, calibration, options, spec))
+            record.update(self.quantize(source, out_dir, spec, calibration, options))
         return record
 
-    def quantize(self, source: Path, dest: Path, calibration, options: dict | None = None, spec=None) -> dict:
-        """Static QDQ int8 of `source` into `dest` with the settings in `options` (INT8_DEFAULTS under
-        them); with a spec and held-out `validation` items in the options, the sensitivity pass keeps up
-        to sensitivity_layers more layers float. Returns what the build records about it."""
+    def quantize(self, source: Path, out_dir: Path, spec, calibration, options: dict | None = None) -> dict:
+        """Static QDQ int8 of `source` into out_dir/model.onnx with the settings in `options` (INT8_DEFAULTS
+        under them; keep_fp32 = parameter-name prefixes of layers kept float); with a spec and held-out
+        `validation` items in the options, the sensitivity pass keeps up to sensitivity_layers more layers
+        float. Returns what the build records about it."""
         options = options or {}
         with tempfile.TemporaryDirectory() as tmp:
             graph = _Int8Graph(Path(source), Path(tmp), calibration, options)
@@ -225,7 +226,7 @@ class OnnxRuntime(Backend):
                                                     s["sensitivity_layers"], s["sensitivity_target"])
                 exclude += search["kept_fp32"]
                 graph.exclude = exclude
-            graph.quantize([], Path(dest))
+            graph.quantize([], Path(out_dir) / self.file)
         record = {"int8": {k: v for k, v in s.items()}, "calibration_items": len(calibration), "fp32_nodes": exclude}
         if search is not None:
             record["sensitivity"] = search

@@ -174,7 +174,7 @@ class OpenVino(Backend):
         preset = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}.get(s["preset"])
         if preset is None:
             raise VoxcError(f"openvino int8 preset '{s['preset']}' unknown: choose mixed or performance")
-        names = [t.name for t in spec.inputs]
+        names = [t.name for t in spec.inputs] if spec is not None else list(calibration[0])
         dataset = nncf.Dataset([{k: f[k] for k in names} for f in calibration])
         scope, kept = _ignored_scope(source, s["keep_fp32"], s["ignore_types"])
         model = _convert(source)
@@ -194,7 +194,7 @@ class OpenVino(Backend):
         record = {"int8": {"preset": s["preset"], "method": "nncf.quantize", "model_type": s["model_type"] or "default"},
                   "calibration_items": len(calibration), "fp32_nodes": kept}
         validation = options.get("validation") or []
-        if s["accuracy_control"] and validation and torch_module is not None:
+        if s["accuracy_control"] and validation and torch_module is not None and spec is not None:
             score = _gate_score_fn(spec, torch_module(), validation)
             plain = score(core().compile_model(quantized, "CPU"), validation)
             record["int8"]["plain_score"] = round(1.0 - plain, 4)     # recorded as the worst excess
