@@ -267,7 +267,7 @@ def _align(segs, n_frames: int) -> tuple[list[int], np.ndarray]:
     for i, (name, end, punc) in enumerate(segs):
         sym = FESTIVAL_PHONE_MAP.get(name, name)
         if name == "pau" and i > 0:
-            p = next((textmod._PUNCT_MAP[c] for c in punc if c in textmod._PUNCT_MAP), None)
+            p = next((textmod.PUNCT_MAP[c] for c in punc if c in textmod.PUNCT_MAP), None)
             sym = p or "sil"
         if sym not in textmod.SYMBOL_TO_ID:
             sym = "<unk>"

@@ -20,9 +20,10 @@ import torch
 from voxc.calibration.feeds import FeedMaker, sweep_feeds, upstream_graphs
 from voxc.compiler import policy
 from voxc.compiler.chain import chain_utterances
-from voxc.compiler.verify import _reference, load_manifest
+from voxc.compiler.verify import reference_module, load_manifest
 from voxc.core.audio import SAMPLE_RATE
 from voxc.core.atomic import write_atomic
+from voxc.core.target import portable
 from voxc.core.errors import VoxcError
 from voxc.models.family import HostStep, family_of, model_spec
 from voxc.models.pipeline import Pipeline
@@ -98,7 +99,7 @@ def _artifact_runners(folder: Path, info: dict, threads: int, skipped: dict) -> 
     """Loaders of a model's artifacts this host can run; the others go into `skipped` with the reason."""
     out = {}
     for a in info["artifacts"]:
-        if a["runtime"] == "portable" or a.get("role") == "weights":
+        if portable(a) or a.get("role") == "weights":
             continue
         why = backend(a["runtime"]).unavailable()
         if why:
@@ -167,7 +168,7 @@ def bench_target(artifacts: Path, target: str, quick: bool = False, runs: int | 
     runs = runs or (3 if quick else 20)
     warmup = 1 if quick else 3
     cfg_all = manifest["preset_config"]
-    refs = {n: TorchRunner(_reference(folder / n, i["config"], n), model_spec(n, i["config"]))
+    refs = {n: TorchRunner(reference_module(folder / n, i["config"], n), model_spec(n, i["config"]))
             for n, i in manifest["models"].items()}
     results, fastest, skipped = [], {}, {}
     peak = machine_peak_gflops(1024 if quick else 2048)
@@ -243,7 +244,7 @@ def _load_and_run(load, maker, spec):
 
 
 def _load_torch(folder, info, name, maker, spec):
-    r = TorchRunner(_reference(folder / name, info["config"], name), spec)
+    r = TorchRunner(reference_module(folder / name, info["config"], name), spec)
     return _load_and_run(lambda: r, maker, spec)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from voxc.core.args import checkpoints, csv, set_overrides
 from voxc.core.errors import VoxcError, first_line
 from voxc.targets import BACKENDS
+from voxc.core.providers import HELP as PROVIDERS_HELP
 from voxc.targets.base import STAND_IN
 
 EXIT_USER, EXIT_PARITY = 2, 1
@@ -103,6 +104,8 @@ def cmd_build(args) -> int:
 def cmd_parity(args) -> int:
     """Re-run parity for an already built target against its recorded reference weights."""
     from voxc.compiler.verify import verify_target
+    from voxc.core import providers
+    providers.use(args.providers)
     return 0 if verify_target(Path(args.artifacts), args.target) else EXIT_PARITY
 
 
@@ -206,6 +209,7 @@ def register(sub) -> None:
 
     q = sub.add_parser("parity", help="re-check a built target's artifacts against PyTorch")
     common(q)
+    q.add_argument("--providers", help=PROVIDERS_HELP)
     q.set_defaults(func=cmd_parity)
 
     r = sub.add_parser("report", help="print a target's parity report; --merge folds in a device bundle's result")

@@ -3,7 +3,8 @@
 A stage's key hashes its name, the source of the code it runs (the module closure of its function
 and of the modules it names: its backend, its model family -- core/sources.py), its parameters
 (canonical JSON), the content hashes of its input files and upstream outputs, and the versions of
-the tools it calls. No hand-bumped version numbers. Its output lives in
+the third-party distributions it runs (derived from what its code imports: core/sources.py
+imported_tools). No hand-bumped version numbers. Its output lives in
 artifacts/cache/<key>/, written into a temporary folder and renamed into place last, so an
 interrupted build never leaves a half-written entry that a later build would trust. Unchanged
 keys are cache hits and do no work; a changed input rebuilds only what depends on it. A worker
@@ -13,6 +14,7 @@ in a fresh pool, and a second death is one line naming the stage.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import json
 import os
@@ -30,7 +32,7 @@ import multiprocessing
 
 from voxc.core.errors import VoxcError, first_line
 from voxc.core.hashing import canonical, sha256_bytes, sha256_file, sha256_tree
-from voxc.core.sources import source_hash
+from voxc.core.sources import imported_tools, source_hash
 from voxc.core.target import dumps
 from voxc.compiler import aimed_kill, cache as cache_mod
 
@@ -50,13 +52,16 @@ def plain_params(params) -> dict:
 
 
 def tool_versions(tools: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for t in tools:
-        try:
-            out[t] = importlib.metadata.version(t)
-        except importlib.metadata.PackageNotFoundError:
-            out[t] = "absent"
-    return out
+    return {t: version(t) for t in sorted(set(tools))}
+
+
+@functools.lru_cache(maxsize=None)
+def version(tool: str) -> str:
+    """An installed distribution's version ("absent" when it is not installed)."""
+    try:
+        return importlib.metadata.version(tool)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"
 
 
 @dataclass
@@ -70,7 +75,7 @@ class Stage:
     fn: Callable[[Path, object, dict], dict]
     params: object = field(default_factory=dict)   # a params dataclass (compiler/plan.py) or a plain dict
     inputs: dict = field(default_factory=dict)
-    tools: tuple[str, ...] = ()
+    tools: tuple[str, ...] = ()     # tools it runs that no import names (the rest: `all_tools`)
     code: tuple[str, ...] = ()      # modules it runs beyond fn's own (a backend, a model family)
     after: tuple = ()               # stages that must finish first without being inputs (not in the key)
     resources: dict = field(default_factory=dict)   # custom resources of the node it must run on (not in the key)
@@ -79,9 +84,16 @@ class Stage:
     def code_hash(self) -> str:
         return source_hash((self.fn.__module__,) + tuple(self.code))
 
+    def all_tools(self) -> tuple[str, ...]:
+        """The distributions whose versions key the stage: what its function imports at any depth, what
+        its backend and family modules import when they load (core/sources.imported_tools), and `tools`."""
+        derived = imported_tools(self.fn.__module__, self.fn.__name__, tuple(self.code))
+        return tuple(sorted(set(derived) | set(self.tools)))
+
     def fingerprint(self) -> dict:
         """Everything in the key except the upstream content: what the stage is and runs."""
-        return {"stage": self.name, "code": self.code_hash(), "params": plain_params(self.params), "tools": tool_versions(self.tools)}
+        return {"stage": self.name, "code": self.code_hash(), "params": plain_params(self.params),
+                "tools": tool_versions(self.all_tools())}
 
     def deps(self) -> list["Stage"]:
         return [v for v in self.inputs.values() if isinstance(v, Stage)] + list(self.after)

@@ -22,7 +22,7 @@ from pathlib import Path
 from voxc.compiler import deferred, parity
 from voxc.core.atomic import write_atomic
 from voxc.core.errors import VoxcError
-from voxc.core.target import dumps, is_target, read
+from voxc.core.target import dumps, is_target, portable, read
 
 
 def target_folders(artifacts: Path) -> list[Path]:
@@ -65,7 +65,7 @@ def target_summary(folder: Path) -> dict:
     models = {}
     for name, info in manifest["models"].items():
         runtimes = list(dict.fromkeys(list(info.get("precision", {})) + [a["runtime"] for a in info["artifacts"]
-                                                                          if a["runtime"] != "portable"]))
+                                                                          if not portable(a)]))
         runtimes += sorted({r["runtime"] for r in rows if r["model"] == name and r["runtime"] not in runtimes})
         per = {}
         for rt in runtimes:

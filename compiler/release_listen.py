@@ -54,10 +54,11 @@ def utterance_inputs(ref: Pipeline, preset: dict, count: int) -> list[tuple[obje
 
 def runnable(manifest: dict) -> tuple[list[str], dict[str, str]]:
     """The target's runtimes this host runs, and why each other one cannot run here."""
+    from voxc.core.target import portable
     from voxc.targets import backend
     runtimes = list(dict.fromkeys(rt for i in manifest["models"].values() for rt in i.get("precision", {})))
     runtimes += [a["runtime"] for i in manifest["models"].values() for a in i["artifacts"]
-                 if a["runtime"] not in runtimes and a["runtime"] != "portable"]
+                 if a["runtime"] not in runtimes and not portable(a)]
     ok, why = [], {}
     for rt in dict.fromkeys(runtimes):
         reason = backend(rt).unavailable()

@@ -89,13 +89,9 @@ def _try_onnxslim(model):
 
 
 def _outputs(model, feeds: dict) -> dict:
-    import onnxruntime as ort
-
-    from voxc.targets.ort_runner import session_options
-    sess = ort.InferenceSession(model.SerializeToString(), session_options(threads=1, optimize=False),
-                                providers=["CPUExecutionProvider"])
-    names = [o.name for o in sess.get_outputs()]
-    return dict(zip(names, sess.run(names, feeds)))
+    from voxc.targets import backend
+    from voxc.targets.base import STAND_IN
+    return backend(STAND_IN).open_graph(model.SerializeToString()).infer(feeds)
 
 
 def output_mismatch(original, candidate, spec) -> str | None:

@@ -35,12 +35,12 @@ def verify_target(artifacts: Path, target: str) -> bool:
     host = {b for b in m.backends if backend(b).parity == "host"}
     for name, info in m.models.items():
         spec = model_spec(name, info.config)
-        module = _reference(folder / name, info.config, name)
+        module = reference_module(folder / name, info.config, name)
         upstream = upstream_graphs(name, m.preset_config)
         missing = [u for u in upstream if u not in m.models]
         if missing:
             raise VoxcError(f"{name}: parity needs the upstream graphs {', '.join(missing)} in the same build")
-        up = {u: TorchRunner(_reference(folder / u, m.models[u].config, u), model_spec(u, m.models[u].config))
+        up = {u: TorchRunner(reference_module(folder / u, m.models[u].config, u), model_spec(u, m.models[u].config))
               for u in upstream}
         maker = FeedMaker(name, spec, m.preset_config, up)
         model_rows = []
@@ -70,7 +70,7 @@ def _chain(folder: Path, m: schema.Manifest, host: set[str]) -> dict | None:
     fam = family_of(preset)
     if fam.chain is None or not set(fam.graph_names) <= set(models):
         return None
-    ref = {n: TorchRunner(_reference(folder / n, i.config, n), model_spec(n, i.config)) for n, i in models.items()}
+    ref = {n: TorchRunner(reference_module(folder / n, i.config, n), model_spec(n, i.config)) for n, i in models.items()}
     arts: dict = {}
     precs: dict = {}
     for name, info in models.items():
@@ -84,6 +84,6 @@ def _chain(folder: Path, m: schema.Manifest, host: set[str]) -> dict | None:
     return measure(ref, arts, {rt: precs[rt] for rt in arts}, {n: i.config for n, i in models.items()}, preset)
 
 
-def _reference(model_dir: Path, preset: dict, name: str):
+def reference_module(model_dir: Path, preset: dict, name: str):
     from voxc.models.weights import load_module
     return load_module(name, preset, model_dir / "reference.safetensors")

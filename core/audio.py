@@ -77,7 +77,7 @@ def mel_basis() -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _hann() -> np.ndarray:
+def hann() -> np.ndarray:
     n = np.arange(WIN, dtype=np.float64)
     return 0.5 - 0.5 * np.cos(2.0 * np.pi * n / WIN)  # periodic, == torch.hann_window(WIN)
 
@@ -99,7 +99,7 @@ def _frames_np(wave: np.ndarray) -> np.ndarray:
 def _magnitude_np(wave: np.ndarray) -> np.ndarray:
     """Magnitude spectrogram [..., N_FFT//2+1, frames] in float64."""
     frames = _frames_np(np.asarray(wave, dtype=np.float64))
-    spec = np.fft.rfft(frames * _hann(), n=N_FFT, axis=-1)
+    spec = np.fft.rfft(frames * hann(), n=N_FFT, axis=-1)
     mag = np.sqrt(spec.real**2 + spec.imag**2 + MAG_EPS)
     return np.swapaxes(mag, -1, -2)
 

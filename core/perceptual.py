@@ -63,14 +63,22 @@ def stoi(ref: np.ndarray, out: np.ndarray) -> float:
     return float(_stoi(ref.astype(np.float64), out.astype(np.float64), SAMPLE_RATE))
 
 
-@functools.lru_cache(maxsize=1)
 def _dnsmos_session():
+    """DNSMOS's session on the execution providers VOXC_ORT_PROVIDERS names (the CPU's by default:
+    core/providers.py); a provider this onnxruntime lacks is an error, not a quiet CPU run."""
+    from voxc.core import providers
+    return _dnsmos_session_on(tuple(providers.chosen()))
+
+
+@functools.lru_cache(maxsize=2)
+def _dnsmos_session_on(wanted: tuple[str, ...]):
     import importlib.resources
     import onnxruntime as ort
+    from voxc.core import providers
     opts = ort.SessionOptions()
     opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
     model = importlib.resources.files("speechmos") / "dnsmos_models" / "sig_bak_ovr.onnx"
-    return ort.InferenceSession(model.read_bytes(), opts, providers=["CPUExecutionProvider"])
+    return providers.session(model.read_bytes(), opts, list(wanted))
 
 
 def _windows(wave: np.ndarray) -> np.ndarray:

@@ -36,6 +36,12 @@ DEFERRED = "deferred"
 STATUSES = ("pass", "fail", DEFERRED)
 ROLES = ("model", "weights", "package", "engine", "engine-info", "config", "reference")
 ROW_KEYS = {"model": str, "runtime": str, "precision": str, "metric": str}
+PORTABLE = "portable"                # the runtime label of the plain fp32 ONNX, which no backend built
+
+
+def portable(entry: dict) -> bool:
+    """An artifact entry of a manifest that is the plain exported ONNX (runs anywhere, built by no backend)."""
+    return entry.get("runtime") == PORTABLE
 
 
 # ---- the schema -----------------------------------------------------------------------------------
@@ -47,15 +53,20 @@ class FileRecord:
     sha256: str
     bytes: int
     role: str                       # one of ROLES
-    runtime: str | None = None      # the backend that runs it; "portable" for the plain ONNX
+    runtime: str | None = None      # the backend that runs it; PORTABLE for the plain ONNX
     precision: str | None = None
     format: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
+    def portable(self) -> bool:
+        """The plain exported ONNX (built by no backend)."""
+        return self.runtime == PORTABLE
+
+    @property
     def runnable(self) -> bool:
         """A file a backend opens as a model (not its weights, engine notes or the reference)."""
-        return self.role in ("model", "package") and self.runtime not in (None, "portable")
+        return self.role in ("model", "package") and self.runtime is not None and not self.portable
 
     def to_json(self) -> dict:
         base = {"path": self.path, "sha256": self.sha256, "bytes": self.bytes, "role": self.role}

@@ -43,7 +43,7 @@ PAD_ID = 0
 SIL_ID = SYMBOL_TO_ID["sil"]
 assert len(SYMBOLS) <= 96 and len(PHONES) == 39
 
-_PUNCT_MAP = {",": ",", ";": ",", ":": ",", ".": ".", "?": "?", "!": "!", "\u2026": "."}
+PUNCT_MAP = {",": ",", ";": ",", ":": ",", ".": ".", "?": "?", "!": "!", "\u2026": "."}
 _SEPARATORS = set(" \t\n\r\"'`()[]{}<>-/\\*_#~\u2013\u2014\u2018\u2019\u201c\u201d")
 _SYMBOL_WORDS = {"%": "percent", "&": "and", "+": "plus", "@": "at", "=": "equals"}
 
@@ -95,8 +95,8 @@ def normalize(text: str, errors: str = "strict") -> list[str]:
             else:
                 out.append(word.lower())
             i = m.end()
-        elif c in _PUNCT_MAP:
-            out.append(_PUNCT_MAP[c])
+        elif c in PUNCT_MAP:
+            out.append(PUNCT_MAP[c])
             i += 1
         elif c in _SYMBOL_WORDS:
             out.append(_SYMBOL_WORDS[c])

@@ -25,6 +25,7 @@ from voxc.core.errors import VoxcError
 from voxc.targets.base import Backend
 from voxc.core.hashing import sha256_chunks, sha256_file
 from voxc.targets import coreml_runner
+from voxc.targets.runner import Runner
 
 FILE = "model.mlpackage"
 DEFERRED_REASON = coreml_runner.DEFERRED_REASON
@@ -96,54 +97,6 @@ def _np_dtype(dtype: str):
 def _weights_sha256(module) -> str:
     return sha256_chunks(k.encode() + v.detach().contiguous().numpy().tobytes()
                          for k, v in sorted(module.state_dict().items()))
-
-
-def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None,
-          torch_module=None) -> dict:
-    """Trace the PyTorch module, convert to an ML Program, save model.mlpackage, check it as a spec."""
-    import contextlib
-    import io
-    import warnings
-    import torch
-    options = options or {}
-    if precision not in PRECISIONS:
-        raise VoxcError(f"Core ML precision '{precision}' is not supported: use {' or '.join(PRECISIONS)}")
-    if torch_module is None or spec is None:
-        raise VoxcError("the Core ML backend converts from PyTorch: it needs the spec and the module")
-    ct = _ct()
-    _register_int_fix()
-    module = torch_module()
-    example = spec.example_inputs()
-    args = tuple(torch.from_numpy(example[t.name]) for t in spec.inputs)
-    inputs, shape_mode = _input_types(spec, options)
-    target = getattr(ct.target, options.get("deployment_target", "iOS16"))
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(module, args, check_trace=False)
-        try:
-            model = ct.convert(traced, inputs=inputs, outputs=[ct.TensorType(name=o.name) for o in spec.outputs],
-                               convert_to="mlprogram", minimum_deployment_target=target,
-                               compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-                               compute_units=getattr(ct.ComputeUnit, options.get("compute_units", "ALL")))
-        except Exception as exc:
-            raise VoxcError(f"Core ML conversion of {spec.name} failed: {type(exc).__name__}: "
-                            f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}") from None
-    from voxc.core.audio import HOP, SAMPLE_RATE
-    meta = {"voxc_version": _voxc_version(), "model": spec.name, "precision": precision,
-            "sample_rate": str(SAMPLE_RATE), "hop": str(HOP), "dims": json.dumps(spec.to_json()["dims"], sort_keys=True),
-            "shape_mode": shape_mode, "source_onnx_sha256": sha256_file(source) if source else "",
-            "weights_sha256": _weights_sha256(module)}
-    model.user_defined_metadata.update(meta)
-    model.author = "voxc"
-    model.short_description = spec.description
-    model.version = meta["voxc_version"]
-    model.save(str(out_dir / FILE))
-    problems = check_package(spec, out_dir / FILE, options)
-    if problems:
-        raise VoxcError(f"Core ML package for {spec.name} does not match its ModelSpec: {'; '.join(problems)}")
-    summary = op_summary(out_dir / FILE)
-    return {"file": FILE, "format": "mlpackage", "precision": precision, "runtime": "coreml",
-            "shape_mode": shape_mode, "deployment_target": str(target).split(".")[-1], "metadata": meta, **summary}
 
 
 def _voxc_version() -> str:
@@ -228,16 +181,9 @@ def op_summary(path: Path) -> dict:
             "spec_version": int(s.specificationVersion)}
 
 
-def runner(path: Path, inputs=None, outputs=None):
-    return coreml_runner.runner(path, inputs, outputs)
-
-
-def fingerprint() -> dict:
-    return coreml_runner.fingerprint()
-
-
 class CoreML(Backend):
     name, precisions, tools, parity = "coreml", PRECISIONS, ("coremltools", "torch"), "device"
+    format, roles = "mlpackage", {FILE: "package"}
     shipped = ("voxc.targets.coreml_runner",)
     resources = {"macos": 1}
     device = "a Mac (python3 -m pip install numpy coremltools)"
@@ -246,17 +192,60 @@ class CoreML(Backend):
     evidence_judged = ("compiled_sha256",)           # the compiled model (.mlmodelc) Core ML ran
 
     def build(self, source, out_dir, precision, spec=None, calibration=None, options=None, torch_module=None):
-        return build(source, out_dir, precision, spec, calibration, options, torch_module)
+        """Trace the PyTorch module, convert to an ML Program, save model.mlpackage, check it as a spec."""
+        import contextlib
+        import io
+        import warnings
+        import torch
+        options = options or {}
+        if precision not in PRECISIONS:
+            raise VoxcError(f"Core ML precision '{precision}' is not supported: use {' or '.join(PRECISIONS)}")
+        if torch_module is None or spec is None:
+            raise VoxcError("the Core ML backend converts from PyTorch: it needs the spec and the module")
+        ct = _ct()
+        _register_int_fix()
+        module = torch_module()
+        example = spec.example_inputs()
+        args = tuple(torch.from_numpy(example[t.name]) for t in spec.inputs)
+        inputs, shape_mode = _input_types(spec, options)
+        target = getattr(ct.target, options.get("deployment_target", "iOS16"))
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(module, args, check_trace=False)
+            try:
+                model = ct.convert(traced, inputs=inputs, outputs=[ct.TensorType(name=o.name) for o in spec.outputs],
+                                   convert_to="mlprogram", minimum_deployment_target=target,
+                                   compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+                                   compute_units=getattr(ct.ComputeUnit, options.get("compute_units", "ALL")))
+            except Exception as exc:
+                raise VoxcError(f"Core ML conversion of {spec.name} failed: {type(exc).__name__}: "
+                                f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}") from None
+        from voxc.core.audio import HOP, SAMPLE_RATE
+        meta = {"voxc_version": _voxc_version(), "model": spec.name, "precision": precision,
+                "sample_rate": str(SAMPLE_RATE), "hop": str(HOP), "dims": json.dumps(spec.to_json()["dims"], sort_keys=True),
+                "shape_mode": shape_mode, "source_onnx_sha256": sha256_file(source) if source else "",
+                "weights_sha256": _weights_sha256(module)}
+        model.user_defined_metadata.update(meta)
+        model.author = "voxc"
+        model.short_description = spec.description
+        model.version = meta["voxc_version"]
+        model.save(str(out_dir / FILE))
+        problems = check_package(spec, out_dir / FILE, options)
+        if problems:
+            raise VoxcError(f"Core ML package for {spec.name} does not match its ModelSpec: {'; '.join(problems)}")
+        summary = op_summary(out_dir / FILE)
+        return self.record(precision, shape_mode=shape_mode, deployment_target=str(target).split(".")[-1],
+                           metadata=meta, **summary)
 
-    def open(self, path, record=None, threads=None):
+    def open(self, path, record=None, threads=None) -> Runner:
         io = (record or {}).get("io", {})
-        return coreml_runner.runner(Path(path), io.get("inputs"), io.get("outputs"))
+        return coreml_runner.CoreMLRunner(Path(path), io.get("inputs"), io.get("outputs"))
 
     def unavailable(self):
         return None if platform.system() == "Darwin" else f"{DEFERRED_REASON} (Core ML predictions need macOS)"
 
     def fingerprint(self):
-        return fingerprint()
+        return coreml_runner.CoreMLRunner.fingerprint()
 
     def host_checks(self, spec, art_dir, record, precision, options, check):
         problems = check_package(spec, art_dir / record["file"], options)

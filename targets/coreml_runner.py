@@ -40,18 +40,16 @@ class CoreMLRunner:
                 for k, v in got.items()}
 
 
-def runner(path: Path, inputs=None, outputs=None) -> CoreMLRunner:
-    return CoreMLRunner(path, inputs, outputs)
-
-
-def fingerprint() -> dict:
-    try:
-        version = importlib.metadata.version("coremltools")
-    except importlib.metadata.PackageNotFoundError:
-        version = None
-    return {"runtime": "coreml", "coremltools": version, "system": platform.system(),
-            "macos": platform.mac_ver()[0] or None, "machine": platform.machine(), "chip": _chip(),
-            "can_predict": platform.system() == "Darwin"}
+    @staticmethod
+    def fingerprint() -> dict:
+        """The runtime and Mac a result came from."""
+        try:
+            version = importlib.metadata.version("coremltools")
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        return {"runtime": "coreml", "coremltools": version, "system": platform.system(),
+                "macos": platform.mac_ver()[0] or None, "machine": platform.machine(), "chip": _chip(),
+                "can_predict": platform.system() == "Darwin"}
 
 
 def _chip() -> str | None:

@@ -71,11 +71,11 @@ def device_fingerprint(runner: str) -> dict:
         from voxc.targets import trt_engine
         return {**base, **trt_engine.device_fingerprint()}
     if runner == "coreml":
-        from voxc.targets import coreml_runner
-        return {**base, **coreml_runner.fingerprint()}
-    import onnxruntime
-    from voxc.targets.ort_runner import providers
-    return {**base, "onnxruntime": onnxruntime.__version__, "providers": providers()}
+        from voxc.targets.coreml_runner import CoreMLRunner
+        return {**base, **CoreMLRunner.fingerprint()}
+    from voxc.targets.ort_runner import OrtRunner
+    fp = OrtRunner.fingerprint()
+    return {**base, "onnxruntime": fp["version"], "providers": fp["providers"]}
 
 
 def tensorrt_advice(manifest: dict) -> str:
@@ -127,18 +127,17 @@ def tensorrt_runner(manifest: dict, art: dict, model: dict, fp: dict, rebuild: b
 def make_runner(kind: str, manifest: dict, art: dict, model: dict, fp: dict, rebuild: bool, log):
     """(runner, precision label, runtime label, regime, evidence) for one artifact of one model."""
     if kind == "onnxruntime":
-        from voxc.targets import ort_runner as ort_backend
+        from voxc.targets.ort_runner import OrtRunner
         stand = art["stand_in"]
-        return ort_backend.runner(bundle_file(manifest, stand["onnx"])), stand["precision"], "onnxruntime-standin", \
-            None, {}
+        return OrtRunner(bundle_file(manifest, stand["onnx"])), stand["precision"], "onnxruntime-standin", None, {}
     if kind != art["runtime"]:
         raise VoxcError(f"this bundle holds {art['runtime']} artifacts; use --runner {art['runtime']} or onnxruntime")
     if kind == "tensorrt":
         r, reg, evidence = tensorrt_runner(manifest, art, model, fp, rebuild, log)
         return r, art["precision"], "tensorrt", reg, evidence
-    from voxc.targets import coreml_runner
+    from voxc.targets.coreml_runner import CoreMLRunner
     package = schema.inside(HERE, art["package"], schema.MANIFEST, FIX)
-    r = coreml_runner.runner(package, model["inputs"], model["outputs"])
+    r = CoreMLRunner(package, model["inputs"], model["outputs"])
     return r, art["precision"], "coreml", None, {"compiled_sha256": r.compiled_sha256()}
 
 

@@ -8,7 +8,9 @@ int8: quantize_static, QDQ format, per-channel weights, calibrated on real data 
       activation/weight types come from the options; layers named in keep_fp32 stay float, and
       the sensitivity pass (targets/sensitivity.py) keeps further layers float when the
       quantised graph misses the int8 gates on held-out validation items.
-The TensorRT bundles (issue 5) call build() for their FP16 and INT8-QDQ ONNX files.
+int8 is public beside build: quantize() (one int8 graph with given settings) and rank_layers() (every
+weighted layer tried alone in float, scored by the int8 gates), which the INT8 study calls too.
+The TensorRT backend calls build() for its FP16 and INT8-QDQ ONNX files.
 """
 from __future__ import annotations
 
@@ -18,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from voxc.core import providers as eps
 from voxc.core.errors import VoxcError
 from voxc.targets.base import Backend
-from voxc.targets.ort_runner import OrtRunner, fingerprint, runner, session_options  # noqa: F401 (the backend API)
+from voxc.targets.ort_runner import OrtRunner, session_options
+from voxc.targets.runner import Runner
 
-FILE = "model.onnx"
-TOOLS = ("onnxruntime", "onnx")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 # Defaults chosen from measurements on this CPU class (2-core AVX2, no VNNI): U8S8 with reduce_range was
@@ -44,15 +46,15 @@ _QTYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16", "int16": "QI
 _METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
-def _optimize_offline(source: Path, dest: Path) -> None:
+def _optimize_offline(source: Path, dest: Path, providers: list[str]) -> None:
     so = session_options(threads=1)
     # EXTENDED, not ALL: layout transforms at ALL are host-specific and must not be baked offline.
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     so.optimized_model_filepath = str(dest)
-    ort.InferenceSession(str(source), so, providers=["CPUExecutionProvider"])
+    eps.session(Path(source), so, providers)
 
 
-def _named(model: onnx.ModelProto) -> onnx.ModelProto:
+def _named(model):
     for k, n in enumerate(model.graph.node):
         if not n.name:
             n.name = f"{n.op_type}_{k}"
@@ -107,37 +109,41 @@ def int8_settings(options: dict | None) -> dict:
     return s
 
 
-def weighted_nodes(model: onnx.ModelProto, op_types) -> list[str]:
+def weighted_nodes(model, op_types) -> list[str]:
     """Nodes of the given op types that read a weight (an initializer): the layers int8 speeds up."""
     params = {i.name for i in model.graph.initializer}
     return [n.name for n in model.graph.node if n.op_type in op_types and any(i in params for i in n.input)]
 
 
-def activation_matmuls(model: onnx.ModelProto) -> list[str]:
+def activation_matmuls(model) -> list[str]:
     """MatMul nodes with no weight input (e.g. attention's q @ k^T and weights @ v)."""
     params = {i.name for i in model.graph.initializer}
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and not any(i in params for i in n.input)]
 
 
-def _int8(source: Path, dest: Path, calibration, options: dict, spec=None) -> dict:
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-    import onnx
-    from voxc.targets.onnx_nodes import nodes_using
-    if not calibration:
-        raise VoxcError("int8 needs real calibration data (calibration/feeds.py); refusing to calibrate on nothing")
-    s = int8_settings(options)
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
+class _Int8Graph:
+    """One graph prepared for static QDQ int8 with one set of settings: pre-processed, every node named,
+    the float islands (keep_fp32, activation MatMuls) excluded, calibrated once (the ranges are cached
+    in `tmp`, so every trial with more layers in float reuses them)."""
+
+    def __init__(self, source: Path, tmp: Path, calibration, options: dict | None):
+        import onnx
+        from onnxruntime.quantization import CalibrationDataReader
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+        from voxc.targets.onnx_nodes import nodes_using
+        if not calibration:
+            raise VoxcError("int8 needs real calibration data (calibration/feeds.py); refusing to calibrate on nothing")
+        self.s = s = int8_settings(options)
+        self.calibration, self.tmp = calibration, Path(tmp)
+        self.pre = pre = self.tmp / "pre.onnx"
         try:
             quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
         except Exception:
             onnx.save(onnx.load(str(source)), str(pre))
-        model = _named(onnx.load(str(pre)))
+        self.model = model = _named(onnx.load(str(pre)))
         onnx.save(model, str(pre))
-        names = {i.name for i in model.graph.input}
-        exclude = nodes_using(model, s["keep_fp32"]) + ([] if s["activation_matmuls"] else activation_matmuls(model))
+        self.names = {i.name for i in model.graph.input}
+        self.exclude = nodes_using(model, s["keep_fp32"]) + ([] if s["activation_matmuls"] else activation_matmuls(model))
         CalibrationDataReader.register(_Reader)
         extra = {"CalibStridedMinMax": max(1, len(calibration))} if s["calibrate_method"] != "minmax" else {}
         if s["activation_type"] in ("uint16", "int16"):
@@ -148,66 +154,109 @@ def _int8(source: Path, dest: Path, calibration, options: dict, spec=None) -> di
             axes = {n.input[1]: [{"axis": int(s["weight_axes"][n.op_type])}] for n in model.graph.node
                     if n.op_type in s["weight_axes"] and len(n.input) > 1 and n.input[1] in params}
             extra["TensorQuantOverrides"] = {**axes, **extra.get("TensorQuantOverrides", {})}
+        self.extra = extra
+        self.cache = self.tmp / "ranges.json"   # calibrate once; sensitivity trials reuse the ranges
 
-        cache = Path(tmp) / "ranges.json"   # calibrate once; sensitivity trials reuse the ranges
+    def candidates(self) -> list[str]:
+        """The weighted layers this graph quantises (what may be kept in float)."""
+        return [n for n in weighted_nodes(self.model, self.s["op_types"]) if n not in self.exclude]
 
-        def quantize(extra_fp32: list[str], out: Path) -> Path:
-            quantize_static(str(pre), str(out), _Reader(calibration, names), quant_format=QuantFormat.QDQ,
-                            calibration_cache_path=cache,
-                            per_channel=s["per_channel"], reduce_range=s["reduce_range"],
-                            activation_type=getattr(QuantType, _QTYPES[s["activation_type"]]),
-                            weight_type=getattr(QuantType, _QTYPES[s["weight_type"]]),
-                            calibrate_method=getattr(CalibrationMethod, _METHODS[s["calibrate_method"]]),
-                            nodes_to_exclude=(exclude + extra_fp32) or None,
-                            op_types_to_quantize=list(s["op_types"]) or None, extra_options=dict(extra))
-            return out
+    def quantize(self, extra_fp32: list[str], out: Path) -> Path:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        s = self.s
+        quantize_static(str(self.pre), str(out), _Reader(self.calibration, self.names), quant_format=QuantFormat.QDQ,
+                        calibration_cache_path=self.cache,
+                        per_channel=s["per_channel"], reduce_range=s["reduce_range"],
+                        activation_type=getattr(QuantType, _QTYPES[s["activation_type"]]),
+                        weight_type=getattr(QuantType, _QTYPES[s["weight_type"]]),
+                        calibrate_method=getattr(CalibrationMethod, _METHODS[s["calibrate_method"]]),
+                        nodes_to_exclude=(self.exclude + extra_fp32) or None,
+                        op_types_to_quantize=list(s["op_types"]) or None, extra_options=dict(self.extra))
+        return out
 
-        validation = options.get("validation") or []
-        search = None
-        if spec is not None and validation and s["sensitivity_layers"] > 0:
-            from voxc.targets import sensitivity
-            feeds = [{k: v for k, v in f.items() if k in names} for f in validation]
-            reference = [runner(pre).infer(f) for f in feeds]
-            budgets = sensitivity.int8_budgets(spec)
+    def evaluator(self, spec, validation: list[dict]):
+        """evaluate(extra float layers) -> the int8 gate score (targets/sensitivity.score) of that
+        quantised graph against the float graph on the validation items."""
+        from voxc.targets import sensitivity
+        feeds = [{k: v for k, v in f.items() if k in self.names} for f in validation]
+        reference = [OrtRunner(self.pre).infer(f) for f in feeds]
+        budgets = sensitivity.int8_budgets(spec)
 
-            def evaluate(extra_fp32: list[str]) -> float:
-                r = runner(quantize(extra_fp32, Path(tmp) / "trial.onnx"))
-                return sensitivity.score(spec, budgets, reference, [r.infer(f) for f in feeds])
-            candidates = [n for n in weighted_nodes(model, s["op_types"]) if n not in exclude]
-            search = sensitivity.keep_sensitive(candidates, evaluate, s["sensitivity_layers"], s["sensitivity_target"])
-            exclude += search["kept_fp32"]
-        quantize([], dest)
-    record = {"int8": {k: v for k, v in s.items()}, "calibration_items": len(calibration), "fp32_nodes": exclude}
-    if search is not None:
-        record["sensitivity"] = search
-    return record
-
-
-def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None,
-          torch_module=None) -> dict:
-    """Build one precision of the graph into out_dir/model.onnx; returns the artifact record."""
-    options = options or {}
-    if precision not in PRECISIONS:
-        raise VoxcError(f"onnxruntime precision '{precision}' unknown: choose {', '.join(PRECISIONS)}")
-    out_dir = Path(out_dir)
-    record = {"file": FILE, "files": [FILE], "format": "onnx", "precision": precision, "runtime": "onnxruntime"}
-    if precision == "fp32":
-        _optimize_offline(source, out_dir / FILE)
-    elif precision == "fp16":
-        record.update(_fp16(source, out_dir / FILE, options))
-    else:
-        record.update(_int8(source, out_dir / FILE, calibration, options, spec))
-    return record
+        def evaluate(extra_fp32: list[str]) -> float:
+            r = OrtRunner(self.quantize(extra_fp32, self.tmp / "trial.onnx"))
+            return sensitivity.score(spec, budgets, reference, [r.infer(f) for f in feeds])
+        return evaluate
 
 
 class OnnxRuntime(Backend):
-    name, precisions, tools = "onnxruntime", PRECISIONS, TOOLS
+    name, precisions, tools = "onnxruntime", PRECISIONS, ("onnxruntime", "onnx")
+    format, roles = "onnx", {"model.onnx": "model"}
 
     def build(self, source, out_dir, precision, spec=None, calibration=None, options=None, torch_module=None):
-        return build(source, out_dir, precision, spec, calibration, options, torch_module)
+        """Build one precision of the graph into out_dir/model.onnx; returns the artifact record (with
+        the execution providers its sessions use: the profile's `providers`, else the CPU's)."""
+        options = options or {}
+        if precision not in PRECISIONS:
+            raise VoxcError(f"onnxruntime precision '{precision}' unknown: choose {', '.join(PRECISIONS)}")
+        providers = eps.check(eps.parse(options.get("providers")) or list(eps.DEFAULT))
+        out_dir = Path(out_dir)
+        record = self.record(precision, providers=providers)
+        if precision == "fp32":
+            _optimize_offline(source, out_dir / self.file, providers)
+        elif precision == "fp16":
+            record.update(_fp16(source, out_dir / self.file, options))
+        else:
+            record.update(self.quantize(source, out_dir, spec, calibration, options))
+        return record
 
-    def open(self, path, record=None, threads=None):
-        return OrtRunner(Path(path), threads)
+    def quantize(self, source: Path, out_dir: Path, spec, calibration, options: dict | None = None) -> dict:
+        """Static QDQ int8 of `source` into out_dir/model.onnx with the settings in `options` (INT8_DEFAULTS
+        under them; keep_fp32 = parameter-name prefixes of layers kept float); with a spec and held-out
+        `validation` items in the options, the sensitivity pass keeps up to sensitivity_layers more layers
+        float. Returns what the build records about it."""
+        options = options or {}
+        with tempfile.TemporaryDirectory() as tmp:
+            graph = _Int8Graph(Path(source), Path(tmp), calibration, options)
+            s, exclude = graph.s, list(graph.exclude)
+            validation = options.get("validation") or []
+            search = None
+            if spec is not None and validation and s["sensitivity_layers"] > 0:
+                from voxc.targets import sensitivity
+                search = sensitivity.keep_sensitive(graph.candidates(), graph.evaluator(spec, validation),
+                                                    s["sensitivity_layers"], s["sensitivity_target"])
+                exclude += search["kept_fp32"]
+                graph.exclude = exclude
+            graph.quantize([], Path(out_dir) / self.file)
+        record = {"int8": {k: v for k, v in s.items()}, "calibration_items": len(calibration), "fp32_nodes": exclude}
+        if search is not None:
+            record["sensitivity"] = search
+        return record
+
+    def rank_layers(self, source: Path, spec, calibration, validation, options: dict | None = None) -> dict:
+        """Every weighted layer int8 quantises, tried alone in float (ranges calibrated once) and scored by
+        the model's int8 gate score on the validation items: {"score_all_int8", "trials", "ranked" (most
+        helpful first), "weights" (layer -> the weight it reads: what keep_fp32 prefixes match on every
+        runtime), "ops" (layer -> op type), "in_source" (layer -> its weight keeps its name in `source`)}."""
+        import onnx
+        from voxc.targets import sensitivity
+        with tempfile.TemporaryDirectory() as tmp:
+            graph = _Int8Graph(Path(source), Path(tmp), calibration, {**(options or {}), "sensitivity_layers": 0})
+            ranking = sensitivity.rank(graph.candidates(), graph.evaluator(spec, validation))
+            params = {i.name for i in graph.model.graph.initializer}
+            by_name = {n.name: n for n in graph.model.graph.node}
+        ranked = ranking["ranked"]
+        weights = {c: next((i for i in by_name[c].input[1:] if i in params), None) for c in ranked}
+        source_params = {i.name for i in onnx.load(str(source)).graph.initializer}
+        return {**ranking, "weights": weights, "ops": {c: by_name[c].op_type for c in ranked},
+                "in_source": {c: weights[c] in source_params for c in ranked}}
+
+    def open(self, path, record=None, threads=None) -> Runner:
+        return OrtRunner(Path(path), threads, (record or {}).get("providers"))
+
+    def open_graph(self, model: bytes, threads: int = 1) -> Runner:
+        """A runner over a graph in memory, run as written (no graph optimisation): what the compiler uses
+        to compare two forms of one graph."""
+        return OrtRunner(model, threads, optimize=False)
 
     def fingerprint(self):
-        return fingerprint()
+        return OrtRunner.fingerprint()

@@ -12,9 +12,6 @@ int8: NNCF post-training quantization on real calibration feeds (preset MIXED by
 """
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import platform
 import re
 from pathlib import Path
 
@@ -22,19 +19,18 @@ import numpy as np
 
 from voxc.core.errors import VoxcError
 from voxc.targets.base import Backend
+from voxc.targets.openvino_runner import OvRunner, core
+from voxc.targets.runner import Runner
 
 FILE = "model.xml"
-TOOLS = ("openvino", "nncf")
 PRECISIONS = ("fp32", "fp16", "int8")
 # model_type "transformer" makes NNCF leave attention's softmax / activation matmuls and layer norms
-# in float, as the ONNX Runtime builder does (targets/onnxruntime.py).
+# in float, as the ONNX Runtime builder does (targets/onnxruntime.py). ignore_types (OpenVINO op types
+# kept float), fast_bias_correction, smooth_quant (SmoothQuant's matmul alpha) and overflow_fix are
+# NNCF's own settings, passed only when set.
 INT8_DEFAULTS = {"preset": "mixed", "accuracy_control": False, "sensitivity_target": 0.8, "subset_size": 300,
-                 "keep_fp32": [], "max_reverted_layers": 5, "model_type": ""}
-
-
-def _core():
-    import openvino as ov
-    return ov.Core()
+                 "keep_fp32": [], "max_reverted_layers": 5, "model_type": "", "ignore_types": [],
+                 "fast_bias_correction": None, "smooth_quant": None, "overflow_fix": ""}
 
 
 def _convert(source: Path):
@@ -58,13 +54,14 @@ def deterministic_names(xml: str) -> str:
 
 def _save(model, out_dir: Path, compress: bool) -> None:
     import openvino as ov
-    ov.save_model(model, str(out_dir / FILE), compress_to_fp16=compress)
-    xml = out_dir / FILE
+    ov.save_model(model, str(Path(out_dir) / FILE), compress_to_fp16=compress)
+    xml = Path(out_dir) / FILE
     xml.write_text(deterministic_names(xml.read_text()))
 
 
-def _ignored_scope(source: Path, prefixes):
-    """NNCF ignored scope for the nodes that read parameters with the given name prefixes."""
+def _ignored_scope(source: Path, prefixes, types=()):
+    """NNCF ignored scope for the nodes that read parameters with the given name prefixes (and the
+    OpenVINO op types listed), and the ONNX nodes kept float."""
     import nncf
     import onnx
     from voxc.targets.onnx_nodes import nodes_using
@@ -73,49 +70,21 @@ def _ignored_scope(source: Path, prefixes):
     # plus an Add named '<node>': the bare name alone left every biased layer (a vocoder's conv_pre,
     # its `out.` phase head) quantised while the build reported it kept float.
     scope = sorted({n for name in names for n in (name, f"{name}/WithoutBiases")})
-    return (nncf.IgnoredScope(names=scope, validate=False) if names else None), names
+    if not names and not types:
+        return None, names
+    return nncf.IgnoredScope(names=scope, **({"types": list(types)} if types else {}), validate=False), names
 
 
-def _int8(source: Path, out_dir: Path, spec, calibration, options: dict, torch_module) -> dict:
-    import nncf
-    if not calibration:
-        raise VoxcError("int8 needs real calibration data (calibration/feeds.py); refusing to calibrate on nothing")
-    s = {**INT8_DEFAULTS, **{k: v for k, v in options.items() if k in INT8_DEFAULTS}}
-    preset = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}.get(s["preset"])
-    if preset is None:
-        raise VoxcError(f"openvino int8 preset '{s['preset']}' unknown: choose mixed or performance")
-    names = [t.name for t in spec.inputs]
-    dataset = nncf.Dataset([{k: f[k] for k in names} for f in calibration])
-    scope, kept = _ignored_scope(source, s["keep_fp32"])
-    model = _convert(source)
-    kw = {"preset": preset, "subset_size": min(s["subset_size"], len(calibration))}
-    if scope is not None:
-        kw["ignored_scope"] = scope
-    if s["model_type"]:
-        if s["model_type"] != "transformer":
-            raise VoxcError(f"openvino int8 model_type '{s['model_type']}' unknown: use transformer or leave it empty")
-        kw["model_type"] = nncf.ModelType.TRANSFORMER
-    quantized = nncf.quantize(model, dataset, **kw)
-    record = {"int8": {"preset": s["preset"], "method": "nncf.quantize", "model_type": s["model_type"] or "default"}, "calibration_items": len(calibration),
-              "fp32_nodes": kept}
-    validation = options.get("validation") or []
-    if s["accuracy_control"] and validation and torch_module is not None:
-        score = _gate_score_fn(spec, torch_module(), validation)
-        plain = score(_core().compile_model(quantized, "CPU"), validation)
-        record["int8"]["plain_score"] = round(1.0 - plain, 4)     # recorded as the worst excess
-        if 1.0 - plain > s["sensitivity_target"]:
-            from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
-            vdata = nncf.Dataset([{k: f[k] for k in names} for f in validation])
-            restorer = AdvancedAccuracyRestorerParameters(max_num_iterations=int(s["max_reverted_layers"]),
-                                                          ranking_subset_size=len(validation))
-            quantized = nncf.quantize_with_accuracy_control(
-                _convert(source), dataset, vdata, validation_fn=lambda m, data: score(m, list(data)),
-                max_drop=s["sensitivity_target"], drop_type=nncf.DropType.ABSOLUTE,
-                advanced_accuracy_restorer_parameters=restorer, **kw)
-            record["int8"]["method"] = "nncf.quantize_with_accuracy_control"
-            record["int8"]["controlled_score"] = round(1.0 - score(_core().compile_model(quantized, "CPU"), validation), 4)
-    _save(quantized, out_dir, compress=False)
-    return record
+def _advanced(s: dict):
+    """NNCF's advanced parameters for the settings that need them (None: NNCF's defaults)."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+    adv = {}
+    if s["smooth_quant"] is not None:
+        adv["smooth_quant_alphas"] = AdvancedSmoothQuantParameters(matmul=float(s["smooth_quant"]), convolution=-1)
+    if s["overflow_fix"]:
+        from nncf.quantization.advanced_parameters import OverflowFix
+        adv["overflow_fix"] = OverflowFix(s["overflow_fix"])
+    return AdvancedQuantizationParameters(**adv) if adv else None
 
 
 def _gate_score_fn(spec, module, validation):
@@ -141,36 +110,6 @@ def _gate_score_fn(spec, module, validation):
             outs.append({t.name: by_name[t.name] for t in spec.outputs})
         return 1.0 - sensitivity.score(spec, budgets, refs, outs)
     return score
-
-
-def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None,
-          torch_module=None) -> dict:
-    options = options or {}
-    if precision not in PRECISIONS:
-        raise VoxcError(f"openvino precision '{precision}' unknown: choose {', '.join(PRECISIONS)}")
-    out_dir = Path(out_dir)
-    record = {"file": FILE, "files": [FILE, "model.bin"], "roles": {"model.bin": "weights"}, "format": "openvino-ir", "precision": precision,
-              "runtime": "openvino"}
-    if precision == "int8":
-        record.update(_int8(Path(source), out_dir, spec, calibration, options, torch_module))
-    else:
-        _save(_convert(Path(source)), out_dir, compress=(precision == "fp16"))
-    return record
-
-
-class OvRunner:
-    def __init__(self, path: Path, threads: int | None = None):
-        self.name = "openvino"
-        threads = threads or int(os.environ.get("VOXC_THREADS", "0") or 0)
-        config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
-        config["INFERENCE_PRECISION_HINT"] = "f32"   # honour the artifact's precision, not a host default
-        self.compiled = _core().compile_model(str(path), "CPU", config)
-        self.request = self.compiled.create_infer_request()
-        self.output_names = [o.get_any_name() for o in self.compiled.outputs]
-
-    def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        res = self.request.infer(feeds)
-        return {o.get_any_name(): np.array(v) for o, v in res.items()}
 
 
 LOW_BITS = ("i8", "u8", "i4", "u4", "nf4")
@@ -206,26 +145,78 @@ def quantised_layers(xml: str) -> dict:
     return {"markers": markers, "nodes": sum(ops.values()), "ops": dict(sorted(ops.items()))}
 
 
-def runner(path: Path, threads: int | None = None) -> OvRunner:
-    return OvRunner(path, threads)
-
-
-def fingerprint() -> dict:
-    return {"runtime": "openvino", "version": importlib.metadata.version("openvino"),
-            "device": "CPU", "machine": platform.machine()}
-
-
 class OpenVino(Backend):
-    name, precisions, tools = "openvino", PRECISIONS, TOOLS
+    name, precisions, tools = "openvino", PRECISIONS, ("openvino", "nncf")
+    format, roles = "openvino-ir", {FILE: "model", "model.bin": "weights"}
 
     def build(self, source, out_dir, precision, spec=None, calibration=None, options=None, torch_module=None):
-        return build(source, out_dir, precision, spec, calibration, options, torch_module)
+        options = options or {}
+        if precision not in PRECISIONS:
+            raise VoxcError(f"openvino precision '{precision}' unknown: choose {', '.join(PRECISIONS)}")
+        record = self.record(precision)
+        if precision == "int8":
+            record.update(self.quantize(Path(source), Path(out_dir), spec, calibration, options, torch_module))
+        else:
+            _save(_convert(Path(source)), Path(out_dir), compress=(precision == "fp16"))
+        return record
 
-    def open(self, path, record=None, threads=None):
+    def quantize(self, source: Path, out_dir: Path, spec, calibration, options: dict | None = None,
+                 torch_module=None) -> dict:
+        """NNCF post-training int8 of `source` into out_dir/model.xml with the settings in `options`
+        (INT8_DEFAULTS under them; keep_fp32 = parameter-name prefixes of layers kept float). With
+        accuracy_control, held-out `validation` items and the PyTorch module, layers that break voxc's
+        int8 gates are reverted to float. Returns what the build records about it."""
+        import nncf
+        options = options or {}
+        if not calibration:
+            raise VoxcError("int8 needs real calibration data (calibration/feeds.py); refusing to calibrate on nothing")
+        s = {**INT8_DEFAULTS, **{k: v for k, v in options.items() if k in INT8_DEFAULTS}}
+        preset = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}.get(s["preset"])
+        if preset is None:
+            raise VoxcError(f"openvino int8 preset '{s['preset']}' unknown: choose mixed or performance")
+        names = [t.name for t in spec.inputs] if spec is not None else list(calibration[0])
+        dataset = nncf.Dataset([{k: f[k] for k in names} for f in calibration])
+        scope, kept = _ignored_scope(source, s["keep_fp32"], s["ignore_types"])
+        model = _convert(source)
+        kw = {"preset": preset, "subset_size": min(s["subset_size"], len(calibration))}
+        if scope is not None:
+            kw["ignored_scope"] = scope
+        if s["model_type"]:
+            if s["model_type"] != "transformer":
+                raise VoxcError(f"openvino int8 model_type '{s['model_type']}' unknown: use transformer or leave it empty")
+            kw["model_type"] = nncf.ModelType.TRANSFORMER
+        if s["fast_bias_correction"] is not None:
+            kw["fast_bias_correction"] = bool(s["fast_bias_correction"])
+        advanced = _advanced(s)
+        if advanced is not None:
+            kw["advanced_parameters"] = advanced
+        quantized = nncf.quantize(model, dataset, **kw)
+        record = {"int8": {"preset": s["preset"], "method": "nncf.quantize", "model_type": s["model_type"] or "default"},
+                  "calibration_items": len(calibration), "fp32_nodes": kept}
+        validation = options.get("validation") or []
+        if s["accuracy_control"] and validation and torch_module is not None and spec is not None:
+            score = _gate_score_fn(spec, torch_module(), validation)
+            plain = score(core().compile_model(quantized, "CPU"), validation)
+            record["int8"]["plain_score"] = round(1.0 - plain, 4)     # recorded as the worst excess
+            if 1.0 - plain > s["sensitivity_target"]:
+                from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+                vdata = nncf.Dataset([{k: f[k] for k in names} for f in validation])
+                restorer = AdvancedAccuracyRestorerParameters(max_num_iterations=int(s["max_reverted_layers"]),
+                                                              ranking_subset_size=len(validation))
+                quantized = nncf.quantize_with_accuracy_control(
+                    _convert(source), dataset, vdata, validation_fn=lambda m, data: score(m, list(data)),
+                    max_drop=s["sensitivity_target"], drop_type=nncf.DropType.ABSOLUTE,
+                    advanced_accuracy_restorer_parameters=restorer, **kw)
+                record["int8"]["method"] = "nncf.quantize_with_accuracy_control"
+                record["int8"]["controlled_score"] = round(1.0 - score(core().compile_model(quantized, "CPU"), validation), 4)
+        _save(quantized, out_dir, compress=False)
+        return record
+
+    def open(self, path, record=None, threads=None) -> Runner:
         return OvRunner(Path(path), threads)
 
     def quantised(self, out_dir, record):
         return quantised_layers((Path(out_dir) / record["file"]).read_text())
 
     def fingerprint(self):
-        return fingerprint()
+        return OvRunner.fingerprint()

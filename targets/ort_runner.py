@@ -1,17 +1,18 @@
-"""ONNX Runtime runner: numpy in, numpy out on the CPU execution provider.
+"""ONNX Runtime runner: numpy in, numpy out on the chosen execution providers (core/providers.py).
 
 Kept apart from the builder (targets/onnxruntime.py, which needs onnx and the quantization tools)
 so device bundles can ship it as the stand-in runner with only numpy and onnxruntime installed.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
+from voxc.core import providers as eps
 
 
 def session_options(threads: int | None = None, optimize: bool = True) -> ort.SessionOptions:
@@ -27,28 +28,22 @@ def session_options(threads: int | None = None, optimize: bool = True) -> ort.Se
 
 
 class OrtRunner:
-    def __init__(self, path: Path, threads: int | None = None):
+    """One session over an ONNX file (or its bytes). providers: the build record's; None reads
+    VOXC_ORT_PROVIDERS, else the CPU provider. A provider this onnxruntime lacks is an error."""
+
+    def __init__(self, model: Path | bytes, threads: int | None = None, providers=None, optimize: bool = True):
         self.name = "onnxruntime"
-        self.session = ort.InferenceSession(str(path), session_options(threads), providers=providers())
+        self.session = eps.session(model if isinstance(model, bytes) else Path(model),
+                                   session_options(threads, optimize), providers)
+        self.providers = self.session.get_providers()
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outs = self.session.run(self.output_names, feeds)
         return dict(zip(self.output_names, outs))
 
-
-def runner(path: Path, threads: int | None = None) -> OrtRunner:
-    return OrtRunner(path, threads)
-
-
-def providers() -> list[str]:
-    """Execution providers, most preferred first: the CPU provider unless VOXC_ORT_PROVIDERS names others
-    (e.g. CUDAExecutionProvider,CPUExecutionProvider to run a bundle's stand-in gates on a GPU)."""
-    wanted = [p.strip() for p in os.environ.get("VOXC_ORT_PROVIDERS", "").split(",") if p.strip()]
-    available = set(ort.get_available_providers())
-    return list(dict.fromkeys([p for p in wanted if p in available] + ["CPUExecutionProvider"]))
-
-
-def fingerprint() -> dict:
-    return {"runtime": "onnxruntime", "version": importlib.metadata.version("onnxruntime"),
-            "providers": providers(), "machine": platform.machine()}
+    @staticmethod
+    def fingerprint(providers=None) -> dict:
+        """The runtime a result came from: onnxruntime's version and the providers its sessions use."""
+        return {"runtime": "onnxruntime", "version": ort.__version__,
+                "providers": eps.chosen(providers), "machine": platform.machine()}

@@ -64,10 +64,11 @@ def keep_sensitive(candidates: list[str], evaluate: Callable[[list[str]], float]
     record = {"score_all_int8": first, "target": target, "kept_fp32": [], "score": first, "trials": {}}
     if first <= target or max_layers <= 0 or not candidates:
         return record
-    trials = {c: evaluate([c]) for c in candidates}
-    record["trials"] = dict(sorted(trials.items(), key=lambda kv: kv[1]))
+    ranking = rank(candidates, evaluate, first)
+    trials = ranking["trials"]
+    record["trials"] = trials
     kept, current = [], first
-    for c in sorted(candidates, key=trials.get)[:max_layers]:
+    for c in ranking["ranked"][:max_layers]:
         if trials[c] >= first:          # keeping this layer in float does not help
             break
         kept.append(c)
@@ -76,3 +77,12 @@ def keep_sensitive(candidates: list[str], evaluate: Callable[[list[str]], float]
             break
     record.update(kept_fp32=kept, score=current)
     return record
+
+
+def rank(candidates: list[str], evaluate: Callable[[list[str]], float], first: float | None = None) -> dict:
+    """Every candidate layer tried alone in float: {"score_all_int8", "trials" (layer -> score, best
+    first), "ranked" (the layers, most helpful first)}."""
+    first = evaluate([]) if first is None else first
+    trials = {c: evaluate([c]) for c in candidates}
+    ranked = sorted(candidates, key=trials.get)
+    return {"score_all_int8": first, "trials": {c: trials[c] for c in ranked}, "ranked": ranked}

@@ -2,7 +2,7 @@
 
 The artifact is the ONNX file a TensorRT builder will parse, validated here: fp32 is the checked,
 simplified graph; fp16 (mixed precision, for strong typing) and int8 (explicit QDQ) come from
-targets.onnxruntime.build and must keep to standard ONNX ops (ORT contrib ops would not parse in
+the ONNX Runtime backend's build and must keep to standard ONNX ops (ORT contrib ops would not parse in
 TensorRT). int8 uses this backend's own INT8 settings (INT8_DEFAULTS: TensorRT's symmetric int8, not
 the CPU's uint8) and is refused unless it keeps TensorRT's explicit-quantization rules
 (targets/trt_qdq_rules.py); the host gate runs that same file on ONNX Runtime. Beside it go
@@ -22,6 +22,7 @@ from pathlib import Path
 from voxc.core.errors import VoxcError
 from voxc.targets.base import Backend
 from voxc.targets import trt_engine
+from voxc.targets.runner import Runner
 from voxc.targets.trt_qdq_rules import STANDARD_DOMAINS
 
 FILE = "model.onnx"
@@ -56,44 +57,8 @@ def nonstandard_ops(path: Path) -> list[str]:
     return sorted({f"{n.domain}::{n.op_type}" for n in model.graph.node if n.domain not in STANDARD_DOMAINS})
 
 
-def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None,
-          torch_module=None) -> dict:
-    from voxc.targets import trt_profiles
-    options = options or {}
-    if precision not in PRECISIONS:
-        raise VoxcError(f"TensorRT precision '{precision}' is not supported: use {', '.join(PRECISIONS)}")
-    kept = {}
-    if precision == "fp32":
-        shutil.copyfile(source, out_dir / FILE)
-    else:  # reduced precision is produced and parity-checked on the host with ONNX Runtime first
-        from voxc.targets import onnxruntime as ort_backend
-        with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-            rec = ort_backend.build(source, Path(tmp), precision, spec, calibration=calibration,
-                                    options=ort_options(precision, options), torch_module=torch_module)
-            shutil.copyfile(Path(tmp) / rec["file"], out_dir / FILE)
-        kept = {k: rec[k] for k in ("int8", "fp32_nodes", "fp32_ops", "calibration_items", "sensitivity") if rec.get(k)}
-    label = spec.name if spec else source
-    bad = nonstandard_ops(out_dir / FILE)
-    if bad:
-        raise VoxcError(f"{label}: the {precision} ONNX for TensorRT uses non-standard ops "
-                        f"{', '.join(bad[:6])}; TensorRT cannot parse them -- produce it without ORT-specific fusions")
-    rules = qdq_rules(out_dir / FILE, label) if precision == "int8" else None
-    profiles = trt_profiles.derive(spec, options)
-    recipe = {k: options[k] for k in RECIPE_KEYS if k in options}
-    recipe.setdefault("workspace_mb", 1024)
-    recipe.setdefault("regime", "auto")
-    (out_dir / "profiles.json").write_text(json.dumps(profiles, indent=1))
-    (out_dir / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True))
-    record = {"file": FILE, "format": "onnx", "precision": precision, "runtime": "tensorrt",
-              "profiles": profiles, "recipe": recipe, **kept,
-              **({"qdq_rules": rules} if rules else {})}
-    if options.get("build_here") and trt_available():
-        record.update(_build_here(out_dir, precision, profiles, recipe, source))
-    return record
-
-
 def ort_options(precision: str, options: dict) -> dict:
-    """Options for targets.onnxruntime.build: int8 gets TensorRT's INT8 settings under the profile's
+    """Options for the ONNX Runtime backend's build: int8 gets TensorRT's INT8 settings under the profile's
     onnxruntime options, and the held-out validation items (for the sensitivity pass)."""
     ort = dict(options.get("onnxruntime", {}))
     if precision != "int8":
@@ -145,26 +110,9 @@ def _build_here(out_dir: Path, precision: str, profiles: list[dict], recipe: dic
     return {"engine": "model.engine", "regime": reg, "device": fp}
 
 
-def runner(path: Path, profiles: list[dict] | None = None, inputs: list[dict] | None = None):
-    """A TensorRT runner for an engine built here (path: the engine, or the ONNX beside it)."""
-    path = Path(path)
-    engine_path = path if path.suffix == ".engine" else path.with_name("model.engine")
-    side = trt_engine.read_sidecar(engine_path)
-    engine = trt_engine.load_engine(engine_path, trt_engine.device_fingerprint(), side.get("rebuild", "make engines"))
-    return trt_engine.TrtRunner(engine, profiles or side["profiles"], inputs or side.get("inputs", []))
-
-
-def fingerprint() -> dict:
-    fp = trt_engine.device_fingerprint()
-    try:
-        fp["tensorrt_wheel"] = importlib.metadata.version("tensorrt")
-    except importlib.metadata.PackageNotFoundError:
-        fp["tensorrt_wheel"] = None
-    return {"runtime": "tensorrt", **fp}
-
-
 class TensorRT(Backend):
     name, precisions, tools, parity = "tensorrt", PRECISIONS, ("tensorrt", "onnx", "onnxruntime"), "device"
+    format, roles = "onnx", {FILE: "model", "profiles.json": "config", "recipe.json": "config"}
     shipped = ("voxc.targets.trt_engine",)
     resources = {"cuda": 1}           # a device stage runs on a Ray node advertising this (profiles may say jetson)
     device = "the Jetson (JetPack's python3 has TensorRT and numpy) or the GPU host"
@@ -184,17 +132,60 @@ difference. Inputs longer than a profile's max must be split by the caller (lib/
         return ("voxc.targets.tensorrt", "voxc.targets.onnxruntime", "voxc.targets.trt_qdq_rules")
 
     def build(self, source, out_dir, precision, spec=None, calibration=None, options=None, torch_module=None):
-        return build(source, out_dir, precision, spec, calibration, options, torch_module)
+        """The ONNX TensorRT will parse (fp16/int8 made by the ONNX Runtime builder under TensorRT's rules),
+        its profiles and build recipe; the engine too when this host has TensorRT and a GPU."""
+        from voxc.targets import trt_profiles
+        options = options or {}
+        if precision not in PRECISIONS:
+            raise VoxcError(f"TensorRT precision '{precision}' is not supported: use {', '.join(PRECISIONS)}")
+        kept = {}
+        if precision == "fp32":
+            shutil.copyfile(source, out_dir / FILE)
+        else:  # reduced precision is produced and parity-checked on the host with ONNX Runtime first
+            from voxc.targets import backend
+            with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+                rec = backend("onnxruntime").build(source, Path(tmp), precision, spec, calibration=calibration,
+                                                   options=ort_options(precision, options), torch_module=torch_module)
+                shutil.copyfile(Path(tmp) / rec["file"], out_dir / FILE)
+            kept = {k: rec[k] for k in ("int8", "fp32_nodes", "fp32_ops", "calibration_items", "sensitivity") if rec.get(k)}
+        label = spec.name if spec else source
+        bad = nonstandard_ops(out_dir / FILE)
+        if bad:
+            raise VoxcError(f"{label}: the {precision} ONNX for TensorRT uses non-standard ops "
+                            f"{', '.join(bad[:6])}; TensorRT cannot parse them -- produce it without ORT-specific fusions")
+        rules = qdq_rules(out_dir / FILE, label) if precision == "int8" else None
+        profiles = trt_profiles.derive(spec, options)
+        recipe = {k: options[k] for k in RECIPE_KEYS if k in options}
+        recipe.setdefault("workspace_mb", 1024)
+        recipe.setdefault("regime", "auto")
+        (out_dir / "profiles.json").write_text(json.dumps(profiles, indent=1))
+        (out_dir / "recipe.json").write_text(json.dumps(recipe, indent=1, sort_keys=True))
+        record = self.record(precision, profiles=profiles, recipe=recipe, **kept,
+                             **({"qdq_rules": rules} if rules else {}))
+        if options.get("build_here") and trt_available():
+            record.update(_build_here(out_dir, precision, profiles, recipe, source))
+        return record
 
-    def open(self, path, record=None, threads=None):
+    def open(self, path, record=None, threads=None) -> Runner:
+        """A TensorRT runner for an engine built here (path: the engine, or the ONNX beside it)."""
         record = record or {}
-        return runner(Path(path), record.get("profiles"), record.get("inputs"))
+        path = Path(path)
+        engine_path = path if path.suffix == ".engine" else path.with_name("model.engine")
+        side = trt_engine.read_sidecar(engine_path)
+        engine = trt_engine.load_engine(engine_path, trt_engine.device_fingerprint(), side.get("rebuild", "make engines"))
+        return trt_engine.TrtRunner(engine, record.get("profiles") or side["profiles"],
+                                    record.get("inputs") or side.get("inputs", []))
 
     def unavailable(self):
         return None if trt_available() else "TensorRT engines need TensorRT and an NVIDIA GPU on this host"
 
     def fingerprint(self):
-        return fingerprint()
+        fp = trt_engine.device_fingerprint()
+        try:
+            fp["tensorrt_wheel"] = importlib.metadata.version("tensorrt")
+        except importlib.metadata.PackageNotFoundError:
+            fp["tensorrt_wheel"] = None
+        return {"runtime": "tensorrt", **fp}
 
     def host_checks(self, spec, art_dir, record, precision, options, check):
         """The exact ONNX handed to TensorRT, gated with ONNX Runtime (int8: and against TensorRT's explicit-

@@ -20,7 +20,7 @@ from onnx import numpy_helper
 from voxc.calibration.sets import load_set
 from voxc.core import metrics
 from voxc.models.weights import load_module
-from voxc.targets.onnxruntime import runner
+from voxc.targets.ort_runner import OrtRunner as runner
 
 SHOWN = ("pesq_wb", "stoi", "dnsmos_ovrl_drop", "level_db", "logmel_l1", "snr_db", "mcd_db")
 

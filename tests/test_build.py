@@ -11,7 +11,7 @@ import pytest
 from voxc.compiler.build import BuildRequest, build
 from voxc.core.hashing import sha256_file
 from voxc.models.family import family, model_spec
-from voxc.targets.onnxruntime import runner
+from voxc.targets.ort_runner import OrtRunner as runner
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,8 @@ import pytest
 from voxc.cli import main
 from voxc.core.hashing import sha256_file
 from voxc.models.family import family, model_spec
-from voxc.targets import coreml, split
-from voxc.targets.onnxruntime import runner as ort_runner
+from voxc.targets import backend, coreml, split
+from voxc.targets.ort_runner import OrtRunner as ort_runner
 
 pytestmark = pytest.mark.slow
 
@@ -140,7 +140,7 @@ def test_core_ml_prediction_on_a_mac(device_builds, tiny_cfg):
         pytest.skip("needs macOS: Core ML predictions run only on macOS")
     artifacts, _ = device_builds
     spec = model_spec("vocoder", tiny_cfg)
-    out = coreml.runner(artifacts / "apple" / "vocoder" / "vocoder.coreml-fp32.mlpackage").infer(spec.example_inputs())
+    out = backend("coreml").open(artifacts / "apple" / "vocoder" / "vocoder.coreml-fp32.mlpackage").infer(spec.example_inputs())
     assert out["waveform"].shape[-1] == spec.dims["frames"].export * 256
 
 

@@ -91,10 +91,10 @@ def test_openvino_keep_fp32_leaves_a_biased_conv_float(tmp_path):
     """OpenVINO names a biased Conv '<node>/WithoutBiases' (+ an Add '<node>'): keep_fp32 must reach it."""
     pytest.importorskip("nncf")
     import numpy as np
-    import nncf
     import onnx
     from onnx import TensorProto, helper, numpy_helper
-    from voxc.targets import openvino as ovb
+    from voxc.targets import backend
+    from voxc.targets.openvino_runner import core
     rng = np.random.default_rng(0)
     inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n) for n, s in
              (("a.weight", (8, 8, 3)), ("a.bias", (8,)), ("b.weight", (8, 8, 3)), ("b.bias", (8,)))]
@@ -104,10 +104,11 @@ def test_openvino_keep_fp32_leaves_a_biased_conv_float(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 32])], inits)
     src = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
-    scope, kept = ovb._ignored_scope(src, ["a."])
-    assert kept == ["conv_a"]
-    data = nncf.Dataset([{"x": rng.standard_normal((1, 8, 32)).astype(np.float32)} for _ in range(4)])
-    q = nncf.quantize(ovb._convert(src), data, ignored_scope=scope, subset_size=4)
+    data = [{"x": rng.standard_normal((1, 8, 32)).astype(np.float32)} for _ in range(4)]
+    be = backend("openvino")
+    record = be.quantize(src, tmp_path, None, data, {"keep_fp32": ["a."]})
+    assert record["fp32_nodes"] == ["conv_a"]
+    q = core().read_model(str(tmp_path / be.file))
     fq_into = {t.get_node().get_friendly_name() for op in q.get_ops() if op.get_type_name() == "FakeQuantize"
                for out in op.outputs() for t in out.get_target_inputs()}
     assert "conv_b/WithoutBiases" in fq_into          # the other conv is quantised ...

@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from voxc.compiler import parity
 from voxc.models.family import init_module, model_spec
-from voxc.targets.onnxruntime import runner
+from voxc.targets.ort_runner import OrtRunner as runner
 
 pytestmark = pytest.mark.slow
 

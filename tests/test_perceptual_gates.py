@@ -78,7 +78,7 @@ def test_vocoder_fp32_artifact_passes_and_a_damaged_one_fails_the_perceptual_gat
     from voxc.calibration.feeds import FeedMaker, sweep_feeds
     from voxc.compiler import parity
     from voxc.models.family import init_module, model_spec
-    from voxc.targets.onnxruntime import runner
+    from voxc.targets.ort_runner import OrtRunner as runner
     spec = model_spec("vocoder", tiny_cfg)
     ref = init_module("vocoder", tiny_cfg)
     ref.load_state_dict(load_file(str(tiny_build / "cpu" / "vocoder" / "reference.safetensors")))

@@ -20,8 +20,10 @@ from voxc.models.pipeline import Pipeline
 from voxc.cli import main
 from voxc.core.errors import VoxcError
 from voxc.models.family import family, init_module, model_spec
+from voxc.targets import backend
 from voxc.targets import onnxruntime as ortb
-from voxc.targets import openvino as ovb
+from voxc.targets.openvino_runner import OvRunner
+from voxc.targets.ort_runner import OrtRunner
 from voxc.targets.runner import TorchRunner
 
 pytestmark = pytest.mark.slow
@@ -47,11 +49,11 @@ def vocoder_builds(tiny_build, tiny_cfg, tmp_path_factory):
     spec = model_spec("vocoder", tiny_cfg)
     cal = calibration_feeds(_maker(tiny_build, "vocoder", tiny_cfg), 8, max_length=spec.dims["frames"].opt)
     out = {}
-    for be in (ortb, ovb):
+    for be in (backend("onnxruntime"), backend("openvino")):
         for p in ("fp16", "int8"):
-            d = tmp_path_factory.mktemp(f"{be.__name__.split('.')[-1]}-{p}")
-            opts = {"keep_fp32": ["conv_pre."]} if be is ortb else {}
-            out[(be.__name__.split(".")[-1], p)] = (d, be.build(src, d, p, spec, cal, opts, None))
+            d = tmp_path_factory.mktemp(f"{be.name}-{p}")
+            opts = {"keep_fp32": ["conv_pre."]} if be.name == "onnxruntime" else {}
+            out[(be.name, p)] = (d, be.build(src, d, p, spec, cal, opts, None))
     return out
 
 
@@ -102,15 +104,15 @@ def test_openvino_ir_fp16_halves_weights_and_int8_runs(vocoder_builds, tiny_buil
     f = sweep_feeds(_maker(tiny_build, "vocoder", tiny_cfg), 1, 40)
     want = TorchRunner(_ref(tiny_build, "vocoder", tiny_cfg), spec).infer(f)["waveform"]
     for d, r in ((d16, r16), (d8, r8)):
-        got = ovb.runner(d / r["file"]).infer(f)["waveform"]
+        got = OvRunner(d / r["file"]).infer(f)["waveform"]
         assert got.shape == want.shape and metrics.snr_db(want, got) > 15
-    assert ovb.build(d32 / "vocoder.onnx", tmp_path, "fp32", spec)["format"] == "openvino-ir"
+    assert backend("openvino").build(d32 / "vocoder.onnx", tmp_path, "fp32", spec)["format"] == "openvino-ir"
     assert (d16 / "model.bin").stat().st_size < 0.6 * (tmp_path / "model.bin").stat().st_size
 
 
 def test_int8_refuses_to_calibrate_on_nothing(tiny_build, tiny_cfg, tmp_path):
     src = tiny_build / "cpu" / "vocoder" / "vocoder.onnx"
-    for be in (ortb, ovb):
+    for be in (backend("onnxruntime"), backend("openvino")):
         with pytest.raises(VoxcError, match="real calibration data"):
             be.build(src, tmp_path, "int8", model_spec("vocoder", tiny_cfg), None, {}, None)
     with pytest.raises(VoxcError, match="calibrate_method 'kmeans' unknown"):
@@ -128,7 +130,7 @@ def test_ort_int8_calibration_methods_and_16bit_activations_build_and_run(tiny_b
     spec = model_spec("vocoder", tiny_cfg)
     maker = _maker(tiny_build, "vocoder", tiny_cfg)
     cal = calibration_feeds(maker, 4, max_length=spec.dims["frames"].opt)
-    rec = ortb.build(tiny_build / "cpu" / "vocoder" / "vocoder.onnx", tmp_path, "int8", spec, cal,
+    rec = backend("onnxruntime").build(tiny_build / "cpu" / "vocoder" / "vocoder.onnx", tmp_path, "int8", spec, cal,
                      {**options, "sensitivity_layers": 0})
     assert all(rec["int8"][k] == v for k, v in options.items())
     model = onnx.load(str(tmp_path / rec["file"]))
@@ -137,7 +139,7 @@ def test_ort_int8_calibration_methods_and_16bit_activations_build_and_run(tiny_b
     assert act_dtype in q_types                                 # activations carry the asked-for type
     f = sweep_feeds(maker, 1, 40)
     want = TorchRunner(_ref(tiny_build, "vocoder", tiny_cfg), spec).infer(f)["waveform"]
-    got = ortb.runner(tmp_path / rec["file"]).infer(f)["waveform"]
+    got = OrtRunner(tmp_path / rec["file"]).infer(f)["waveform"]
     assert got.shape == want.shape and metrics.snr_db(want, got) > 10
 
 
@@ -173,7 +175,7 @@ def test_waveform_audio_gates_reject_a_damaged_vocoder(tiny_build, tiny_cfg, dam
     spec = model_spec("vocoder", tiny_cfg)
     maker = _maker(tiny_build, "vocoder", tiny_cfg)
     rows = parity.check(spec, _ref(tiny_build, "vocoder", tiny_cfg),
-                        Damaged(ortb.runner(tiny_build / "cpu" / "vocoder" / "vocoder.onnx"), damage), "fp32",
+                        Damaged(OrtRunner(tiny_build / "cpu" / "vocoder" / "vocoder.onnx"), damage), "fp32",
                         "onnxruntime", [(1, 96)], feeds=lambda b, n: sweep_feeds(maker, b, n))
     assert expect <= _failed(rows), _failed(rows)
 
@@ -183,7 +185,7 @@ def test_mel_gates_reject_a_damaged_decoder(tiny_build, tiny_cfg):
     maker = _maker(tiny_build, "acoustic_decoder", tiny_cfg)
     shift = lambda k, m: (m + np.linspace(0, 0.6, m.shape[1])[None, :, None]).astype(np.float32)  # tilted spectrum
     rows = parity.check(spec, _ref(tiny_build, "acoustic_decoder", tiny_cfg),
-                        Damaged(ortb.runner(tiny_build / "cpu" / "acoustic_decoder" / "acoustic_decoder.onnx"), shift),
+                        Damaged(OrtRunner(tiny_build / "cpu" / "acoustic_decoder" / "acoustic_decoder.onnx"), shift),
                         "int8", "onnxruntime", [(1, 96)], feeds=lambda b, n: sweep_feeds(maker, b, n))
     assert {"logmel_l1", "mcd_db"} <= _failed(rows)
 
@@ -193,7 +195,7 @@ def test_embedding_cosine_gate_rejects_a_damaged_speaker_encoder(tiny_build, tin
     maker = _maker(tiny_build, "speaker_encoder", tiny_cfg)
     rot = lambda k, e: np.roll(e, 1, axis=-1) * 0.2 + e * 0.98          # a slightly different speaker
     rows = parity.check(spec, _ref(tiny_build, "speaker_encoder", tiny_cfg),
-                        Damaged(ortb.runner(tiny_build / "cpu" / "speaker_encoder" / "speaker_encoder.onnx"), rot),
+                        Damaged(OrtRunner(tiny_build / "cpu" / "speaker_encoder" / "speaker_encoder.onnx"), rot),
                         "int8", "onnxruntime", [(1, 96)], feeds=lambda b, n: sweep_feeds(maker, b, n))
     assert "cosine" in _failed(rows)
 
@@ -203,7 +205,7 @@ def test_durations_gates_reject_a_damaged_acoustic_encoder(tiny_build, tiny_cfg)
     maker = _maker(tiny_build, "acoustic_encoder", tiny_cfg)
     slow = lambda k, d: d * 2 if k == "durations" else d
     rows = parity.check(spec, _ref(tiny_build, "acoustic_encoder", tiny_cfg),
-                        Damaged(ortb.runner(tiny_build / "cpu" / "acoustic_encoder" / "acoustic_encoder.onnx"), slow),
+                        Damaged(OrtRunner(tiny_build / "cpu" / "acoustic_encoder" / "acoustic_encoder.onnx"), slow),
                         "int8", "onnxruntime", [(1, 24)], feeds=lambda b, n: sweep_feeds(maker, b, n))
     assert {"exact_match", "frame_drift"} <= _failed(rows)
 
@@ -306,7 +308,7 @@ def test_chained_parity_attributes_drift_to_the_damaged_stage(tiny_build, tiny_c
     names = ("speaker_encoder", "emotion_encoder", "acoustic_encoder", "length_regulator", "acoustic_decoder",
              "vocoder")
     ref = {n: TorchRunner(_ref(tiny_build, n, tiny_cfg), model_spec(n, tiny_cfg)) for n in names}
-    arts = {n: ortb.runner(tiny_build / "cpu" / n / f"{n}.onnx") for n in names}
+    arts = {n: OrtRunner(tiny_build / "cpu" / n / f"{n}.onnx") for n in names}
     arts["acoustic_decoder"] = Damaged(arts["acoustic_decoder"], lambda k, m: (m + 0.5).astype(np.float32))
     doc = chain_parity(ref, arts, tiny_cfg, model_spec("vocoder", tiny_cfg).budget("fp32", "waveform"), count=1)
     rows = {r["config"]: r for r in doc["rows"]}

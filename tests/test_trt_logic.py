@@ -114,9 +114,9 @@ def test_tensorrt_artifact_rejects_onnx_with_non_standard_ops(tmp_path, tiny_cfg
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(VoxcError, match="non-standard ops com.microsoft::FusedConv"):
-        tensorrt.build(src, out, "fp32", model_spec("vocoder", tiny_cfg), options={})
+        tensorrt.TensorRT().build(src, out, "fp32", model_spec("vocoder", tiny_cfg), options={})
     with pytest.raises(VoxcError, match="not supported"):
-        tensorrt.build(src, out, "bf16", model_spec("vocoder", tiny_cfg), options={})
+        tensorrt.TensorRT().build(src, out, "bf16", model_spec("vocoder", tiny_cfg), options={})
 
 
 def test_engine_build_and_inference_on_a_gpu(tiny_build, tiny_cfg):

@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 from voxc.core.errors import VoxcError
 from voxc.targets import onnxruntime as ort_backend
 from voxc.targets import tensorrt, trt_qdq_rules
-from voxc.targets.ort_runner import runner
+from voxc.targets.ort_runner import OrtRunner as runner
 
 ALL_WEIGHTED = ["Conv", "ConvTranspose", "MatMul", "Gemm"]
 
@@ -48,7 +48,7 @@ def quantize(toy, name: str, options: dict):
     d, feeds = toy
     out = d / name
     out.mkdir(exist_ok=True)
-    rec = ort_backend.build(d / "fp32.onnx", out, "int8", calibration=feeds, options=options)
+    rec = ort_backend.OnnxRuntime().build(d / "fp32.onnx", out, "int8", calibration=feeds, options=options)
     return out / rec["file"]
 
 

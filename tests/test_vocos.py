@@ -15,6 +15,7 @@ from voxc.core import audio
 from voxc.models.voxc.presets import preset
 from voxc.models.family import init_module, model_spec
 from voxc.targets import onnxruntime as ortb
+from voxc.targets.ort_runner import OrtRunner
 from voxc.targets import sensitivity
 from voxc.targets.runner import TorchRunner
 
@@ -132,7 +133,7 @@ def test_int8_sensitivity_pass_is_recorded_and_kept_layers_stay_float(tiny_build
     maker = FeedMaker(name, spec, tiny_cfg, refs)
     items = calibration_feeds(maker, 12, max_length=spec.dims["frames"].opt)
     # a strict target forces the search to run on the tiny random-weight decoder
-    rec = ortb.build(tiny_build / "cpu" / name / f"{name}.onnx", tmp_path, "int8", spec, items[:8],
+    rec = ortb.OnnxRuntime().build(tiny_build / "cpu" / name / f"{name}.onnx", tmp_path, "int8", spec, items[:8],
                      {"validation": items[8:], "sensitivity_target": 1e-6, "sensitivity_layers": 2})
     s = rec["sensitivity"]
     assert s["trials"] and len(s["kept_fp32"]) <= 2 and set(s["kept_fp32"]) <= set(rec["fp32_nodes"])
@@ -144,5 +145,5 @@ def test_int8_sensitivity_pass_is_recorded_and_kept_layers_stay_float(tiny_build
         assert weights and all(w.data_type == onnx.TensorProto.FLOAT for w in weights)
     quantised = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
     assert quantised                                                       # the rest is int8
-    got = ortb.runner(tmp_path / rec["file"]).infer(sweep_feeds(maker, 1, 40))["mel"]
+    got = OrtRunner(tmp_path / rec["file"]).infer(sweep_feeds(maker, 1, 40))["mel"]
     assert got.shape == (1, 80, 40) and np.isfinite(got).all()

@@ -28,17 +28,17 @@ def _stft(x: np.ndarray) -> np.ndarray:
     """Complex STFT [bins, frames] of an already padded 1-D signal (models.audio framing)."""
     n_frames = (len(x) - audio.N_FFT) // audio.HOP + 1
     idx = np.arange(audio.N_FFT)[None, :] + audio.HOP * np.arange(n_frames)[:, None]
-    return np.fft.rfft(x[idx] * audio._hann(), axis=-1).T
+    return np.fft.rfft(x[idx] * audio.hann(), axis=-1).T
 
 
 def _istft(spec: np.ndarray, length: int) -> np.ndarray:
     """Weighted overlap-add inverse of _stft (least-squares, window-sum normalised)."""
-    frames = np.fft.irfft(spec.T, n=audio.N_FFT, axis=-1) * audio._hann()
+    frames = np.fft.irfft(spec.T, n=audio.N_FFT, axis=-1) * audio.hann()
     out, wsum = np.zeros(length), np.zeros(length)
     for t in range(frames.shape[0]):
         a = t * audio.HOP
         out[a:a + audio.N_FFT] += frames[t]
-        wsum[a:a + audio.N_FFT] += audio._hann() ** 2
+        wsum[a:a + audio.N_FFT] += audio.hann() ** 2
     return out / np.maximum(wsum, 1e-8)
 
 

@@ -29,6 +29,10 @@ the build's own int8 gate score, so PESQ-WB/STOI for the vocoder (perceptual), l
 decoder (a cheap proxy on its output). The ranked layers are passed to both runtimes by the name of
 the weight they read (keep_fp32 prefixes), so OpenVINO's ignored scope holds the same layers.
 
+Every configuration is built by its backend's public quantize() (the code the build's int8 rung runs,
+with the configuration's settings) and the ranking is the ONNX Runtime backend's rank_layers(); the
+studied graph's output reaches audio through the family pipeline on the PyTorch FP32 references.
+
 Quantised files are kept beside the target (artifacts/<T>.int8-study/<model>/<runtime>-<config>/) and
 reused while their key (source ONNX hash, config, calibration hash) is unchanged. The table (every
 config plus the fp32 artifact, Pareto front of speed ratio vs worst PESQ-WB per model and runtime,
@@ -57,6 +61,7 @@ CALIBRATION_ITEMS = 32
 EVAL_ITEMS = 12
 EVAL_MAX_FRAMES = 640
 SECTION = "## INT8 study"
+AUDIO = "waveform"              # the family pipeline's audio: what the studied graphs are judged by
 
 
 def ort_configs(model: str) -> list[dict]:
@@ -107,9 +112,11 @@ def ov_configs(model: str) -> list[dict]:
     return [{**c, "runtime": "openvino"} for c in out]
 
 
+CONFIGS = {"onnxruntime": ort_configs, "openvino": ov_configs}    # each runtime's table of settings to try
+
+
 def configs_for(model: str, runtimes=RUNTIMES, names=None) -> list[dict]:
-    out = [c for rt, fn in (("onnxruntime", ort_configs), ("openvino", ov_configs)) if rt in runtimes
-           for c in fn(model)]
+    out = [c for rt, fn in CONFIGS.items() if rt in runtimes for c in fn(model)]
     return [c for c in out if names is None or c["name"] in names or f"{c['runtime']}/{c['name']}" in names]
 
 
@@ -149,89 +156,29 @@ def _hash_feeds(feeds: list[dict]) -> str:
                          for part in (k.encode(), np.ascontiguousarray(f[k]).tobytes()))[:16]
 
 
-def rank_layers(source: Path, spec, calibration: list[dict], validation: list[dict], base_keep: list[str]) -> dict:
-    """Every weighted layer tried alone in float (ORT default int8 settings, ranges calibrated once),
-    scored by the model's own int8 gate score on the validation items; most helpful first."""
-    import tempfile
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-    from voxc.targets import onnxruntime as ortb
-    from voxc.targets import sensitivity
-    from voxc.targets.onnx_nodes import nodes_using
-    s = ortb.int8_settings({})
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        try:
-            quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
-        except Exception:
-            onnx.save(onnx.load(str(source)), str(pre))
-        model = ortb._named(onnx.load(str(pre)))
-        onnx.save(model, str(pre))
-        names = {i.name for i in model.graph.input}
-        exclude = nodes_using(model, base_keep) + ortb.activation_matmuls(model)
-        CalibrationDataReader.register(ortb._Reader)
-        cache = Path(tmp) / "ranges.json"
-        feeds = [{k: v for k, v in f.items() if k in names} for f in validation]
-        reference = [ortb.runner(pre).infer(f) for f in feeds]
-        budgets = sensitivity.int8_budgets(spec)
-
-        def evaluate(extra: list[str]) -> float:
-            out = Path(tmp) / "trial.onnx"
-            quantize_static(str(pre), str(out), ortb._Reader(calibration, names), quant_format=QuantFormat.QDQ,
-                            calibration_cache_path=cache, per_channel=True, reduce_range=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=(exclude + extra) or None,
-                            op_types_to_quantize=list(s["op_types"]))
-            r = ortb.runner(out)
-            return sensitivity.score(spec, budgets, reference, [r.infer(f) for f in feeds])
-        candidates = [n for n in ortb.weighted_nodes(model, s["op_types"]) if n not in exclude]
-        first = evaluate([])
-        trials = {c: evaluate([c]) for c in candidates}
-        ranked = sorted(candidates, key=trials.get)
-        # node -> weight name in the pre-processed graph (what keep_fp32 prefixes match, both runtimes)
-        params = {i.name for i in model.graph.initializer}
-        by_name = {n.name: n for n in model.graph.node}
-        weights = {c: next((i for i in by_name[c].input[1:] if i in params), None) for c in ranked}
-        ops = {c: by_name[c].op_type for c in ranked}
-        source_params = {i.name for i in onnx.load(str(source)).graph.initializer}
-    return {"score_all_int8": first, "trials": {c: trials[c] for c in ranked}, "ranked": ranked,
-            "weights": weights, "ops": ops, "portable": {c: (weights[c] in source_params) for c in ranked}}
+def ranker(runtimes=RUNTIMES) -> str:
+    """The runtime whose backend ranks layers for the study: the first of `runtimes` that can, else of
+    RUNTIMES (the ranked layers are named by the weights they read, so every runtime can keep them)."""
+    from voxc.targets import backend
+    found = next((rt for rt in tuple(runtimes) + RUNTIMES if hasattr(backend(rt), "rank_layers")), None)
+    if found is None:
+        raise VoxcError("int8 study: no backend here ranks layers")
+    return found
 
 
-def _ov_quantize(source: Path, out_dir: Path, spec, calibration: list[dict], options: dict, keep: list[str]) -> dict:
-    import nncf
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
-    from voxc.targets import openvino as ovb
-    preset = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}[options["preset"]]
-    names = [t.name for t in spec.inputs]
-    dataset = nncf.Dataset([{k: f[k] for k in names} for f in calibration])
-    scope, kept = ovb._ignored_scope(source, keep)
-    kw = {"preset": preset, "subset_size": len(calibration),
-          "fast_bias_correction": bool(options.get("fast_bias_correction", True))}
-    if scope is not None or options.get("ignore_types"):
-        kw["ignored_scope"] = nncf.IgnoredScope(names=list(scope.names) if scope is not None else [],
-                                                types=list(options.get("ignore_types", [])), validate=False)
-    if options.get("model_type") == "transformer":
-        kw["model_type"] = nncf.ModelType.TRANSFORMER
-    adv = {}
-    if options.get("smooth_quant") is not None:
-        adv["smooth_quant_alphas"] = AdvancedSmoothQuantParameters(matmul=float(options["smooth_quant"]), convolution=-1)
-    if options.get("overflow_fix"):
-        from nncf.quantization.advanced_parameters import OverflowFix
-        adv["overflow_fix"] = OverflowFix(options["overflow_fix"])
-    if adv:
-        kw["advanced_parameters"] = AdvancedQuantizationParameters(**adv)
-    quantized = nncf.quantize(ovb._convert(source), dataset, **kw)
-    ovb._save(quantized, out_dir, compress=False)
-    return {"file": ovb.FILE, "fp32_nodes": kept}
+def rank_layers(source: Path, spec, calibration: list[dict], validation: list[dict], base_keep: list[str],
+                runtime: str) -> dict:
+    """Every weighted layer tried alone in float (the ranking backend's default int8 settings, ranges
+    calibrated once), scored by the model's own int8 gate score on the validation items; most helpful first."""
+    from voxc.targets import backend
+    return backend(runtime).rank_layers(source, spec, calibration, validation, {"keep_fp32": list(base_keep)})
 
 
 def build_config(cfg: dict, source: Path, spec, calibration: list[dict], keep: list[str], work: Path,
                  base: dict | None = None) -> tuple[Path, dict]:
     """Build (or reuse) one configuration's artifact (the profile's options for the model, `base`,
     under the configuration's own); returns its path and build record."""
-    base = {k: v for k, v in (base or {}).items() if k in ("model_type",)} if cfg["runtime"] == "openvino" else {}
+    base = {k: v for k, v in (base or {}).items() if k in ("model_type",)}
     key = sha256_bytes(json.dumps({"cfg": cfg, "keep": keep, "base": base, "ov_scope": 2, "source": sha256_file(source),
                                    "calibration": _hash_feeds(calibration)}, sort_keys=True, default=str))[:16]
     out = work / f"{cfg['runtime']}-{cfg['name']}"
@@ -243,13 +190,11 @@ def build_config(cfg: dict, source: Path, spec, calibration: list[dict], keep: l
     for p in out.iterdir():
         p.unlink()
     t0 = time.perf_counter()
-    if cfg["runtime"] == "onnxruntime":
-        from voxc.targets import onnxruntime as ortb
-        opts = {**cfg["options"], "keep_fp32": keep, "sensitivity_layers": 0}
-        rec = ortb.build(source, out, "int8", spec, calibration=calibration, options=opts)
-        rec = {"file": rec["file"], "fp32_nodes": rec.get("fp32_nodes", [])}
-    else:
-        rec = _ov_quantize(source, out, spec, calibration, {**base, **cfg["options"]}, keep)
+    from voxc.targets import backend
+    be = backend(cfg["runtime"])
+    built = be.quantize(source, out, spec, calibration, {**base, **cfg["options"], "keep_fp32": keep,
+                                                         "sensitivity_layers": 0})
+    rec = {"file": be.file, "fp32_nodes": built.get("fp32_nodes", [])}
     rec["build_s"] = round(time.perf_counter() - t0, 1)
     write_atomic(meta, json.dumps({"key": key, "record": rec}, indent=1))
     return out / rec["file"], rec
@@ -285,7 +230,7 @@ class _Context:
 
     def __init__(self, folder: Path, manifest: dict, name: str, items: int):
         from voxc.calibration.feeds import FeedMaker, calibration_feeds, upstream_graphs, usable
-        from voxc.compiler.verify import _reference
+        from voxc.compiler.verify import reference_module
         from voxc.models.family import model_spec
         from voxc.targets.runner import TorchRunner
         self.folder, self.name, self.manifest = folder, name, manifest
@@ -303,7 +248,7 @@ class _Context:
         missing = need - set(models)
         if missing:
             raise VoxcError(f"int8 study of {name} needs {', '.join(sorted(missing))} in the build")
-        self.refs = {n: TorchRunner(_reference(folder / n, models[n]["config"], n), model_spec(n, models[n]["config"]))
+        self.refs = {n: TorchRunner(reference_module(folder / n, models[n]["config"], n), model_spec(n, models[n]["config"]))
                      for n in sorted(need)}
         up = {u: self.refs[u] for u in upstream_graphs(name, cfg_all)}
         self.maker = FeedMaker(name, self.spec, cfg_all, up)
@@ -318,6 +263,8 @@ class _Context:
             self.eval_feeds.append(self._inputs(self.maker.item(u, n)))
         from voxc.calibration.feeds import sweep_feeds
         self.timing_feeds = self._inputs(sweep_feeds(self.maker, 1, d.opt))
+        from voxc.models.pipeline import Pipeline
+        self.pipeline = Pipeline(self.maker.family, cfg_all, self.refs, {n: r.spec for n, r in self.refs.items()})
         self.ref_audio = [self.audio(self.refs[name].infer(f)) for f in self.eval_feeds]
         self._predicted = None
 
@@ -325,11 +272,11 @@ class _Context:
         return {t.name: f[t.name] for t in self.spec.inputs}
 
     def audio(self, out: dict) -> np.ndarray:
-        """Audio for one output of the studied graph: the waveform itself, or the mel through the
-        PyTorch FP32 vocoder."""
-        if self.name == "vocoder":
-            return out["waveform"]
-        return self.refs["vocoder"].infer({"mel": np.asarray(out["mel"], dtype=np.float32)})["waveform"]
+        """Audio for one output of the studied graph: the family pipeline runs whatever lies between it and
+        the waveform on the PyTorch FP32 reference modules (for the vocoder: nothing)."""
+        step = self.maker.family.step_of(self.name)
+        values = {step.outputs.get(t.name, t.name): _float32(out[t.name]) for t in self.spec.outputs}
+        return self.pipeline.run(values, [AUDIO]).values[AUDIO]
 
     def calibration_for(self, kind: str) -> list[dict]:
         if kind == "real":
@@ -342,9 +289,18 @@ class _Context:
             dmaker = FeedMaker("acoustic_decoder", dspec, self.cfg_all,
                                {u: self.refs[u] for u in upstream_graphs("acoustic_decoder", self.cfg_all)})
             dfeeds = calibration_feeds(dmaker, CALIBRATION_ITEMS // 2, max_length=dspec.dims[dspec.sweep_dim].opt)
-            self._predicted = [{"mel": np.asarray(self.refs["acoustic_decoder"].infer({t.name: f[t.name] for t in dspec.inputs})["mel"],
-                                                  dtype=np.float32)} for f in dfeeds]
+            dstep = self.maker.family.step_of("acoustic_decoder")
+            self._predicted = []
+            for f in dfeeds:        # the pipeline runs the decoder (and any host step after it) on PyTorch
+                feeds = self.pipeline.inputs_of(self.name, {dstep.inputs.get(t.name, t.name): f[t.name]
+                                                            for t in dspec.inputs})
+                self._predicted.append({k: _float32(v) for k, v in feeds.items()})
         return self.calibration[: CALIBRATION_ITEMS - len(self._predicted)] + self._predicted
+
+
+def _float32(v) -> np.ndarray:
+    v = np.asarray(v)
+    return v.astype(np.float32) if v.dtype.kind == "f" else v
 
 
 def _reason(exc: Exception) -> str:
@@ -355,7 +311,7 @@ def _reason(exc: Exception) -> str:
 
 def _fp32_artifact(folder: Path, info: dict, runtime: str) -> Path | None:
     a = next((a for a in info["artifacts"] if a["runtime"] == runtime and a["precision"] == "fp32"
-              and a["path"].endswith((".onnx", ".xml"))), None)
+              and a.get("role") in ("model", "package")), None)
     return folder / a["path"] if a else None
 
 
@@ -373,7 +329,8 @@ def study_model(folder: Path, manifest: dict, name: str, runtimes=RUNTIMES, name
     ranking = None
     if any(c["keep"] > 0 for c in configs):
         log(f"voxc: int8 study {name}: ranking layers by the int8 gate score on {len(ctx.validation)} validation items")
-        ranking = rank_layers(source, ctx.spec, ctx.calibration, ctx.validation, profile.get("onnxruntime", []))
+        by = ranker(runtimes)
+        ranking = rank_layers(source, ctx.spec, ctx.calibration, ctx.validation, profile.get(by, []), by)
     rows, runners = [], {}
     for rt in runtimes:
         fp32 = _fp32_artifact(folder, manifest["models"][name], rt)
@@ -387,7 +344,7 @@ def study_model(folder: Path, manifest: dict, name: str, runtimes=RUNTIMES, name
         if rt not in runners:
             continue
         # the k most sensitive of the layers this configuration quantises (ORT op_types; all on OpenVINO)
-        types = c["options"].get("op_types") if rt == "onnxruntime" else None
+        types = c["options"].get("op_types")
         ranked = [n for n in (ranking or {}).get("ranked", []) if types is None or ranking["ops"][n] in types]
         top = [ranking["weights"][n] for n in ranked[: c["keep"]]] if c["keep"] else []
         keep = [k for k in profile.get(rt, []) if k not in c.get("drop_keep", [])] + [w for w in top if w]

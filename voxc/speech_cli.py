@@ -9,6 +9,7 @@ import warnings
 from pathlib import Path
 
 from voxc.core.errors import VoxcError
+from voxc.core.providers import HELP as PROVIDERS_HELP
 from voxc.models.text import LetterToSound
 
 
@@ -70,6 +71,8 @@ def cmd_speak(args) -> int:
     from voxc.core import audio
     from voxc.core.wav_file import write_wav
     from voxc.runtime import Voice
+    from voxc.core import providers
+    providers.use(args.providers)
     out = Path(args.out)
     if out.is_dir() or not out.parent.is_dir() or out.suffix.lower() != ".wav":
         raise VoxcError(f"-o {out}: give a .wav file path in an existing folder")
@@ -120,6 +123,8 @@ def cmd_serve(args) -> int:
         raise VoxcError(f"{', '.join(bad)} must be a positive number of seconds")
     check_host(args.host)
     parse_voice_map(args.voice_map)
+    from voxc.core import providers
+    providers.use(args.providers)
     serve(built_folder(args), host=args.host, port=args.port, runtime=args.runtime, threads=args.threads,
           workers=args.workers, queue=args.queue, cache_size=args.cache_size, batch_window_ms=args.batch_window_ms,
           request_timeout=args.request_timeout, drain_timeout=args.drain_timeout, stall_timeout=args.stall_timeout,
@@ -188,6 +193,7 @@ def register(sub) -> None:
     s.add_argument("--speed", type=float, help="speaking rate (2.0 = twice as fast)")
     s.add_argument("--runtime", help="which runtime's artifacts (default: the first this host runs)")
     s.add_argument("--stream", action="store_true", help="synthesize in streamed chunks (reports time to first audio)")
+    s.add_argument("--providers", help=PROVIDERS_HELP)
     s.set_defaults(func=cmd_speak)
 
     v = sub.add_parser("serve", help="an HTTP speech server (OpenAI-compatible /v1/audio/speech) over a target")
@@ -197,6 +203,7 @@ def register(sub) -> None:
     v.add_argument("--runtime", help="which runtime's artifacts (default: the first this host runs)")
     v.add_argument("--workers", type=int, default=4, help="syntheses in flight at once")
     v.add_argument("--threads", type=int, help="intra-op threads per graph run (default: the runtime's)")
+    v.add_argument("--providers", help=PROVIDERS_HELP)
     v.add_argument("--cache-size", type=int, default=256, help="speaker/style embeddings kept (0: no cache)")
     v.add_argument("--batch-window-ms", type=float, default=0.0,
                    help="batch the vocoder's chunks of concurrent requests arriving within this window (default 0: "

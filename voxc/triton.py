@@ -149,11 +149,7 @@ def _place_graph(tmp: Path, target, name: str, runtime: str, serving: dict, spec
     (mdir / "1").mkdir(parents=True)
     (mdir / "config.pbtxt").write_text(_text(graph_config(name, spec, serving, opts["max_queue_delay_us"],
                                                           opts["instances"], opts["threads"])))
-    placed = {}
-    for a in arts:
-        suffix = Path(a.path).suffix
-        if suffix in serving["files"]:
-            placed[serving["files"][suffix]] = target.folder / a.path
+    placed = {serving["files"][a.role]: a for a in arts if a.role in serving["files"]}
     row = {"graph": name, "precision": precision, "batched": _batched(spec)}
     if not placed:
         onnx_art = next((a for a in arts if a.role == "model" and a.format == "onnx"), None)
@@ -164,9 +160,9 @@ def _place_graph(tmp: Path, target, name: str, runtime: str, serving: dict, spec
         row["device_build"] = serving["device_build"].format(onnx=f"{name}/model.onnx", plan=f"{name}/1/model.plan",
                                                              **_trt_shapes(spec))
         return row
-    for fname, src in placed.items():
-        shutil.copy2(src, mdir / "1" / fname)
-        if fname.endswith(".onnx"):
+    for fname, a in placed.items():
+        shutil.copy2(target.folder / a.path, mdir / "1" / fname)
+        if a.role == "model" and a.format == "onnx":
             _check_onnx(mdir / "1" / fname, spec)
     return row
 
