@@ -50,6 +50,8 @@ class BuildRequest:
     address: str | None = None                                           # --address of a Ray cluster
     store: str | None = None                                             # --store: shared folder or file:// URI
     device_runner: str | None = None                                     # device stage runner (default: the backend)
+    data: Path | None = None                                             # --data: the user's audio folder
+    quantisation: dict = field(default_factory=dict)                     # --quantisation: the user's option tables
 
     def __post_init__(self):
         self.models = tuple(self.models) or family_of(self.preset).graph_names
@@ -105,7 +107,7 @@ def _weight_info(req: BuildRequest, name: str) -> dict:
 def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
     """The build graph plus, per model, the labels of its stages (and the tail stages' labels)."""
     from voxc.calibration.feeds import upstream_graphs
-    from voxc.compiler import bundle, chain as chain_mod, merge, report, stages
+    from voxc.compiler import bundle, chain as chain_mod, merge, report, rung_options, stages
     fam = family_of(req.preset)
     for name, path in req.checkpoints.items():
         fam.graph(name)
@@ -153,9 +155,7 @@ def plan(req: BuildRequest, profile: dict) -> tuple[BuildGraph, dict]:
                  "weights_info": _weight_info(req, name)}
         for runtime, ladder in chain["ladders"].items():
             be = backend(runtime)
-            options = profile.get("options", {}).get(runtime, {})
-            options = {**options, **options.get("models", {}).get(name, {})}
-            options.pop("models", None)
+            options = rung_options.options(profile, runtime, fam.graph(name), req.quantisation)
             stages_of = {}
             device = be.parity == "device"  # golden files + deferred rows
             code = family_code + be.modules
@@ -372,7 +372,32 @@ def timings_path(artifacts: Path, target: str) -> Path:
 
 
 def build(req: BuildRequest) -> bool:
-    """Run the whole build for one target; returns whether every parity gate passed."""
+    """Run the whole build for one target; returns whether every parity gate passed. With `req.data`,
+    the user's audio folder replaces the committed sets (its content hash keys every stage reading it)."""
+    with audio_folder(req.data):
+        return _build(req)
+
+
+@contextlib.contextmanager
+def audio_folder(folder: Path | None):
+    """The user's audio folder as the calibration/parity data for this build (its workers inherit it)."""
+    from voxc.calibration.audio_folder import ENV, files
+    if folder is None:
+        yield
+        return
+    files(folder)                                  # a missing or empty folder is refused before planning
+    old = os.environ.get(ENV)
+    os.environ[ENV] = str(Path(folder).resolve())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = old
+
+
+def _build(req: BuildRequest) -> bool:
     profile = profiles.load(req.target)
     t0 = time.perf_counter()
     g, layout = plan(req, profile)

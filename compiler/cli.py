@@ -62,7 +62,8 @@ def _request(args):
                          overrides=set_overrides(_family_preset(args), args.set), seeded=args.seeded, jobs=args.jobs,
                          exporter=args.exporter, precisions=_precisions(args.precisions), margin=args.margin,
                          retime=args.retime,
-                         source=args.source, source_files=_pairs(args.source_file, "--from-file", "KIND=PATH"))
+                         source=args.source, source_files=_pairs(args.source_file, "--from-file", "KIND=PATH"),
+                         data=args.data, quantisation=args.quantisation)
     return dataclasses.replace(req, **_distributed(args))
 
 
@@ -194,6 +195,10 @@ def register(sub) -> None:
     b.add_argument("--preset", help="size preset of the family (voxc: tiny, light, base; default: its trained voice, light)")
     b.add_argument("--checkpoint", action="append", metavar="NAME=PATH", help="weights for one model")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one preset value")
+    b.add_argument("--data", metavar="DIR", help="calibrate and check on your own audio: a folder of .wav/.flac files "
+                   "(read with the family's mel front end; docs/own-vocoder.md)")
+    b.add_argument("--quantisation", metavar="FILE.toml", help="int8 settings per runtime and graph, as a profile's "
+                   "[options.<runtime>.models.<graph>] tables (override the family's and the target's)")
     b.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
     b.add_argument("--jobs", type=int, default=2, help="worker processes (1 runs stages inline)")
     b.add_argument("--precisions", action="append", metavar="MODEL=P1,P2",

@@ -136,6 +136,8 @@ def _int8(source: Path, dest: Path, calibration, options: dict, spec=None) -> di
             onnx.save(onnx.load(str(source)), str(pre))
         model = _named(onnx.load(str(pre)))
         onnx.save(model, str(pre))
+        from voxc.targets.int8_search import resolve_op_types
+        s["op_types"] = resolve_op_types(model, s["op_types"])
         names = {i.name for i in model.graph.input}
         exclude = nodes_using(model, s["keep_fp32"]) + ([] if s["activation_matmuls"] else activation_matmuls(model))
         CalibrationDataReader.register(_Reader)
