@@ -73,7 +73,7 @@ def _precision_entry(sel: dict, chain: dict, results: dict, runtime: str) -> dic
         figures[a["precision"]] = {
             "gates": "pass" if sel["gates"].get(a["precision"]) is None else "fail",
             "worst": next(iter(summary.values()), {}).get("worst", {}),
-            **{k: rec[k] for k in ("fp32_nodes", "fp32_ops", "int8", "calibration_items", "sensitivity", "error") if rec.get(k)},
+            **{k: rec[k] for k in ("fp32_nodes", "fp32_ops", "int8", "calibration_items", "sensitivity", "quantised", "int8_search", "error") if rec.get(k)},
             **({"calibration_set": a["calibration_set"]} if a.get("calibration_set") else {}),
             "parity_set": a["parity_set"]}
     return {"accepted": sel["accepted"], "ladder": sel["ladder"], "fallback": sel["fallback"],
