@@ -13,8 +13,6 @@ VOXC_FAMILIES is); models/family.Family.items reads it.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import numpy as np
 
 from voxc.calibration.sets import Utterance
 from voxc.core.errors import VoxcError
-from voxc.core.hashing import sha256_file
+from voxc.core.hashing import canonical, sha256_bytes, sha256_file
 from voxc.core.mel import MelFrontEnd, resample
 
 ENV = "VOXC_DATA"
@@ -53,9 +51,7 @@ def _hashes(folder: Path) -> list[tuple[str, Path]]:
 
 def folder_hash(folder: Path, mel: MelFrontEnd) -> str:
     """Content hash of the folder's audio (not its paths) and the mel settings that read it."""
-    h = hashlib.sha256(json.dumps({"mel": mel.to_json(), "files": [d for d, _ in _hashes(folder)]},
-                                  sort_keys=True).encode())
-    return h.hexdigest()
+    return sha256_bytes(canonical({"mel": mel.to_json(), "files": [d for d, _ in _hashes(folder)]}))
 
 
 def _read(path: Path, rate: int) -> np.ndarray:

@@ -19,7 +19,7 @@ AUDIO = ("pesq_wb", "stoi", "dnsmos_ovrl_drop", "level_db", "snr_db", "snr_voice
 
 def needs_alignment(fam) -> bool:
     """Whether the family's chain needs items with phone alignments: some graph is fed from them (a Feed
-    declared aligned) or the chain forces timing inputs. A vocoder-only family takes every item."""
+    declared aligned) or the chain forces timing inputs. A family fed from audio alone takes every item."""
     return any(f.aligned for f in fam.feeds.values()) or bool(fam.chain and fam.chain.forced)
 
 

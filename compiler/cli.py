@@ -196,7 +196,7 @@ def register(sub) -> None:
     b.add_argument("--checkpoint", action="append", metavar="NAME=PATH", help="weights for one model")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one preset value")
     b.add_argument("--data", metavar="DIR", help="calibrate and check on your own audio: a folder of .wav/.flac files "
-                   "(read with the family's mel front end; docs/own-vocoder.md)")
+                   "(read with the family's mel front end)")
     b.add_argument("--quantisation", metavar="FILE.toml", help="int8 settings per runtime and graph, as a profile's "
                    "[options.<runtime>.models.<graph>] tables (override the family's and the target's)")
     b.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])

@@ -26,7 +26,7 @@ def read_user(path: str | Path | None) -> dict:
         doc = tomllib.loads(path.read_text())
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise VoxcError(f"--quantisation {path}: cannot read it as TOML ({str(exc).strip()[:120]}); "
-                        "write [options.onnxruntime.models.<graph>] tables as in a target profile") from None
+                        "write [options.<runtime>.models.<graph>] tables as in a target profile") from None
     opts = doc.get("options", {})
     extra = set(doc) - {"options"}
     if extra or not isinstance(opts, dict) or not all(isinstance(v, dict) for v in opts.values()):
