@@ -119,7 +119,7 @@ def activation_matmuls(model: onnx.ModelProto) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and not any(i in params for i in n.input)]
 
 
-def _int8(source: Path, dest: Path, calibration, options: dict, spec=None) -> dict:
+def _int8(source: Path, dest: Path, calibration, options: dict, spec=None, torch_module=None) -> dict:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -141,7 +141,7 @@ def _int8(source: Path, dest: Path, calibration, options: dict, spec=None) -> di
         names = {i.name for i in model.graph.input}
         exclude = nodes_using(model, s["keep_fp32"]) + ([] if s["activation_matmuls"] else activation_matmuls(model))
         CalibrationDataReader.register(_Reader)
-        extra = {"CalibStridedMinMax": max(1, len(calibration))} if s["calibrate_method"] != "minmax" else {}
+        extra = {}
         if s["activation_type"] in ("uint16", "int16"):
             extra["UseQDQContribOps"] = True   # 16-bit Q/DQ are com.microsoft ops on older opsets
         extra.update(s["extra_options"])
@@ -151,22 +151,32 @@ def _int8(source: Path, dest: Path, calibration, options: dict, spec=None) -> di
                     if n.op_type in s["weight_axes"] and len(n.input) > 1 and n.input[1] in params}
             extra["TensorQuantOverrides"] = {**axes, **extra.get("TensorQuantOverrides", {})}
 
-        cache = Path(tmp) / "ranges.json"   # calibrate once; sensitivity trials reuse the ranges
-
-        def quantize(extra_fp32: list[str], out: Path) -> Path:
+        def quantize(extra_fp32: list[str], out: Path, method: str | None = None) -> Path:
+            method = method or s["calibrate_method"]
+            if method not in _METHODS:
+                raise VoxcError(f"int8 calibrate_method '{method}' unknown: choose {', '.join(_METHODS)}")
+            # calibrate once per method; sensitivity trials reuse the ranges
+            strided = {"CalibStridedMinMax": max(1, len(calibration))} if method != "minmax" else {}
             quantize_static(str(pre), str(out), _Reader(calibration, names), quant_format=QuantFormat.QDQ,
-                            calibration_cache_path=cache,
+                            calibration_cache_path=Path(tmp) / f"ranges-{method}.json",
                             per_channel=s["per_channel"], reduce_range=s["reduce_range"],
                             activation_type=getattr(QuantType, _QTYPES[s["activation_type"]]),
                             weight_type=getattr(QuantType, _QTYPES[s["weight_type"]]),
-                            calibrate_method=getattr(CalibrationMethod, _METHODS[s["calibrate_method"]]),
+                            calibrate_method=getattr(CalibrationMethod, _METHODS[method]),
                             nodes_to_exclude=(exclude + extra_fp32) or None,
-                            op_types_to_quantize=list(s["op_types"]) or None, extra_options=dict(extra))
+                            op_types_to_quantize=list(s["op_types"]) or None, extra_options={**strided, **extra})
             return out
 
         validation = options.get("validation") or []
-        search = None
-        if spec is not None and validation and s["sensitivity_layers"] > 0:
+        search = mixed = None
+        from voxc.targets import int8_search
+        plan = int8_search.search_settings(options)
+        if plan is not None and spec is not None and validation and torch_module is not None:
+            mixed = _mixed_search(plan, model, pre, calibration, validation, names, s, exclude, quantize, spec,
+                                  torch_module, Path(tmp))
+            exclude += mixed["kept_fp32"]
+            s["calibrate_method"] = mixed["method"]
+        elif spec is not None and validation and s["sensitivity_layers"] > 0:
             from voxc.targets import sensitivity
             feeds = [{k: v for k, v in f.items() if k in names} for f in validation]
             reference = [runner(pre).infer(f) for f in feeds]
@@ -182,7 +192,35 @@ def _int8(source: Path, dest: Path, calibration, options: dict, spec=None) -> di
     record = {"int8": {k: v for k, v in s.items()}, "calibration_items": len(calibration), "fp32_nodes": exclude}
     if search is not None:
         record["sensitivity"] = search
+    if mixed is not None:
+        record["int8_search"] = mixed
     return record
+
+
+def _mixed_search(plan, model, pre, calibration, validation, names, s, exclude, quantize, spec, torch_module,
+                  tmp: Path) -> dict:
+    """targets/int8_search.py's one-shot ranking and mixed-precision search, scored on the validation items."""
+    import time
+    from voxc.targets import int8_search, sensitivity
+    from voxc.targets.onnx_nodes import nodes_using
+    t0 = time.perf_counter()
+    feeds = [{k: v for k, v in f.items() if k in names} for f in validation]
+    reference = [runner(pre).infer(f) for f in feeds]
+    budgets = sensitivity.int8_budgets(spec)
+    inputs = [t.name for t in spec.inputs]
+    bits = 7 if s["reduce_range"] else 8
+    ranked = int8_search.rank_layers(torch_module(), calibration[: plan["ranking_items"]], inputs, bits,
+                                     plan["probes"], plan["seed"])
+    quantised = set(weighted_nodes(model, s["op_types"])) - set(exclude)
+    ranking = [(name, [n for n in nodes_using(model, [name + "."]) if n in quantised], score) for name, score in ranked]
+    ranking = [r for r in ranking if r[1]]
+    ranked_s = round(time.perf_counter() - t0, 1)
+
+    def evaluate(method: str, extra_fp32: list[str]) -> float:
+        r = runner(quantize(extra_fp32, tmp / "trial.onnx", method))
+        return sensitivity.score(spec, budgets, reference, [r.infer(f) for f in feeds])
+    record = int8_search.mixed_precision(ranking, evaluate, plan)
+    return {**record, "ranking_seconds": ranked_s, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=None, options=None,
@@ -198,7 +236,7 @@ def build(source: Path, out_dir: Path, precision: str, spec=None, calibration=No
     elif precision == "fp16":
         record.update(_fp16(source, out_dir / FILE, options))
     else:
-        record.update(_int8(source, out_dir / FILE, calibration, options, spec))
+        record.update(_int8(source, out_dir / FILE, calibration, options, spec, torch_module))
     return record
 
 
