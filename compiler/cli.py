@@ -102,8 +102,10 @@ def cmd_build(args) -> int:
 
 def cmd_parity(args) -> int:
     """Re-run parity for an already built target against its recorded reference weights."""
+    from voxc.compiler.build import audio_folder
     from voxc.compiler.verify import verify_target
-    return 0 if verify_target(Path(args.artifacts), args.target) else EXIT_PARITY
+    with audio_folder(Path(args.data) if getattr(args, "data", None) else None):
+        return 0 if verify_target(Path(args.artifacts), args.target) else EXIT_PARITY
 
 
 def cmd_report(args) -> int:
@@ -240,6 +242,7 @@ def register(sub) -> None:
     n.set_defaults(func=cmd_bench)
 
     q = sub.add_parser("parity", help="re-check a built target's artifacts against PyTorch")
+    q.add_argument("--data", metavar="DIR", help="the audio folder the target was built with (voxc build --data)")
     common(q)
     q.set_defaults(func=cmd_parity)
 
