@@ -5,10 +5,10 @@ most, how many of them to keep float, and which activation calibration to use.
   layer types the exported graph contains (Conv and ConvTranspose for a HiFi-GAN; MatMul/Gemm for a
   transformer), so no graph inherits another's tuning by its name.
 - rank_layers: a one-shot sensitivity ranking of every weighted layer, from two passes over the
-  calibration items on the PyTorch reference (no build per layer). Pass 1 records each layer's input
-  range. Pass 2 runs the model once per item with a hook on every layer that computes the noise its
-  int8 version would add at its output (per-channel symmetric weights, uint8 asymmetric input at the
-  recorded range) and attaches a zero probe there; one backward pass of <r, output> for a random r gives
+  calibration items on the PyTorch reference (no build per layer). Pass 1 records each layer's input and
+  output ranges. Pass 2 runs the model once per item with a hook on every layer that computes the noise
+  its int8 version would add at its output (as a QDQ graph runs it: per-channel symmetric weights, uint8
+  asymmetric input and output at the recorded ranges) and attaches a zero probe there; one backward pass of <r, output> for a random r gives
   every probe's gradient J_l^T r, and (r . J_l n_l)^2 is an unbiased estimate of ||J_l n_l||^2, the
   energy that layer's quantisation noise reaches the output with. The score is that energy relative to
   the output's (summed over items and probes): the noise-to-signal ratio each layer alone would cause.
@@ -98,14 +98,14 @@ def rank_layers(module, feeds: list[dict], input_names: list[str], weight_bits: 
     for p in module.parameters():
         p.requires_grad_(False)
     layers = _layers(module)
-    ranges = {n: [np.inf, -np.inf] for n in layers}
+    ranges = {n: [np.inf, -np.inf, np.inf, -np.inf] for n in layers}    # input lo, hi; output lo, hi
     handles = []
 
     def observe(name):
         def hook(m, inputs, output):
-            x = inputs[0]
-            r = ranges[name]
+            x, r = inputs[0], ranges[name]
             r[0], r[1] = min(r[0], float(x.min())), max(r[1], float(x.max()))
+            r[2], r[3] = min(r[2], float(output.min())), max(r[3], float(output.max()))
         return hook
 
     args = [tuple(torch.from_numpy(np.ascontiguousarray(f[k])) for k in input_names) for f in feeds]
@@ -123,7 +123,9 @@ def rank_layers(module, feeds: list[dict], input_names: list[str], weight_bits: 
     def inject(name):
         def hook(m, inputs, output):
             with torch.no_grad():
-                noise[name] = _apply(m, _fake_act(inputs[0].detach(), *ranges[name]), weights[name]) - output.detach()
+                lo, hi, out_lo, out_hi = ranges[name]
+                quantised = _apply(m, _fake_act(inputs[0].detach(), lo, hi), weights[name])
+                noise[name] = _fake_act(quantised, out_lo, out_hi) - output.detach()
             probe[name] = torch.zeros_like(output, requires_grad=True)
             return output + probe[name]
         return hook

@@ -97,7 +97,7 @@ def own_build(tmp_path_factory):
                  "--checkpoint", f"vocoder={user / 'generator.ts'}", "--data", str(audio),
                  "--quantisation", str(user / "int8.toml"), "--precisions", "vocoder=int8,fp32",
                  "--exporter", "torchscript", "--jobs", "2"])
-    yield {"artifacts": artifacts, "code": code, "losses": (first, last), "module": my_vocoder}
+    yield {"artifacts": artifacts, "code": code, "losses": (first, last), "module": my_vocoder, "audio": audio}
     mp.undo()
     family.cache_clear()
 
@@ -136,3 +136,8 @@ def test_every_gate_used_the_unaligned_audio(own_build):
     chain = parity["chain"]["runtimes"]["onnxruntime"]
     assert len(chain["utterances"]) == 3 and chain["passed"]
     assert chain["stream"]["items"] == 3 and chain["stream"]["passed"]
+
+
+def test_it_reverifies_on_the_same_audio(own_build):
+    assert main(["parity", "--target", "onnxruntime", "--artifacts", str(own_build["artifacts"]),
+                 "--data", str(own_build["audio"])]) == 0
