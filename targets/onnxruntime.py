@@ -156,7 +156,7 @@ def _int8(source: Path, dest: Path, calibration, options: dict, spec=None, torch
             if method not in _METHODS:
                 raise VoxcError(f"int8 calibrate_method '{method}' unknown: choose {', '.join(_METHODS)}")
             # calibrate once per method; sensitivity trials reuse the ranges
-            strided = {"CalibStridedMinMax": max(1, len(calibration))} if method != "minmax" else {}
+            strided = {"CalibStridedMinMax": 1} if method != "minmax" else {}   # items of unequal lengths
             quantize_static(str(pre), str(out), _Reader(calibration, names), quant_format=QuantFormat.QDQ,
                             calibration_cache_path=Path(tmp) / f"ranges-{method}.json",
                             per_channel=s["per_channel"], reduce_range=s["reduce_range"],
