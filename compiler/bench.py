@@ -253,7 +253,7 @@ def _audio_seconds(spec, n: int) -> float | None:
     wave = next((t for t in spec.outputs if t.kind == "waveform"), None)
     if wave is None:
         return None
-    return spec.output_shape(wave, {"batch": 1, spec.sweep_dim: n})[-1] / SAMPLE_RATE
+    return spec.output_shape(wave, {"batch": 1, spec.sweep_dim: n})[-1] / spec.sample_rate
 
 
 def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, threads: int, runs: int, warmup: int,

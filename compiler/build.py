@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voxc.compiler import cache, graph, stages
+from voxc.compiler import cache, graph, rung_options, stages
 from voxc.compiler.graph import BuildGraph, Stage
 from voxc.compiler.plan import (AssembleParams, BuildPlan, BundleParams, ChainParams, DeviceParams, ExportParams,
                                 GraphParams, GraphPlan, MergedParams, ParityParams, Rung, RungParams, SelectParams,
@@ -55,6 +55,8 @@ class BuildRequest:
     store: str | None = None                                             # --store: shared folder or file:// URI
     device_runner: str | None = None                                     # device stage runner (default: the backend)
     quiet: bool = False                                                  # --quiet: no stage lines nor heartbeat
+    data: Path | None = None                                             # --data: the user's audio folder
+    quantisation: dict = field(default_factory=dict)                     # --quantisation: the user's option tables
 
     def __post_init__(self):
         self.models = tuple(self.models) or family_of(self.preset).graph_names
@@ -203,19 +205,11 @@ def _plan_graph(ctx: _Planning, name: str, weights: dict[str, Stage], parity_sta
     return plan_
 
 
-def _runtime_options(profile: dict, runtime: str, name: str) -> dict:
-    """The profile's options for a runtime, with the graph's own overrides applied."""
-    options = profile.get("options", {}).get(runtime, {})
-    options = {**options, **options.get("models", {}).get(name, {})}
-    options.pop("models", None)
-    return options
-
-
 def _plan_rung(ctx: _Planning, name: str, config: GraphConfig, upstream: dict, runtime: str, precision: str,
                ladder: list[str], simplified: Stage, w: Stage, up_inputs: dict, code: tuple) -> tuple[Stage, Stage]:
     """One rung: the artifact stage and its parity stage."""
     be = backend(runtime)
-    options = _runtime_options(ctx.profile, runtime, name)
+    options = rung_options.options(ctx.profile, runtime, family_of(ctx.req.preset).graph(name), ctx.req.quantisation)
     feed = dict(model=name, config=config, upstream=upstream, host_config=ctx.host)
     a = _stage(ctx.g, f"{name}/{runtime}-{precision}", stages.artifact,
                RungParams(**feed, runtime=runtime, precision=precision, options=options,
@@ -416,7 +410,32 @@ def timings_path(artifacts: Path, target: str) -> Path:
 
 
 def build(req: BuildRequest) -> bool:
-    """Run the whole build for one target; returns whether every parity gate passed."""
+    """Run the whole build for one target; returns whether every parity gate passed. With `req.data`,
+    the user's audio folder replaces the committed sets (its content hash keys every stage reading it)."""
+    with audio_folder(req.data):
+        return _build(req)
+
+
+@contextlib.contextmanager
+def audio_folder(folder: Path | None):
+    """The user's audio folder as the calibration/parity data for this build (its workers inherit it)."""
+    from voxc.calibration.audio_folder import ENV, files
+    if folder is None:
+        yield
+        return
+    files(folder)                                  # a missing or empty folder is refused before planning
+    old = os.environ.get(ENV)
+    os.environ[ENV] = str(Path(folder).resolve())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(ENV, None)
+        else:
+            os.environ[ENV] = old
+
+
+def _build(req: BuildRequest) -> bool:
     profile = profiles.load(req.target)
     t0 = time.perf_counter()
     g, plan_ = plan(req, profile)

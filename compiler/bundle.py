@@ -141,6 +141,7 @@ def write(out: Path, built: schema.Shipped, info: TargetInfo, graphs: dict[str, 
         budgets[name] = {p: {t.kind: spec.budget(p, t.kind) for t in spec.outputs} for p in sorted(precisions)}
         j = spec.to_json()
         models[name] = {"name": name, "inputs": j["inputs"], "outputs": j["outputs"], "dims": j["dims"],
+                        "sample_rate": spec.sample_rate,
                         "points": [list(p) for p in spec.sweep()], "golden": golden, "artifacts": entries,
                         "perceptual_points": _perceptual_points(tmp / golden, spec)}
 
@@ -185,7 +186,7 @@ def _perceptual_points(golden: Path, spec) -> dict[str, list[bool]]:
     from voxc.compiler.deferred import golden_key
     from voxc.core.perceptual import long_enough
     with np.load(golden, allow_pickle=False) as z:
-        return {t.name: [bool(long_enough(z[golden_key(i, "out", t.name)])) for i in range(len(spec.sweep()))]
+        return {t.name: [bool(long_enough(z[golden_key(i, "out", t.name)], spec.sample_rate)) for i in range(len(spec.sweep()))]
                 for t in spec.outputs}
 
 

@@ -19,10 +19,18 @@ from voxc.models.spec import preset_dim
 AUDIO = ("pesq_wb", "stoi", "dnsmos_ovrl_drop", "level_db", "snr_db", "snr_voiced_db", "mrstft", "logmel_l1", "mcd_db")
 
 
-def chain_utterances(cfg: dict, count: int):
-    """Held-out aligned parity utterances that fit the preset's ranges (every graph's max length)."""
-    fam = family_of(cfg)
-    utts = [u for u in fam.items("parity") if u.aligned and fam.item_fits(u, cfg)]
+def needs_alignment(fam) -> bool:
+    """Whether the family's chain needs items with phone alignments: some graph is fed from them (a Feed
+    declared aligned) or the chain forces timing inputs. A family fed from audio alone takes every item."""
+    return any(f.aligned for f in fam.feeds.values()) or bool(fam.chain and fam.chain.forced)
+
+
+def chain_utterances(preset: dict, count: int):
+    """Held-out parity utterances that fit the preset's ranges (every graph's max length); only aligned
+    ones where the family's chain needs alignments (needs_alignment)."""
+    fam = family_of(preset)
+    aligned = needs_alignment(fam)
+    utts = [u for u in fam.items("parity") if (u.aligned or not aligned) and fam.item_fits(u, preset)]
     step = max(1, len(utts) // max(count, 1))
     return utts[::step][:count]
 
@@ -45,9 +53,21 @@ def _free_metrics(check, ref: dict, got: dict) -> dict:
     return vals
 
 
-def output_metrics(kind: str, ref: np.ndarray, out: np.ndarray) -> dict:
-    """Every metric of the output's kind, the perceptual ones included (chained parity and streaming)."""
-    return metrics.compare(kind, ref, out)
+def output_metrics(kind: str, ref: np.ndarray, out: np.ndarray, sample_rate: int = 16000) -> dict:
+    """Every metric of the output's kind, the perceptual ones included (chained parity and streaming);
+    waveforms are audio at sample_rate (the producing graph's ModelSpec says it)."""
+    return metrics.compare(kind, ref, out, sample_rate=sample_rate)
+
+
+def output_rate(cfg: dict) -> int:
+    """The sample rate of the family's chained output (its producing graph's spec)."""
+    from voxc.models.family import model_config
+    fam = family_of(cfg)
+    graph = Pipeline(fam, cfg, {}).producer(fam.chain.output)
+    return model_spec(graph, model_config(graph, cfg)).sample_rate if graph else 16000
+
+
+NO_ITEMS = "items"      # the metric a gate with no usable item fails on
 
 
 def chain_parity(reference: dict, artifacts: dict, preset: Preset, budget: dict, count: int = 3,
@@ -66,7 +86,7 @@ def chain_parity(reference: dict, artifacts: dict, preset: Preset, budget: dict,
     ref_pipe = Pipeline(fam, preset, reference)
     utts, free, frees = [], [], []
     first = chain_utterances(preset, count)
-    spare = [u for u in chain_utterances(preset, 4 * count) if u not in first]
+    spare = [u for u in chain_utterances(preset, 4 * count) if all(u is not f for f in first)]
     for u in first + spare:                            # items whose predicted length fits every graph's range
         f = fam.item_inputs(u, preset)
         fr = ref_pipe.run(f, _free_want(check)).values
@@ -79,6 +99,13 @@ def chain_parity(reference: dict, artifacts: dict, preset: Preset, budget: dict,
     forced_in = [{**_forced(fam, u, preset), **{k: np.asarray(fr[v]).reshape(-1) for k, v in check.pin.items()}}
                  for u, fr in zip(utts, frees)]
     refs = [(ref_pipe.run(fi, [check.output]).values, fr) for fi, fr in zip(forced_in, frees)]
+    rate = output_rate(preset)
+    if not utts:      # nothing to compare is a failure with its reason, never a pass
+        why = (f"no usable parity item: none {'aligned and ' if needs_alignment(fam) else ''}within the preset's "
+               "ranges; give longer/shorter audio or widen the dims")
+        return {"runtime": label, "utterances": [], "budget": budget, "reason": why, "note": why,
+                "rows": [{"config": name, "unmeasurable": sorted(budget), "within_budget": False,
+                          "over_budget": [NO_ITEMS], "reason": why} for name in configs]}
     rows = []
     for name, runners in configs.items():
         pipe = Pipeline(fam, preset, {**reference, **runners})
@@ -86,7 +113,7 @@ def chain_parity(reference: dict, artifacts: dict, preset: Preset, budget: dict,
         seen: set[str] = set()
         for fi, f, (forced_ref, free_ref) in zip(forced_in, free, refs):
             forced = pipe.run(fi, [check.output]).values
-            vals = {**output_metrics(check.kind, forced_ref[check.output], forced[check.output]),
+            vals = {**output_metrics(check.kind, forced_ref[check.output], forced[check.output], rate),
                     **_free_metrics(check, free_ref, pipe.run(f, _free_want(check)).values)}
             for k, v in vals.items():
                 if not np.isfinite(v):      # e.g. PESQ finds no speech in the reference: not measurable there
@@ -136,7 +163,7 @@ def chain_markdown(chains: dict) -> list[str]:
             lines += ["", f"Streaming gate ({s['graph']} on chunks of {s['chunk']} frames, first {s['first']}, "
                           f"{s['context']} frames of context each side; measured receptive radius {s['radius']}), "
                           f"streamed vs whole over {s['items']} utterances: "
-                          + ", ".join(f"{k} {s['worst'][k]:.4g}" for k in AUDIO if k in s["worst"])
+                          + ", ".join(f"{k} {s['worst'][k]:.4g}" for k in AUDIO if s["worst"].get(k) is not None)
                           + (" -- PASS" if s["passed"] else f" -- FAIL ({', '.join(s['over_budget'])})")]
         lines.append("")
     return lines
@@ -179,11 +206,15 @@ def stream_check(runner, spec, inputs: list, budget: dict, chunk: int, context: 
     from voxc.targets import split
     x, y, hop = stream_layout(spec)
     worst: dict = {}
+    if not inputs:
+        return worst, [NO_ITEMS]
     for feeds in inputs:
         whole = runner.infer({x: feeds})[y]
         streamed = np.concatenate(list(split.stream(runner.infer, {x: feeds}, x, y, hop, chunk, first, context,
                                                     spec.dims[spec.sweep_dim].min)), axis=-1)
-        for k, v in output_metrics("waveform", whole, streamed).items():
+        for k, v in output_metrics("waveform", whole, streamed, spec.sample_rate).items():
+            if not np.isfinite(v):      # e.g. PESQ finds no speech in the reference: not measurable there
+                continue
             if k not in worst or (v > worst[k] if k in metrics.LOWER_IS_BETTER else v < worst[k]):
                 worst[k] = float(v)
     return worst, [k for k, tol in budget.items() if k in worst and not metrics.passes(k, worst[k], tol)]
@@ -195,6 +226,11 @@ def stream_gate(runner, spec, inputs: list, budget: dict) -> dict:
     audio is within `budget` of the whole (one that never gets there records passed: false)."""
     from voxc.targets import split
     x, y, hop = stream_layout(spec)
+    if not inputs:
+        return {"graph": spec.name, "input": x, "output": y, "hop": hop, "chunk": 64, "first": STREAM_FIRST,
+                "context": 0, "min_len": spec.dims[spec.sweep_dim].min, "radius": 0, "items": 0, "worst": {},
+                "budget": budget, "over_budget": [NO_ITEMS], "passed": False,
+                "reason": "no usable parity item to stream: the gate cannot pass on nothing"}
     channels = next(d for d in next(t for t in spec.inputs if t.name == x).dims if isinstance(d, int))
     radius = split.receptive_radius(runner.infer, x, y, channels, hop)
     context = max(radius, 1)

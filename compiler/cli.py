@@ -63,7 +63,8 @@ def _request(args):
                          overrides=set_overrides(_family_preset(args), args.set), seeded=args.seeded, jobs=args.jobs,
                          exporter=args.exporter, precisions=_precisions(args.precisions), margin=args.margin,
                          retime=args.retime,
-                         source=args.source, source_files=_pairs(args.source_file, "--from-file", "KIND=PATH"))
+                         source=args.source, source_files=_pairs(args.source_file, "--from-file", "KIND=PATH"),
+                         data=args.data, quantisation=args.quantisation)
     return dataclasses.replace(req, quiet=getattr(args, "quiet", False), **_distributed(args))
 
 
@@ -103,10 +104,12 @@ def cmd_build(args) -> int:
 
 def cmd_parity(args) -> int:
     """Re-run parity for an already built target against its recorded reference weights."""
+    from voxc.compiler.build import audio_folder
     from voxc.compiler.verify import verify_target
     from voxc.core import providers
     providers.use(args.providers)
-    return 0 if verify_target(Path(args.artifacts), args.target) else EXIT_PARITY
+    with audio_folder(Path(args.data) if getattr(args, "data", None) else None):
+        return 0 if verify_target(Path(args.artifacts), args.target) else EXIT_PARITY
 
 
 def cmd_report(args) -> int:
@@ -171,6 +174,10 @@ def register(sub) -> None:
     b.add_argument("--preset", help="size preset of the family (voxc: tiny, light, base; default: its trained voice, light)")
     b.add_argument("--checkpoint", action="append", metavar="NAME=PATH", help="weights for one model")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one preset value")
+    b.add_argument("--data", metavar="DIR", help="calibrate and check on your own audio: a folder of .wav/.flac files "
+                   "(read with the family's mel front end)")
+    b.add_argument("--quantisation", metavar="FILE.toml", help="int8 settings per runtime and graph, as a profile's "
+                   "[options.<runtime>.models.<graph>] tables (override the family's and the target's)")
     b.add_argument("--exporter", default="dynamo", choices=["dynamo", "torchscript"])
     b.add_argument("--jobs", type=int, default=2, help="worker processes (1 runs stages inline)")
     b.add_argument("--quiet", action="store_true",
@@ -208,6 +215,7 @@ def register(sub) -> None:
     n.set_defaults(func=cmd_bench)
 
     q = sub.add_parser("parity", help="re-check a built target's artifacts against PyTorch")
+    q.add_argument("--data", metavar="DIR", help="the audio folder the target was built with (voxc build --data)")
     common(q)
     q.add_argument("--providers", help=PROVIDERS_HELP)
     q.set_defaults(func=cmd_parity)

@@ -53,7 +53,7 @@ def check(spec: ModelSpec, module: torch.nn.Module, runner, precision: str, runt
             continue
         want = {t.name: list(spec.output_shape(t, sizes)) for t in spec.outputs}
         budgets = {t.kind: spec.budget(precision, t.kind) for t in spec.outputs}
-        for r in gates.judge([(t.name, t.kind) for t in spec.outputs], want, ref, got, budgets):
+        for r in gates.judge([(t.name, t.kind) for t in spec.outputs], want, ref, got, budgets, spec.sample_rate):
             row(r.pop("output"), r.pop("metric"), r.pop("value"), r.pop("tolerance"), r.pop("passed"))
     return rows
 

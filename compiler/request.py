@@ -14,12 +14,16 @@ def build_request(target: str = "cpu", family: str = "voxc", preset: str | None 
                   artifacts: str | Path = "artifacts", models=(), checkpoints: dict | None = None,
                   overrides: dict | None = None, seeded: bool = False, jobs: int = 2, exporter: str = "dynamo",
                   precisions: dict | None = None, margin: float | None = None, retime: bool = False, source: str | Path | None = None,
-                  source_files: dict | None = None):
+                  source_files: dict | None = None, data: str | Path | None = None,
+                  quantisation: str | Path | dict | None = None):
     """A BuildRequest as `voxc build` makes it: the family's default preset is its trained voice,
     whose committed weights are used unless `seeded` or a checkpoint replaces them. `source` (and
     `source_files`) import a user's own checkpoints of the family (e.g. an EmotiVoice checkout): the
-    preset's sizes then come from those files, its length ranges from `preset`."""
+    preset's sizes then come from those files, its length ranges from `preset`. `data`: a folder of
+    .wav/.flac files that calibrates and checks instead of the committed sets; `quantisation`: a TOML file
+    (or its parsed `options` tables) overriding the int8 settings per runtime and graph."""
     from voxc.compiler.build import BuildRequest
+    from voxc.compiler.rung_options import read_user
     from voxc.models.family import family as get_family
     fam = get_family(family)
     preset_name = preset or fam.default_preset
@@ -42,6 +46,8 @@ def build_request(target: str = "cpu", family: str = "voxc", preset: str | None 
     return BuildRequest(target=target, preset=config, preset_name=preset_name, models=models,
                         checkpoints={**voice, **imported, **user}, artifacts=Path(artifacts), exporter=exporter,
                         jobs=jobs, precisions=dict(precisions or {}), margin=margin, retime=retime,
+                        data=Path(data) if data is not None else None,
+                        quantisation=quantisation if isinstance(quantisation, dict) else read_user(quantisation),
                         weight_sources={**{m: "trained voice" for m in voice},
                                         **{m: f"{fam.name} checkpoint" for m in imported},
                                         **{m: "user checkpoint" for m in user}})

@@ -97,11 +97,17 @@ def level_db(ref: np.ndarray, out: np.ndarray) -> float:
     return float(min(200.0, abs(20 * np.log10(max(rms(out), 1e-10) / max(rms(ref), 1e-10)))))
 
 
-def waveform_metrics(ref: np.ndarray, out: np.ndarray, wanted=perceptual.METRICS) -> dict[str, float]:
-    """Audio metrics for waveforms [B, 1, samples]: the worst item of the batch for each metric; the
-    perceptual ones (core/perceptual.py) named in `wanted`, on items long enough for them."""
+def waveform_metrics(ref: np.ndarray, out: np.ndarray, wanted=perceptual.METRICS,
+                     sample_rate: int = audio.SAMPLE_RATE) -> dict[str, float]:
+    """Audio metrics for waveforms [B, 1, samples] at sample_rate: the worst item of the batch for each
+    metric; the perceptual ones (core/perceptual.py) named in `wanted`, on items long enough for them.
+    Audio at another rate than the metrics' analysis rate (16 kHz) is resampled to it first, so every
+    metric hears the same band whatever rate the vocoder makes."""
     rows = []
     for r, o in zip(ref.reshape(ref.shape[0], -1), out.reshape(out.shape[0], -1)):
+        if sample_rate != audio.SAMPLE_RATE:
+            from voxc.core.mel import resample
+            r, o = resample(r, sample_rate, audio.SAMPLE_RATE), resample(o, sample_rate, audio.SAMPLE_RATE)
         if r.size <= audio.PAD:   # too short for a spectrum: the elementwise metrics judge it
             continue
         rm, om = audio.log_mel(r), audio.log_mel(o)

@@ -36,15 +36,16 @@ def durations(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
             "frame_drift": float(abs(int(out.sum()) - int(ref.sum())) / total)}
 
 
-def compare(kind: str, ref: np.ndarray, out: np.ndarray, perceptual=audio_metrics.perceptual.METRICS) -> dict[str, float]:
+def compare(kind: str, ref: np.ndarray, out: np.ndarray, perceptual=audio_metrics.perceptual.METRICS,
+            sample_rate: int = audio_metrics.audio.SAMPLE_RATE) -> dict[str, float]:
     """All metrics for one output of the given kind (shapes already known to match); of the (costly)
-    perceptual waveform metrics only those named in `perceptual`."""
+    perceptual waveform metrics only those named in `perceptual`; waveforms are audio at sample_rate."""
     if kind == "durations":
         return durations(ref, out)
     values = elementwise(ref, out)
     if kind == "waveform":
         values["snr_db"] = snr_db(ref, out)
-        values.update(audio_metrics.waveform_metrics(ref, out, perceptual))
+        values.update(audio_metrics.waveform_metrics(ref, out, perceptual, sample_rate))
     elif kind == "mel":
         values.update(audio_metrics.mel_metrics(ref, out))
     return values

@@ -22,7 +22,7 @@ import importlib.util
 
 import numpy as np
 
-from voxc.core.audio import SAMPLE_RATE
+from voxc.core.audio import SAMPLE_RATE   # the rate PESQ-WB and DNSMOS are defined at
 
 MIN_SECONDS = 0.5            # PESQ needs >= 0.25 s; STOI needs 30 frames of speech (~0.4 s at 10 kHz)
 PESQ_TOP = 4.644             # P.862.2's score for identical signals
@@ -46,9 +46,9 @@ def missing(metric: str | None = None) -> str | None:
     return f"{', '.join(absent)} not installed ({INSTALL})" if absent else None
 
 
-def long_enough(wave: np.ndarray) -> bool:
-    """Whether items of this waveform ([..., samples]) are long enough for the perceptual metrics."""
-    return wave.shape[-1] >= MIN_SECONDS * SAMPLE_RATE
+def long_enough(wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bool:
+    """Whether items of this waveform ([..., samples] at sample_rate) are long enough for the perceptual metrics."""
+    return wave.shape[-1] >= MIN_SECONDS * sample_rate
 
 
 def pesq_wb(ref: np.ndarray, out: np.ndarray) -> float:
@@ -102,11 +102,15 @@ def dnsmos(*waves: np.ndarray) -> np.ndarray:
     return np.array([[np.mean(p(raw[a:b, i])) for i, p in enumerate(_DNSMOS_POLY)] for a, b in zip(bounds, bounds[1:])])
 
 
-def scores(ref: np.ndarray, out: np.ndarray, wanted=METRICS) -> dict[str, float]:
-    """The perceptual metrics in `wanted` this host can compute for one item (1-D, 16 kHz); {} when it
-    is shorter than MIN_SECONDS."""
-    if not long_enough(ref):
+def scores(ref: np.ndarray, out: np.ndarray, wanted=METRICS, sample_rate: int = SAMPLE_RATE) -> dict[str, float]:
+    """The perceptual metrics in `wanted` this host can compute for one item (1-D audio at sample_rate);
+    {} when it is shorter than MIN_SECONDS. PESQ-WB and DNSMOS are defined at 16 kHz: audio at any other
+    rate is resampled to it first (STOI resamples on its own)."""
+    if not long_enough(ref, sample_rate):
         return {}
+    if sample_rate != SAMPLE_RATE:
+        from voxc.core.mel import resample
+        ref, out = resample(ref, sample_rate, SAMPLE_RATE), resample(out, sample_rate, SAMPLE_RATE)
     values = {}
     if set(wanted) & set(PESQ_STOI) and missing("pesq_wb") is None:
         values.update(pesq_wb=pesq_wb(ref, out), stoi=stoi(ref, out))

@@ -34,6 +34,7 @@ HostConfig = dict    # host_config(): the slice of a preset the family's host st
 # A new family is a folder under models/ and one line here. Families kept outside the tree register
 # through the environment (VOXC_FAMILIES="name=importable.module,..."), which build workers inherit.
 FAMILIES = {"voxc": "voxc.models.voxc", "emotivoice": "voxc.models.emotivoice"}
+_AUDIO_FOLDER = "voxc.calibration.audio_folder"     # a user's --data folder (read where one is active)
 
 
 def registry() -> dict[str, str]:
@@ -55,11 +56,16 @@ class Lazy:
 
 @dataclass(frozen=True)
 class Graph:
+    """quantisation: the graph's own int8 settings, {runtime or "*": {option: value}} (e.g. {"*":
+    {"op_types": "auto", "keep_fp32": ["conv_pre.", "conv_post."]}}; "auto" op types are the weighted
+    layer types the exported graph contains). Declared, they replace the target profile's per-model table
+    of the same graph name; a user's --quantisation TOML overrides both."""
     name: str
     build: Callable                # graph config -> nn.Module
     spec: Callable                 # graph config -> ModelSpec
     keys: tuple[str, ...]          # preset keys the graph depends on
     dims: tuple[str, ...]          # named dims whose ranges it uses
+    quantisation: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,6 +179,8 @@ class Family:
     training: dict = field(default_factory=dict)     # loop name -> graphs it trains
     voice: TrainedVoice | None = None      # committed trained weights
     speaking: Speaking | None = None       # run-time speech: options, voices, length bounds, caches
+    mel: object | None = None              # core.mel.MelFrontEnd: how audio becomes the mel its graphs take
+                                           # (a user's --data folder is read with it; None: voxc's own)
 
     @property
     def graph_names(self) -> tuple[str, ...]:
@@ -205,11 +213,22 @@ class Family:
         return self.importer(source, files, base)
 
     def items(self, set_name: str) -> list:
-        """The family's data items of a set (real utterances, or sentences for an imported family)."""
+        """The family's data items of a set (real utterances, or sentences for an imported family); with
+        a user's audio folder active (`voxc build --data DIR`), that folder's items read with its mel."""
+        folder = Lazy(_AUDIO_FOLDER + ":active")()
+        if folder is not None:
+            return Lazy(_AUDIO_FOLDER + ":load")(folder, self.mel_front_end(), set_name)
         return self.data(set_name)
 
     def items_hash(self, set_name: str) -> str:
+        folder = Lazy(_AUDIO_FOLDER + ":active")()
+        if folder is not None:
+            return Lazy(_AUDIO_FOLDER + ":folder_hash")(folder, self.mel_front_end())
         return self.data_hash(set_name)
+
+    def mel_front_end(self):
+        from voxc.core.mel import MelFrontEnd
+        return self.mel or MelFrontEnd()
 
     def trained_graphs(self) -> tuple[str, ...]:
         """Graphs some training loop trains, in chain order."""

@@ -128,6 +128,7 @@ class ModelSpec:
     budgets: dict = field(default_factory=lambda: BUDGETS)
     perceptual: dict = field(default_factory=lambda: PERCEPTUAL)
     description: str = ""
+    sample_rate: int = 16000            # Hz of its waveform outputs: every audio metric reads it from here
 
     # ---- derived facts -------------------------------------------------------------
     def dynamic_dims(self) -> set[str]:
@@ -190,7 +191,8 @@ class ModelSpec:
                          for t in ts]
         return {"inputs": io(self.inputs), "outputs": io(self.outputs),
                 "dims": {k: {"min": v.min, "opt": v.opt, "export": v.export, "max": v.max}
-                         for k, v in self.dims.items() if k in self.dynamic_dims() or k == "batch"}}
+                         for k, v in self.dims.items() if k in self.dynamic_dims() or k == "batch"},
+                **({"sample_rate": self.sample_rate} if any(t.kind == "waveform" for t in self.outputs) else {})}
 
 
 def dims_from_preset(cfg: dict, names: list[str]) -> dict[str, Dim]:
@@ -210,4 +212,4 @@ def spec_from_json(name: str, j: dict) -> ModelSpec:
     dims = {k: Dim(k, v["min"], v["opt"], v["export"], v["max"]) for k, v in j.get("dims", {}).items()}
     return ModelSpec(name=name, inputs=io(j["inputs"]), outputs=io(j["outputs"]), dims=dims,
                      sweep_dim=next(iter(d for d in dims if d != "batch"), "batch"),
-                     make_inputs=lambda b, n, rng: {})
+                     make_inputs=lambda b, n, rng: {}, sample_rate=int(j.get("sample_rate", 16000)))

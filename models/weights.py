@@ -1,4 +1,10 @@
-"""Loading and saving weights safely: safetensors, or torch.load(weights_only=True) -- never pickled code.
+"""Loading and saving weights safely: safetensors, torch.load(weights_only=True), or a TorchScript
+module's state_dict -- never pickled Python code.
+
+A TorchScript archive (`--checkpoint vocoder=model.ts`) is read with torch.jit.load, whose unpickler
+resolves only TorchScript types and tensors (no Python globals); the one way such an archive runs code
+while loading is a scripted `__setstate__`, so an archive whose code defines one is refused before
+loading. Only its parameters and buffers are kept; its forward is never run.
 
 Checkpoints are normalised before the strict key check: a wrapping dict ("state_dict", "model",
 "generator") is unwrapped and weight norm in either form is folded into plain weights.
@@ -37,19 +43,44 @@ def fold_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
+def torchscript_archive(path: Path) -> bool:
+    """Whether a file is a TorchScript archive (a zip holding code/ and constants.pkl)."""
+    import zipfile
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    return any(n.split("/", 1)[-1] == "constants.pkl" for n in names) and any("/code/" in f"/{n}" for n in names)
+
+
+def _torchscript_state(path: Path) -> dict[str, torch.Tensor]:
+    import zipfile
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            if "/code/" in f"/{name}" and name.endswith(".py") and b"__setstate__" in z.read(name):
+                raise VoxcError(f"checkpoint {path} is a TorchScript archive that runs its own code when loaded "
+                                f"(__setstate__ in {name}); save its state_dict() as .safetensors instead")
+    module = torch.jit.load(str(path), map_location="cpu")
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise VoxcError(f"checkpoint {path} does not exist; pass --checkpoint NAME=PATH to an existing file")
     try:
-        if path.suffix == ".safetensors":
+        if torchscript_archive(path):
+            state = _torchscript_state(path)
+        elif path.suffix == ".safetensors":
             from safetensors.torch import load_file
             state = load_file(str(path))
         else:
             state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except VoxcError:
+        raise
     except Exception as exc:  # corrupt file, or a pickle that needs code: both refused
         raise VoxcError(f"checkpoint {path} cannot be read safely ({first_line(exc) or type(exc).__name__}); "
-                        "provide a .safetensors file or a plain torch state_dict") from None
+                        "provide a .safetensors file, a plain torch state_dict or a TorchScript module") from None
     for wrapper in _WRAPPERS:
         if isinstance(state, dict) and wrapper in state and isinstance(state[wrapper], dict):
             state = state[wrapper]

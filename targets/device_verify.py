@@ -169,7 +169,8 @@ def run(kind: str, out: Path, rebuild: bool, only: set[str], log=print) -> bool:
                                  "passed": False, "error": f"{type(exc).__name__}: {str(exc).strip()[:200]}"})
                     continue
                 want = {o: list(ref[o].shape) for o, _ in outputs}
-                rows += [{**point, **r} for r in gates.judge(outputs, want, ref, got, budgets[name][precision])]
+                rows += [{**point, **r} for r in gates.judge(outputs, want, ref, got, budgets[name][precision],
+                                                             int(model.get("sample_rate", 16000)))]
             failed = sum(not r["passed"] for r in rows if r["model"] == name and r["precision"] == precision)
             log(f"{name:<18} {runtime:<20} {precision}: {'PASS' if not failed else f'FAIL ({failed} checks)'}")
     passed = all(r["passed"] for r in rows)

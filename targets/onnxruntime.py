@@ -142,10 +142,12 @@ class _Int8Graph:
             onnx.save(onnx.load(str(source)), str(pre))
         self.model = model = _named(onnx.load(str(pre)))
         onnx.save(model, str(pre))
+        from voxc.targets.int8_search import resolve_op_types
+        s["op_types"] = resolve_op_types(model, s["op_types"])       # "auto": the weighted layer types it holds
         self.names = {i.name for i in model.graph.input}
         self.exclude = nodes_using(model, s["keep_fp32"]) + ([] if s["activation_matmuls"] else activation_matmuls(model))
         CalibrationDataReader.register(_Reader)
-        extra = {"CalibStridedMinMax": max(1, len(calibration))} if s["calibrate_method"] != "minmax" else {}
+        extra = {}
         if s["activation_type"] in ("uint16", "int16"):
             extra["UseQDQContribOps"] = True   # 16-bit Q/DQ are com.microsoft ops on older opsets
         extra.update(s["extra_options"])
@@ -155,23 +157,28 @@ class _Int8Graph:
                     if n.op_type in s["weight_axes"] and len(n.input) > 1 and n.input[1] in params}
             extra["TensorQuantOverrides"] = {**axes, **extra.get("TensorQuantOverrides", {})}
         self.extra = extra
-        self.cache = self.tmp / "ranges.json"   # calibrate once; sensitivity trials reuse the ranges
 
     def candidates(self) -> list[str]:
         """The weighted layers this graph quantises (what may be kept in float)."""
         return [n for n in weighted_nodes(self.model, self.s["op_types"]) if n not in self.exclude]
 
-    def quantize(self, extra_fp32: list[str], out: Path) -> Path:
+    def quantize(self, extra_fp32: list[str], out: Path, method: str | None = None) -> Path:
+        """The graph quantised with these layers also in float, calibrated by `method` (default: the
+        settings'); each method calibrates once, and later trials reuse its ranges."""
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
         s = self.s
+        method = method or s["calibrate_method"]
+        if method not in _METHODS:
+            raise VoxcError(f"int8 calibrate_method '{method}' unknown: choose {', '.join(_METHODS)}")
+        strided = {"CalibStridedMinMax": 1} if method != "minmax" else {}   # histogram methods: items of unequal lengths
         quantize_static(str(self.pre), str(out), _Reader(self.calibration, self.names), quant_format=QuantFormat.QDQ,
-                        calibration_cache_path=self.cache,
+                        calibration_cache_path=self.tmp / f"ranges-{method}.json",
                         per_channel=s["per_channel"], reduce_range=s["reduce_range"],
                         activation_type=getattr(QuantType, _QTYPES[s["activation_type"]]),
                         weight_type=getattr(QuantType, _QTYPES[s["weight_type"]]),
-                        calibrate_method=getattr(CalibrationMethod, _METHODS[s["calibrate_method"]]),
+                        calibrate_method=getattr(CalibrationMethod, _METHODS[method]),
                         nodes_to_exclude=(self.exclude + extra_fp32) or None,
-                        op_types_to_quantize=list(s["op_types"]) or None, extra_options=dict(self.extra))
+                        op_types_to_quantize=list(s["op_types"]) or None, extra_options={**strided, **self.extra})
         return out
 
     def evaluator(self, spec, validation: list[dict]):
@@ -182,10 +189,30 @@ class _Int8Graph:
         reference = [OrtRunner(self.pre).infer(f) for f in feeds]
         budgets = sensitivity.int8_budgets(spec)
 
-        def evaluate(extra_fp32: list[str]) -> float:
-            r = OrtRunner(self.quantize(extra_fp32, self.tmp / "trial.onnx"))
+        def evaluate(extra_fp32: list[str], method: str | None = None) -> float:
+            r = OrtRunner(self.quantize(extra_fp32, self.tmp / "trial.onnx", method))
             return sensitivity.score(spec, budgets, reference, [r.infer(f) for f in feeds])
         return evaluate
+
+    def mixed_search(self, plan: dict, spec, validation: list[dict], torch_module) -> dict:
+        """targets/int8_search.py's one-shot ranking (on the PyTorch module) and the mixed-precision search
+        over it, each trial scored on the validation items."""
+        import time
+        from voxc.targets import int8_search
+        from voxc.targets.onnx_nodes import nodes_using
+        t0 = time.perf_counter()
+        s = self.s
+        inputs = [t.name for t in spec.inputs]
+        ranked = int8_search.rank_layers(torch_module(), self.calibration[: plan["ranking_items"]], inputs,
+                                         7 if s["reduce_range"] else 8, plan["probes"], plan["seed"])
+        quantised = set(self.candidates())
+        ranking = [(name, [n for n in nodes_using(self.model, [name + "."]) if n in quantised], score)
+                   for name, score in ranked]
+        ranking = [r for r in ranking if r[1]]
+        ranked_s = round(time.perf_counter() - t0, 1)
+        evaluate = self.evaluator(spec, validation)
+        record = int8_search.mixed_precision(ranking, lambda method, extra: evaluate(extra, method), plan)
+        return {**record, "ranking_seconds": ranked_s, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 class OnnxRuntime(Backend):
@@ -206,21 +233,29 @@ class OnnxRuntime(Backend):
         elif precision == "fp16":
             record.update(_fp16(source, out_dir / self.file, options))
         else:
-            record.update(self.quantize(source, out_dir, spec, calibration, options))
+            record.update(self.quantize(source, out_dir, spec, calibration, options, torch_module))
         return record
 
-    def quantize(self, source: Path, out_dir: Path, spec, calibration, options: dict | None = None) -> dict:
+    def quantize(self, source: Path, out_dir: Path, spec, calibration, options: dict | None = None,
+                 torch_module=None) -> dict:
         """Static QDQ int8 of `source` into out_dir/model.onnx with the settings in `options` (INT8_DEFAULTS
         under them; keep_fp32 = parameter-name prefixes of layers kept float); with a spec and held-out
         `validation` items in the options, the sensitivity pass keeps up to sensitivity_layers more layers
         float. Returns what the build records about it."""
+        from voxc.targets import int8_search
         options = options or {}
         with tempfile.TemporaryDirectory() as tmp:
             graph = _Int8Graph(Path(source), Path(tmp), calibration, options)
             s, exclude = graph.s, list(graph.exclude)
             validation = options.get("validation") or []
-            search = None
-            if spec is not None and validation and s["sensitivity_layers"] > 0:
+            search = mixed = None
+            plan = int8_search.search_settings(options)
+            if plan is not None and spec is not None and validation and torch_module is not None:
+                mixed = graph.mixed_search(plan, spec, validation, torch_module)
+                exclude += mixed["kept_fp32"]
+                graph.exclude = exclude
+                s["calibrate_method"] = mixed["method"]
+            elif spec is not None and validation and s["sensitivity_layers"] > 0:
                 from voxc.targets import sensitivity
                 search = sensitivity.keep_sensitive(graph.candidates(), graph.evaluator(spec, validation),
                                                     s["sensitivity_layers"], s["sensitivity_target"])
@@ -230,6 +265,8 @@ class OnnxRuntime(Backend):
         record = {"int8": {k: v for k, v in s.items()}, "calibration_items": len(calibration), "fp32_nodes": exclude}
         if search is not None:
             record["sensitivity"] = search
+        if mixed is not None:
+            record["int8_search"] = mixed
         return record
 
     def rank_layers(self, source: Path, spec, calibration, validation, options: dict | None = None) -> dict:

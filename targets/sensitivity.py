@@ -52,7 +52,7 @@ def score(spec, budgets: dict, reference: list[dict], outputs: list[dict]) -> fl
     kinds = [(t.name, t.kind) for t in spec.outputs]
     for ref, got in zip(reference, outputs):
         want = {name: list(ref[name].shape) for name, _ in kinds}
-        for row in gates.judge(kinds, want, ref, got, budgets):
+        for row in gates.judge(kinds, want, ref, got, budgets, spec.sample_rate):
             worst = max(worst, excess(row))
     return round(worst, 4)
 

@@ -204,7 +204,10 @@ class Voice:
 
     @property
     def sample_rate(self) -> int:
-        return audio.SAMPLE_RATE
+        """The rate of the audio this target makes (its waveform graph's spec, recorded in the manifest)."""
+        rates = [m["sample_rate"] for m in self.target.manifest.doc.get("models", {}).values()
+                 if isinstance(m, dict) and m.get("sample_rate")]
+        return int(rates[-1]) if rates else audio.SAMPLE_RATE
 
     # ---- voices -------------------------------------------------------------------------------------
 

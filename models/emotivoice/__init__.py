@@ -27,8 +27,12 @@ FAMILY = Family(
               ("batch", "phonemes", "frames")),
         Graph("acoustic_decoder", Lazy(_M + "AcousticDecoder"), Lazy(_S + "decoder_spec"),
               ("hidden", "decoder_heads", "decoder_layers", "ffn", "ffn_kernel", "n_mels"), ("batch", "frames")),
+        # a HiFi-GAN: its own ONNX Runtime int8 settings (every Conv/ConvTranspose, the first and last float,
+        # then the one-shot ranking's mixed-precision search) rather than the profile's tuning for a Vocos
         Graph("vocoder", Lazy(_M + "build_vocoder"), Lazy(_S + "vocoder_spec"), ("n_mels", "hop", "vocoder"),
-              ("batch", "frames")),
+              ("batch", "frames"),
+              quantisation={"onnxruntime": {"op_types": "auto", "keep_fp32": ["conv_pre.", "conv_post."],
+                                            "sensitivity_layers": 0, "search": {"ranking_items": 4}}}),
     ),
     steps=(
         HostStep("g2p", flow.g2p_step, ("text",), ("ids",)),
