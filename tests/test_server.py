@@ -375,13 +375,13 @@ def test_pool_threads_go_to_the_earliest_request_and_cancelled_waiters_leak_noth
     assert asyncio.run(main()) == ([1, 3, 5], 1)
 
 
-def test_a_port_in_use_is_one_line_before_the_voice_is_loaded(capsys):
+def test_a_port_in_use_is_one_line_before_the_voice_is_loaded(capsys, tmp_path):
     from voxc.cli import main
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert main(["serve", "x", "--port", str(port)]) == 2
+        assert main(["serve", str(tmp_path), "--port", str(port)]) == 2      # a folder holding no build
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot listen on 127.0.0.1" in err[0]
 
