@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voxc.calibration.lengths import lengths_for
 from voxc.compiler import cache, graph, rung_options, stages
 from voxc.compiler.graph import BuildGraph, Stage
 from voxc.compiler.plan import (AssembleParams, BuildPlan, BundleParams, ChainParams, DeviceParams, ExportParams,
@@ -210,13 +211,15 @@ def _plan_rung(ctx: _Planning, name: str, config: GraphConfig, upstream: dict, r
     """One rung: the artifact stage and its parity stage."""
     be = backend(runtime)
     options = rung_options.options(ctx.profile, runtime, family_of(ctx.req.preset).graph(name), ctx.req.quantisation)
+    spec = model_spec(name, config)
+    if be.speech_lengths:              # its shape ranges are cut at the sizes real utterances have
+        options = {**options, "corpus_lengths": lengths_for(spec)}
     feed = dict(model=name, config=config, upstream=upstream, host_config=ctx.host)
     a = _stage(ctx.g, f"{name}/{runtime}-{precision}", stages.artifact,
                RungParams(**feed, runtime=runtime, precision=precision, options=options,
                           fallback=precision == ladder[-1],
                           calibration_set=ctx.calibration_set if precision == "int8" else None),
                {"onnx": simplified, "weights": w, **up_inputs}, be.tools, code)
-    spec = model_spec(name, config)
     p = _stage(ctx.g, f"{name}/{runtime}-{precision}/parity", stages.parity_check,
                ParityParams(**feed, runtime=runtime, precision=precision, parity_set=ctx.parity_set,
                             budgets=spec.budgets.get(precision), sweep=tuple(spec.sweep()),

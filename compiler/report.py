@@ -41,7 +41,7 @@ def record_roles(record: dict) -> dict[str, str]:
     declared = record.get("roles") or {}
     roles = {f: declared.get(f, "config") for f in record.get("files") or [main]
              if f != main and not f.startswith(main + "/")}
-    roles = {main: "package" if record.get("format") == "mlpackage" else "model", **roles}
+    roles = {main: declared.get(main, "model"), **roles}
     if record.get("engine"):
         roles.update({record["engine"]: "engine", record["engine"] + ".json": "engine-info"})
     return roles
@@ -97,7 +97,7 @@ def write_target(folder: Path, info: TargetInfo, graphs: dict[str, GraphPlan], r
     models, timings = {}, {}
     for name, gp in graphs.items():
         spec = model_spec(name, gp.config)
-        files = [_file_entry(folder, f"{name}/{name}.onnx", digests, precision="fp32", format="onnx", runtime="portable",
+        files = [_file_entry(folder, f"{name}/{name}.onnx", digests, precision="fp32", format="onnx", runtime=schema.PORTABLE,
                              role="model")]
         model_rows = []
         precision = {}

@@ -55,6 +55,7 @@ class Backend:
     parity: str = "host"
     shipped: tuple[str, ...] = ()
     resources: dict = {}
+    speech_lengths: bool = False          # cuts shape ranges at real utterances' sizes: options["corpus_lengths"]
     device: str = ""                      # where device parity runs, in words (bundle README)
     verify_steps: str = ""                # what the bundle's verify.py does first on the device
     bundle_notes: str = ""                # a paragraph for the bundle README

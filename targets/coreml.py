@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 from voxc.targets.base import Backend
 from voxc.core.hashing import sha256_chunks, sha256_file
 from voxc.targets import coreml_runner
@@ -66,7 +66,7 @@ def enumerated_sizes(spec, options: dict) -> list[dict[str, int]]:
     from voxc.targets.lengths import buckets, corpus_lengths
     d = spec.dims[spec.sweep_dim]
     lengths = {n for _, n in spec.sweep()}
-    lengths |= {opt for _, opt, _ in buckets(d, corpus_lengths(spec.sweep_dim), int(options.get("buckets", 4)))}
+    lengths |= {opt for _, opt, _ in buckets(d, corpus_lengths(options, spec.sweep_dim), int(options.get("buckets", 4)))}
     points = {(1, n) for n in lengths} | set(spec.sweep())
     return [{"batch": b, spec.sweep_dim: n} for b, n in sorted(points)]
 
@@ -185,6 +185,7 @@ class CoreML(Backend):
     name, precisions, tools, parity = "coreml", PRECISIONS, ("coremltools", "torch"), "device"
     format, roles = "mlpackage", {FILE: "package"}
     shipped = ("voxc.targets.coreml_runner",)
+    speech_lengths = True             # enumerated shapes at corpus bucket lengths
     resources = {"macos": 1}
     device = "a Mac (python3 -m pip install numpy coremltools)"
     identity = ("host", "macos", "machine")
@@ -219,7 +220,7 @@ class CoreML(Backend):
                                    compute_units=getattr(ct.ComputeUnit, options.get("compute_units", "ALL")))
             except Exception as exc:
                 raise VoxcError(f"Core ML conversion of {spec.name} failed: {type(exc).__name__}: "
-                                f"{str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}") from None
+                                f"{first_line(exc)}") from None
         from voxc.core.audio import HOP, SAMPLE_RATE
         meta = {"voxc_version": _voxc_version(), "model": spec.name, "precision": precision,
                 "sample_rate": str(SAMPLE_RATE), "hop": str(HOP), "dims": json.dumps(spec.to_json()["dims"], sort_keys=True),

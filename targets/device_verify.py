@@ -25,7 +25,7 @@ sys.path.insert(0, str(HERE / "lib"))
 import numpy as np  # noqa: E402
 
 from voxc.core import gates, target as schema  # noqa: E402  (shipped copies)
-from voxc.core.errors import VoxcError  # noqa: E402
+from voxc.core.errors import VoxcError, first_line  # noqa: E402
 from voxc.core.hashing import sha256_file  # noqa: E402
 
 
@@ -166,7 +166,7 @@ def run(kind: str, out: Path, rebuild: bool, only: set[str], log=print) -> bool:
                     got = runner.infer(feeds)
                 except Exception as exc:  # noqa: BLE001 -- a runner failure is a failed gate, not a crash
                     rows.append({**point, "output": "*", "metric": "runs", "value": 0.0, "tolerance": 1.0,
-                                 "passed": False, "error": f"{type(exc).__name__}: {str(exc).strip()[:200]}"})
+                                 "passed": False, "error": f"{type(exc).__name__}: {first_line(exc)}"})
                     continue
                 want = {o: list(ref[o].shape) for o, _ in outputs}
                 rows += [{**point, **r} for r in gates.judge(outputs, want, ref, got, budgets[name][precision],

@@ -1,35 +1,19 @@
-"""Length buckets from the corpus: which sizes of each named dim real utterances have.
-
-TensorRT optimization profiles and Core ML enumerated shapes are both cut from these buckets, so
-the ranges an engine is tuned for are the ones speech actually falls in. `corpus_lengths(dim)`
-reads the committed calibration/parity/refs sets; `buckets(dim, lengths, n)` splits a spec Dim's
-[min, max] into n contiguous ranges at corpus quantiles, each with its corpus median as opt.
+"""Length buckets: TensorRT optimization profiles and Core ML enumerated shapes are both cut at the
+sizes real utterances have, so the ranges an engine is tuned for are the ones speech falls in. The
+sizes come in the build options (`corpus_lengths`, {dim: [sizes]}: calibration/lengths.py, handed over
+by the compiler); `buckets(dim, lengths, n)` splits a spec Dim's [min, max] into n contiguous ranges at
+their quantiles, each with its median as opt.
 """
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 
 from voxc.models.spec import Dim
 
 
-@functools.lru_cache(maxsize=8)
-def _corpus(dim_name: str) -> tuple[int, ...]:
-    from voxc.calibration.sets import load_set
-    if dim_name == "ref_frames":
-        return tuple(u.frames for u in load_set("refs"))
-    utts = load_set("calibration") + load_set("parity")
-    if dim_name == "phonemes":
-        return tuple(int(u.phoneme_ids.size) for u in utts if u.aligned)
-    if dim_name == "frames":
-        return tuple(u.frames for u in utts)
-    return ()
-
-
-def corpus_lengths(dim_name: str) -> np.ndarray:
-    """Sizes of `dim_name` over the committed corpus (empty for dims speech does not define)."""
-    return np.asarray(_corpus(dim_name), dtype=np.int64)
+def corpus_lengths(options: dict | None, dim_name: str) -> np.ndarray:
+    """The sizes of `dim_name` the compiler handed over in the options (empty when it gave none)."""
+    return np.asarray(((options or {}).get("corpus_lengths") or {}).get(dim_name, ()), dtype=np.int64)
 
 
 def buckets(dim: Dim, lengths: np.ndarray, n: int) -> list[tuple[int, int, int]]:

@@ -114,6 +114,7 @@ class TensorRT(Backend):
     name, precisions, tools, parity = "tensorrt", PRECISIONS, ("tensorrt", "onnx", "onnxruntime"), "device"
     format, roles = "onnx", {FILE: "model", "profiles.json": "config", "recipe.json": "config"}
     shipped = ("voxc.targets.trt_engine",)
+    speech_lengths = True             # optimization profiles cut at corpus lengths (targets/trt_profiles.py)
     resources = {"cuda": 1}           # a device stage runs on a Ray node advertising this (profiles may say jetson)
     device = "the Jetson (JetPack's python3 has TensorRT and numpy) or the GPU host"
     verify_steps = "builds the engines (engines/), "

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from voxc.core.atomic import write_atomic
-from voxc.core.errors import VoxcError
+from voxc.core.errors import VoxcError, first_line
 
 MUST_MATCH = ("tensorrt", "gpu", "compute_capability", "l4t")
 
@@ -146,7 +146,7 @@ def device_fingerprint() -> dict:
         fp["tensorrt"] = trt.__version__
     except Exception as exc:  # noqa: BLE001 -- any import failure means "no TensorRT here"
         fp["tensorrt"] = None
-        fp["tensorrt_error"] = f"{type(exc).__name__}: {str(exc).strip()[:160]}"
+        fp["tensorrt_error"] = f"{type(exc).__name__}: {first_line(exc)}"
     fp.update(_cuda_device())
     driver = _read("/proc/driver/nvidia/version")
     if driver:
@@ -160,7 +160,7 @@ def _trt():
     try:
         import tensorrt as trt
     except Exception as exc:  # noqa: BLE001
-        raise VoxcError(f"TensorRT is not importable here ({type(exc).__name__}: {str(exc).strip()[:120]}); "
+        raise VoxcError(f"TensorRT is not importable here ({type(exc).__name__}: {first_line(exc)}); "
                         "install it (JetPack ships it; on x86: pip install 'voxc[tensorrt]')") from None
     return trt
 

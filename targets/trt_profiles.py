@@ -25,7 +25,7 @@ def derive(spec: ModelSpec, options: dict | None = None) -> list[dict]:
     if sweep:
         d = spec.dims[sweep]
         n = int(opts["max_profiles"]) if d.max / max(d.min, 1) > float(opts["split_ratio"]) else 1
-        split = buckets(d, corpus_lengths(sweep), n)
+        split = buckets(d, corpus_lengths(opts, sweep), n)
     profiles = []
     for i, bucket in enumerate(split or [None]):
         ranges = {}
@@ -36,13 +36,12 @@ def derive(spec: ModelSpec, options: dict | None = None) -> list[dict]:
             elif name == "batch":
                 ranges[name] = [d.min, min(max(int(opts["opt_batch"]), d.min), d.max), d.max]
             else:
-                ranges[name] = [d.min, _corpus_opt(name, d), d.max]
+                ranges[name] = [d.min, _corpus_opt(corpus_lengths(opts, name), d), d.max]
         profiles.append({"name": f"p{i}", "ranges": ranges, "shapes": _shapes(spec, ranges)})
     return profiles
 
 
-def _corpus_opt(name: str, d) -> int:
-    lengths = corpus_lengths(name)
+def _corpus_opt(lengths, d) -> int:
     inside = lengths[(lengths >= d.min) & (lengths <= d.max)]
     return int(sorted(inside)[len(inside) // 2]) if inside.size else d.opt
 

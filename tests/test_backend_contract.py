@@ -172,3 +172,12 @@ def test_gate_libraries_key_exactly_the_stages_that_judge(monkeypatch):
     changed = {label for label, s in g.stages.items() if s.fingerprint() != before[label]}
     assert changed and all(label.endswith(("/parity", "/chain")) for label in changed), sorted(changed)
     assert {label for label in before if label.endswith("/parity") or label.endswith("/chain")} == changed
+
+
+def test_portable_is_a_property_not_a_string_filter():
+    """The plain fp32 ONNX is told apart through core.target (PORTABLE, FileRecord.portable, portable()):
+    no other module spells the label."""
+    spelled = [p.relative_to(ROOT).as_posix() for p in _files(OUTSIDE_TARGETS + ("targets",))
+               if p.relative_to(ROOT).as_posix() != "core/target.py"
+               and any(isinstance(n, ast.Constant) and n.value == "portable" for n in ast.walk(_tree(p)))]
+    assert spelled == []

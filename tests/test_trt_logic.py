@@ -12,7 +12,8 @@ from voxc.core.errors import VoxcError
 from voxc.models.family import model_spec
 from voxc.models.spec import Dim
 from voxc.targets import tensorrt, trt_engine, trt_profiles
-from voxc.targets.lengths import buckets, corpus_lengths
+from voxc.calibration.lengths import corpus_lengths, lengths_for
+from voxc.targets.lengths import buckets
 
 FILES = {"fp32": "m.onnx", "fp16": "m.fp16.onnx", "int8": "m.int8.onnx"}
 
@@ -73,7 +74,7 @@ def test_device_fingerprint_reports_absent_tensorrt_instead_of_failing():
 
 
 def test_buckets_cover_the_range_contiguously_at_corpus_quantiles():
-    frames = corpus_lengths("frames")
+    frames = np.asarray(corpus_lengths("frames"))
     assert frames.size > 50
     d = Dim("frames", 8, 320, 128, 1024)
     b = buckets(d, frames, 3)
@@ -87,14 +88,17 @@ def test_buckets_cover_the_range_contiguously_at_corpus_quantiles():
 
 def test_profiles_from_spec_and_corpus_and_profile_selection(tiny_cfg):
     spec = model_spec("vocoder", tiny_cfg)
-    profiles = trt_profiles.derive(spec, {"max_profiles": 3, "split_ratio": 8})
+    lengths = {"corpus_lengths": lengths_for(spec)}            # what the compiler hands a TensorRT rung
+    assert set(lengths["corpus_lengths"]) == {"frames"}
+    profiles = trt_profiles.derive(spec, {"max_profiles": 3, "split_ratio": 8, **lengths})
     assert len(profiles) == 3
     d = spec.dims["frames"]
     assert profiles[0]["ranges"]["frames"][0] == d.min and profiles[-1]["ranges"]["frames"][2] == d.max
     for p in profiles:
         lo, opt, hi = p["ranges"]["frames"]
         assert p["shapes"]["mel"] == {"min": [1, 80, lo], "opt": [1, 80, opt], "max": [4, 80, hi]}
-    assert len(trt_profiles.derive(spec, {"split_ratio": 1000})) == 1      # narrow range: one profile
+    assert len(trt_profiles.derive(spec, {"split_ratio": 1000, **lengths})) == 1      # narrow range: one profile
+    assert len(trt_profiles.derive(spec, {"max_profiles": 3, "split_ratio": 8})) == 1  # no lengths handed: one
     assert trt_profiles.select(profiles, {"batch": 1, "frames": profiles[1]["ranges"]["frames"][1]}) == 1
     with pytest.raises(VoxcError, match="split the input"):
         trt_profiles.select(profiles, {"batch": 1, "frames": d.max + 1})
