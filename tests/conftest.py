@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("VOXC_THREADS", "1")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # Each pytest-xdist worker takes its share of the cores for PyTorch (OpenMP) and BLAS too, and so do the
 # `voxc` processes tests start: two workers each running 2-thread PyTorch on 2 cores spin-wait for one
 # another (measured here: `voxc parity` of the tiny build took half the CPU time with 1 thread per worker).
-_SHARE = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, _SHARE)
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _SHARE = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
+    for _var in THREAD_VARS:
+        os.environ.setdefault(_var, _SHARE)
 
 
 @pytest.fixture(scope="session")

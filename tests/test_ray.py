@@ -3,6 +3,7 @@ their own: a Ray driver's core worker ends its process when a raylet it talks to
 nodes on purpose), which would take the whole test session with it."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,12 @@ HERE = Path(__file__).resolve().parent
 
 
 def _run_cases() -> subprocess.CompletedProcess:
+    """The cases in a process of their own, with the threads a user's shell gives (no xdist share): they
+    compare local builds with Ray's, whose workers take threads as Ray assigns them."""
+    from conftest import THREAD_VARS
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS and not k.startswith("PYTEST_XDIST")}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "ray_cases.py")],
-                          capture_output=True, text=True, timeout=1200, cwd=HERE.parent)
+                          capture_output=True, text=True, timeout=1200, cwd=HERE.parent, env=env)
 
 
 def test_ray_cluster_cases():
