@@ -284,6 +284,15 @@ def _plan_target(ctx: _Planning, graphs: dict[str, GraphPlan]) -> TargetPlan:
     return tail
 
 
+def run_graph(g: BuildGraph, executor, req: BuildRequest) -> dict:
+    """Run a build graph with its progress said (compiler/progress.py) and its stage durations kept."""
+    progress = Progress(g.cache, list(g.stages), workers=req.jobs, quiet=req.quiet)
+    try:
+        return g.run(executor, progress)
+    finally:
+        progress.save()
+
+
 def add_device_stage(g: BuildGraph, plan_: BuildPlan, req: BuildRequest, profile: dict, executor) -> Stage | None:
     """target/device (compiler/device_stage.py) when the executor has a node that offers the target's device."""
     from voxc.compiler import device_stage
@@ -452,11 +461,7 @@ def _build(req: BuildRequest) -> bool:
                 print(f"voxc: building target '{req.target}' (family {family_of(req.preset).name}, preset "
                       f"{req.preset_name}, {len(req.models)} models, {len(g.stages)} stages, "
                       f"{f'{req.jobs} workers' if req.executor == 'local' else 'each a Ray task'})", flush=True)
-            progress = Progress(g.cache, list(g.stages), workers=req.jobs, quiet=req.quiet)
-            try:
-                results = g.run(executor, progress)
-            finally:
-                progress.save()
+            results = run_graph(g, executor, req)
         finally:
             executor.shutdown()
         folder = ship(req, results, plan_)

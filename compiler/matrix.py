@@ -27,7 +27,6 @@ import time
 import tomllib
 from pathlib import Path
 
-from voxc.compiler.progress import Progress
 from voxc.core.errors import VoxcError, first_line
 from voxc.core.hashing import canonical, sha256_bytes
 from voxc.core.target import read
@@ -131,11 +130,7 @@ def build_matrix(path: Path, artifacts: Path, jobs: int = 2, **distributed) -> b
             renames, planned = merge(combined, [(name, req.target, g) for name, req, _, g, _ in plans])
             print(f"voxc: matrix {path}: {len(voices)} voice(s), {len(plans)} builds, {planned} stages planned, "
                   f"{len(combined.stages)} distinct", flush=True)
-            progress = Progress(combined.cache, list(combined.stages), workers=first.jobs, quiet=first.quiet)
-            try:
-                results = combined.run(executor, progress)
-            finally:
-                progress.save()
+            results = b.run_graph(combined, executor, first)
         finally:
             executor.shutdown()
         passed = True
