@@ -27,7 +27,7 @@ from voxc.compiler.plan import (AssembleParams, BuildPlan, BundleParams, ChainPa
 from voxc.compiler.policy import DEFAULT_RUNS, ROUNDS
 from voxc.compiler.progress import Progress
 from voxc.compiler.stages import EXPORT_TOOLS
-from voxc.core.atomic import swap_folder, write_atomic
+from voxc.core.atomic import artifacts_lock as build_lock, swap_folder, write_atomic
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_file
 from voxc.core.target import read as read_target
@@ -357,27 +357,6 @@ def ship(req: BuildRequest, results: dict, plan_: BuildPlan, artifacts: Path | N
               f"{' (stand-in: proves the bundle, not the device)' if dev['stand_in'] else ''}: {dev['rows']} rows "
               f"merged into the reports of {folder}", flush=True)
     return folder
-
-
-@contextlib.contextmanager
-def build_lock(artifacts: Path):
-    """One build at a time per artifacts folder: a second build waits, then reuses the first's stages."""
-    import fcntl
-    try:
-        artifacts.mkdir(parents=True, exist_ok=True)
-        fd = os.open(artifacts / ".voxc-build.lock", os.O_CREAT | os.O_RDWR, 0o644)
-    except OSError as exc:
-        raise VoxcError(f"cannot write to the artifacts cache in {artifacts} ({exc.strerror}); pass --artifacts DIR "
-                        "to a writable folder") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"voxc: another build is using {artifacts}; waiting for it to finish", flush=True)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def sweep_target_temporaries(artifacts: Path) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from voxc.compiler import deferred, report
 from voxc.compiler.plan import MergedParams
 from voxc.core import metrics, perceptual, target as schema
-from voxc.core.atomic import write_atomic
+from voxc.core.atomic import artifacts_lock, write_atomic
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_bytes, sha256_file
 from voxc.targets import backend
@@ -189,7 +189,12 @@ def fold(manifest: dict, rows: list[dict], device: schema.DeviceResult, proven: 
 def merge(artifacts: Path, target: str, device_path: Path) -> str:
     """Prove a device result, keep it as an input of the target's next builds, and rewrite the target's
     reports (together with their root record); returns the target's new status. A refused result
-    leaves every file as it was."""
+    leaves every file as it was. Holds the artifacts folder's writer lock: a build beside it waits."""
+    with artifacts_lock(artifacts, create=False):
+        return _merge(Path(artifacts), target, device_path)
+
+
+def _merge(artifacts: Path, target: str, device_path: Path) -> str:
     folder = artifacts / target
     shipped = schema.read(folder)
     device = load_device_result(device_path)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from voxc.compiler import deferred, parity, report
 from voxc.core import target as schema
+from voxc.core.atomic import artifacts_lock
 from voxc.core.errors import VoxcError
 from voxc.models.family import family_of, model_spec
 from voxc.targets import backend
@@ -23,6 +24,12 @@ def load_manifest(folder: Path) -> dict:
 
 
 def verify_target(artifacts: Path, target: str) -> bool:
+    """Re-run a built target's parity and rewrite its reports, holding the artifacts folder's writer lock."""
+    with artifacts_lock(artifacts, create=False):
+        return _verify_target(Path(artifacts), target)
+
+
+def _verify_target(artifacts: Path, target: str) -> bool:
     from voxc.calibration.feeds import FeedMaker, sweep_feeds, upstream_graphs
     from voxc.targets.runner import TorchRunner
     folder = artifacts / target

@@ -52,3 +52,31 @@ def swap_folder(tmp: str | Path, final: str | Path) -> None:
         old.unlink()
     elif old.exists():
         shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def artifacts_lock(artifacts: str | Path, create: bool = True):
+    """One writer at a time per artifacts folder (a build, a parity re-run, a device-result merge): a second
+    waits. A build sweeps the temporaries of writers killed mid-way, which is only safe under this lock.
+    With create=False a folder that does not exist is not made (the caller's read then says it is missing)."""
+    import fcntl
+    from voxc.core.errors import VoxcError
+    artifacts = Path(artifacts)
+    if not create and not artifacts.is_dir():
+        yield
+        return
+    try:
+        artifacts.mkdir(parents=True, exist_ok=True)
+        fd = os.open(artifacts / ".voxc-build.lock", os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as exc:
+        raise VoxcError(f"cannot write to the artifacts cache in {artifacts} ({exc.strerror}); pass --artifacts DIR "
+                        "to a writable folder") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"voxc: another voxc process is writing to {artifacts}; waiting for it to finish", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -284,6 +284,33 @@ def test_merge_replaces_deferred_rows_and_a_failing_device_fails_the_report(devi
     assert main(["report", "--target", "jetson", "--artifacts", str(artifacts), "--merge", str(tmp_path / "junk.json")]) == 2
 
 
+def test_a_merge_waits_for_a_writer_of_the_same_artifacts_folder(device_builds, standin_result, tmp_path, capsys):
+    """A merge swaps the target folder through a .tmp-* copy beside it, and a build sweeps the .tmp-* of
+    killed writers: the two must never overlap (CI once lost half a jetson folder to exactly this). While
+    another writer holds the artifacts folder the merge waits and touches nothing; then it completes."""
+    import threading
+    from voxc.core.atomic import artifacts_lock
+    artifacts, _ = device_builds
+    dev = _as_device_result(artifacts, standin_result)
+    before = folder_files(artifacts / "jetson")
+    codes = []
+    with artifacts_lock(artifacts):
+        t = threading.Thread(target=lambda: codes.append(_merge(artifacts, dev, tmp_path / "device.json")))
+        t.start()
+        t.join(3)
+        assert t.is_alive() and not codes                                   # waiting, not merging
+        assert folder_files(artifacts / "jetson") == before
+        assert not list(artifacts.glob(".tmp-jetson-*"))
+    t.join(120)
+    assert codes == [0]
+    assert "another voxc process is writing to" in capsys.readouterr().out
+    assert set(folder_files(artifacts / "jetson")) == set(before)           # every file still there
+
+
+def folder_files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def _forge_flag(dev):
     row = next(r for r in dev["results"] if r["metric"] == "rel_l2")
     row.update(value=row["tolerance"] * 10, passed=True)
