@@ -1,5 +1,5 @@
 # voxc: `make engines` builds the default target; `make test` runs the test suite.
-# make engines [TARGET=cpu|onnxruntime|openvino|apple|jetson|x86-cuda] [FAMILY=voxc|emotivoice]
+# make engines [TARGET=cpu|onnxruntime|openvino|apple|jetson|x86-cuda|x86-cuda-ort] [FAMILY=voxc|emotivoice]
 #              [PRESET=...] [FROM=DIR (import a voice, e.g. an EmotiVoice checkout)] [ARGS="..."]
 # Both create .venv on first use and install the pinned dependencies from pyproject.toml.
 PYTHON ?= python3

@@ -63,7 +63,7 @@ def _evidence(device: schema.DeviceResult, runner: str, path: Path) -> None:
     missing = [k for k in be.evidence_device if not device.device.get(k)]
     if missing:
         raise VoxcError(f"{path} says {runner} judged it, but carries no {', '.join(missing)} of the device it "
-                        f"ran on; a {runner} run of this bundle's verify.py records them -- run it on the device")
+                        f"ran on; this bundle's verify.py --runner {runner} records them -- run it on the device")
     for j in device.judged or []:
         bad = [k for k in be.evidence_judged if not (isinstance(j.get(k), str) and len(j[k]) == 64)]
         if bad:

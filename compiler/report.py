@@ -15,6 +15,7 @@ from voxc.core import target as schema
 from voxc.core.errors import VoxcError
 from voxc.core.hashing import sha256_path
 from voxc.models.family import model_spec
+from voxc.targets import backend
 
 VOXC_VERSION = importlib.metadata.version("voxc")
 
@@ -118,7 +119,8 @@ def write_target(folder: Path, info: TargetInfo, graphs: dict[str, GraphPlan], r
                                          runtime=a.runtime, role=role,
                                          **({"parity_set": a.parity_set} if a.parity_set else {}),
                                          **({"calibration_set": a.calibration_set} if a.calibration_set else {}),
-                                         **({"qdq_rules": rec["qdq_rules"]} if rec.get("qdq_rules") and f == rec["file"] else {})))
+                                         **({k: rec[k] for k in backend(a.runtime).manifest_keys if k in rec}
+                                            if f == rec["file"] else {})))
         rows += model_rows
         stage_labels = {"weights": gp.weights, "export": gp.export, "check": gp.check, "simplify": gp.simplify}
         stage_labels.update({a.artifact.split("/", 1)[1]: a.artifact for a in gp.all_rungs()})

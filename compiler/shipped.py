@@ -16,11 +16,14 @@ def runners(folder: Path, manifest: Manifest, runtime: str | None = None, thread
     from voxc.targets import backend
     out = {}
     for name, m in manifest.models.items():
-        arts = [a for a in m.runnable(runtime) if not backend(a.runtime).unavailable()]
+        listed = m.runnable(runtime)
+        arts = [a for a in listed if not backend(a.runtime).unavailable()]
         if not arts:
-            raise VoxcError(f"{folder}: no artifact of {name} runs on this host{f' with {runtime}' if runtime else ''}")
+            why = "; ".join(sorted({backend(a.runtime).unavailable() for a in listed}))
+            raise VoxcError(f"{folder}: no artifact of {name} runs on this host{f' with {runtime}' if runtime else ''}"
+                            + (f" ({why})" if why else ""))
         a = arts[0]
-        out[name] = backend(a.runtime).open(folder / a.path, threads=threads)
+        out[name] = backend(a.runtime).open(folder / a.path, record=a.extra, threads=threads)
     return out
 
 

@@ -11,7 +11,8 @@ import importlib
 from voxc.core.errors import VoxcError
 
 BACKENDS = {"onnxruntime": "voxc.targets.onnxruntime:OnnxRuntime", "openvino": "voxc.targets.openvino:OpenVino",
-            "coreml": "voxc.targets.coreml:CoreML", "tensorrt": "voxc.targets.tensorrt:TensorRT"}
+            "coreml": "voxc.targets.coreml:CoreML", "tensorrt": "voxc.targets.tensorrt:TensorRT",
+            "onnxruntime-cuda": "voxc.targets.onnxruntime_cuda:OnnxRuntimeCuda"}
 
 
 @functools.lru_cache(maxsize=None)

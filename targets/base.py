@@ -11,7 +11,8 @@
     build(source, out_dir, precision, spec, calibration, options, torch_module) -> record dict
                   source: the checked, simplified ONNX; torch_module: a callable returning the PyTorch
                   module (for backends that convert from PyTorch); the record names the files written
-    open(path, record=None, threads=None) -> Runner    the same signature for every backend
+    open(path, record=None, threads=None) -> Runner    the same signature for every backend (record: the build
+                  record, or a shipped artifact's manifest entry, which keeps the record's manifest_keys)
     quantize(source, out_dir, spec, calibration, options) -> record    int8 backends: one int8 graph with
                   the given settings (what build() runs for int8; the INT8 study calls it too)
     rank_layers(source, spec, calibration, validation, options) -> {"ranked", "trials", "weights", ...}
@@ -31,6 +32,7 @@ One file layout per backend: targets/<name>.py holds the Backend class (the buil
 conversion and quantisation tools), and a runner module holds the Runner and the runtime's
 fingerprint with only numpy and the runtime imported, so device bundles can ship it:
     onnxruntime  targets/ort_runner.py        OrtRunner (also the stand-in that proves every bundle)
+    onnxruntime-cuda  (targets/onnxruntime_cuda.py: the same OrtRunner on the recorded GPU providers)
     openvino     targets/openvino_runner.py   OvRunner
     coreml       targets/coreml_runner.py     CoreMLRunner
     tensorrt     targets/trt_engine.py        TrtRunner, with the engine decisions it loads by
@@ -64,6 +66,7 @@ class Backend:
     # device fingerprint fields, and per judged artifact the sha256 of what the runtime really loaded
     evidence_device: tuple[str, ...] = ()
     evidence_judged: tuple[str, ...] = ()
+    manifest_keys: tuple[str, ...] = ()   # build-record facts the target manifest keeps on the artifact (open() reads them)
 
     @property
     def modules(self) -> tuple[str, ...]:

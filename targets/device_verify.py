@@ -7,6 +7,7 @@ voxc install. The gates are the project's own numpy-only modules, copied into li
 
     python3 verify.py                       # the bundle's runtime (tensorrt or coreml)
     python3 verify.py --runner onnxruntime  # stand-in: proves golden files, gates and hashes
+    (an onnxruntime-cuda bundle runs on onnxruntime-gpu's CUDA or TensorRT provider: its default runner)
     python3 verify.py --rebuild             # TensorRT: rebuild engines even if cached ones match
 Then, on the build host:  voxc report --target <T> --merge parity.json
 Exit status: 0 all gates pass, 1 a gate failed, 2 the bundle or the device is wrong.
@@ -73,9 +74,26 @@ def device_fingerprint(runner: str) -> dict:
     if runner == "coreml":
         from voxc.targets.coreml_runner import CoreMLRunner
         return {**base, **CoreMLRunner.fingerprint()}
+    import onnxruntime
+    available = onnxruntime.get_available_providers()
+    if runner == "onnxruntime-cuda":    # gpu_provider: the evidence a merge requires; a session that could not
+        gpu = next((p for p in available if p != "CPUExecutionProvider"), None)      # load it is refused
+        return {**base, "onnxruntime": onnxruntime.__version__, "providers": available,
+                **({"gpu_provider": gpu, "gpu": nvidia_gpu()} if gpu else {})}
     from voxc.targets.ort_runner import OrtRunner
     fp = OrtRunner.fingerprint()
     return {**base, "onnxruntime": fp["version"], "providers": fp["providers"]}
+
+
+def nvidia_gpu() -> str | None:
+    """The GPU's name as nvidia-smi says it (None without the driver's tool)."""
+    import subprocess
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.splitlines()[0] if out else None
 
 
 def tensorrt_advice(manifest: dict) -> str:
@@ -135,6 +153,10 @@ def make_runner(kind: str, manifest: dict, art: dict, model: dict, fp: dict, reb
     if kind == "tensorrt":
         r, reg, evidence = tensorrt_runner(manifest, art, model, fp, rebuild, log)
         return r, art["precision"], "tensorrt", reg, evidence
+    if kind == "onnxruntime-cuda":      # exactly the recorded providers; one that fails to load is an error
+        from voxc.targets.ort_runner import OrtRunner
+        r = OrtRunner(bundle_file(manifest, art["files"][art["precision"]]), providers=art["providers"])
+        return r, art["precision"], kind, None, {}
     from voxc.targets.coreml_runner import CoreMLRunner
     package = schema.inside(HERE, art["package"], schema.MANIFEST, FIX)
     r = CoreMLRunner(package, model["inputs"], model["outputs"])
@@ -202,7 +224,7 @@ def main(argv=None) -> int:
     except (OSError, VoxcError, KeyError, TypeError):
         pass
     p = argparse.ArgumentParser(description="Verify a voxc device bundle on this device")
-    p.add_argument("--runner", default=manifest_runtime, choices=["tensorrt", "coreml", "onnxruntime"])
+    p.add_argument("--runner", default=manifest_runtime, choices=["tensorrt", "coreml", "onnxruntime-cuda", "onnxruntime"])
     p.add_argument("--out", default=schema.PARITY, help="where to write the device parity result")
     p.add_argument("--rebuild", action="store_true", help="TensorRT: rebuild engines even if cached ones match")
     p.add_argument("--models", default="", help="comma-separated subset of the bundle's models")

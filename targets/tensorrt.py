@@ -121,6 +121,7 @@ class TensorRT(Backend):
     identity = ("host", "gpu", "compute_capability", "tensorrt", "l4t", "machine")
     evidence_device = ("tensorrt", "gpu", "compute_capability")
     evidence_judged = ("engine_sha256",)             # each engine plan verify.py built or loaded
+    manifest_keys = ("qdq_rules",)
     bundle_notes = """
 TensorRT: `--rebuild` rebuilds engines; an engine whose recorded fingerprint (TensorRT version, GPU,
 compute capability, L4T) differs from this device is refused before deserialization, naming the
