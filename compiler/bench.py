@@ -19,9 +19,8 @@ import torch
 
 from voxc.calibration.feeds import FeedMaker, sweep_feeds, upstream_graphs
 from voxc.compiler import policy
-from voxc.compiler.chain import chain_utterances
+from voxc.compiler.chain import chain_utterances, output_rate
 from voxc.compiler.verify import reference_module, load_manifest
-from voxc.core.audio import SAMPLE_RATE
 from voxc.core.atomic import write_atomic
 from voxc.core.target import portable
 from voxc.core.errors import VoxcError
@@ -288,11 +287,12 @@ def _bench_chain(refs: dict, folder: Path, manifest: dict, fastest: dict, thread
     t = policy.time_interleaved({k: _Call(f) for k, f in speak.items()}, {}, runs=runs, warmup=warmup)
     last = speak["voxc"]()
     samples = last.values[fam.chain.output].shape[-1]
-    return {"utterance": u.utt_id, "audio_seconds": round(samples / SAMPLE_RATE, 3),
+    seconds = samples / output_rate(preset)           # the chained output's rate (its producing graph's spec)
+    return {"utterance": u.utt_id, "audio_seconds": round(seconds, 3),
             "torch_eager_ms": round(t["torch"]["median_ms"], 2), "voxc_ms": round(t["voxc"]["median_ms"], 2),
             "ratio": round(t["torch"]["median_ms"] / t["voxc"]["median_ms"], 3),
-            "rtf_torch": round(t["torch"]["median_ms"] / 1e3 / (samples / SAMPLE_RATE), 4),
-            "rtf_voxc": round(t["voxc"]["median_ms"] / 1e3 / (samples / SAMPLE_RATE), 4),
+            "rtf_torch": round(t["torch"]["median_ms"] / 1e3 / seconds, 4),
+            "rtf_voxc": round(t["voxc"]["median_ms"] / 1e3 / seconds, 4),
             "steps_ms": {k: round(v, 2) for k, v in last.timings.items()},
             "accepted": fastest, **({"text": text} if text else {})}
 

@@ -120,8 +120,8 @@ def media(folder: Path, summary: dict, count: int) -> dict:
     utts = []
     for u in heard["utterances"]:
         utts.append({"id": u["id"], "text": u["text"], "gain": u["gain"],
-                     "reference": _b64(release_listen.wav_bytes(u["reference"])),
-                     "runtimes": {rt: {"wav": _b64(release_listen.wav_bytes(a["wave"])), "metrics": a["metrics"],
+                     "reference": _b64(release_listen.wav_bytes(u["reference"], heard["sample_rate"])),
+                     "runtimes": {rt: {"wav": _b64(release_listen.wav_bytes(a["wave"], heard["sample_rate"])), "metrics": a["metrics"],
                                        "spectrogram": _b64(release_plots.spectrograms(
                                            u["reference"], a["wave"], f"{u['id']}: PyTorch vs {rt}"))}
                                   for rt, a in u["runtimes"].items()}})

@@ -10,18 +10,17 @@ from pathlib import Path
 
 import numpy as np
 
-from voxc.compiler.chain import chain_utterances, output_metrics
-from voxc.core.audio import SAMPLE_RATE
+from voxc.compiler.chain import chain_utterances, output_metrics, output_rate
 from voxc.models.family import family_of, model_spec
 from voxc.models.pipeline import Pipeline
 from voxc.models.spec import preset_dim
 
 
-def wav_bytes(wave: np.ndarray) -> bytes:
-    """16-bit PCM WAV of a float wave in [-1, 1]."""
+def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
+    """16-bit PCM WAV of a float wave in [-1, 1] at the family's output rate."""
     import soundfile as sf
     buf = io.BytesIO()
-    sf.write(buf, np.clip(np.asarray(wave, np.float32).reshape(-1), -1.0, 1.0), SAMPLE_RATE, format="WAV",
+    sf.write(buf, np.clip(np.asarray(wave, np.float32).reshape(-1), -1.0, 1.0), sample_rate, format="WAV",
              subtype="PCM_16")
     return buf.getvalue()
 
@@ -70,7 +69,8 @@ def runnable(manifest: dict) -> tuple[list[str], dict[str, str]]:
 
 
 def listen(folder: Path, manifest: dict, count: int = 2) -> dict:
-    """{"utterances": [{id, text, reference: wave, runtimes: {rt: {wave, metrics}}}], "skipped": {rt: why}}.
+    """{"utterances": [{id, text, reference: wave, runtimes: {rt: {wave, metrics}}}], "skipped": {rt: why},
+    "sample_rate": the waves' rate (the chained output's spec)}.
     Waves are float32 arrays; a common gain keeps every clip of an utterance within [-1, 1]."""
     from voxc.compiler.shipped import pipeline
     from voxc.core.target import read
@@ -85,6 +85,7 @@ def listen(folder: Path, manifest: dict, count: int = 2) -> dict:
     ref = reference_pipeline(folder, manifest)
     pipes = {rt: pipeline(target.folder, target.manifest, rt) for rt in ok}
     out = fam.chain.output
+    rate = output_rate(preset)
     utts = []
     for u, inputs in utterance_inputs(ref, preset, count):
         r = np.asarray(ref.run(inputs, [out]).values[out], np.float32).reshape(-1)
@@ -92,7 +93,7 @@ def listen(folder: Path, manifest: dict, count: int = 2) -> dict:
         peak = max([float(np.abs(r).max())] + [float(np.abs(w).max()) for w in arts.values()] + [1e-9])
         gain = 1.0 if peak <= 1.0 else 0.99 / peak
         runtimes = {rt: {"wave": w * gain, "metrics": {k: float(v) for k, v in
-                                                       output_metrics("waveform", r[None, None], w[None, None]).items()}}
+                                                       output_metrics("waveform", r[None, None], w[None, None], rate).items()}}
                     for rt, w in arts.items()}
         utts.append({"id": u.utt_id, "text": u.text, "gain": gain, "reference": r * gain, "runtimes": runtimes})
-    return {"utterances": utts, "skipped": why}
+    return {"utterances": utts, "skipped": why, "sample_rate": rate}

@@ -141,3 +141,19 @@ def test_every_gate_used_the_unaligned_audio(own_build):
 def test_it_reverifies_on_the_same_audio(own_build):
     assert main(["parity", "--target", "onnxruntime", "--artifacts", str(own_build["artifacts"]),
                  "--data", str(own_build["audio"])]) == 0
+
+
+def test_release_audio_and_metrics_use_its_own_sample_rate(own_build):
+    """The release page's A/B clips and their metrics are at the family's output rate (24 kHz here), not 16 kHz."""
+    import io
+
+    import soundfile as sf
+    from voxc.compiler import release_listen
+    from voxc.compiler.build import audio_folder
+    from voxc.core.target import read
+    folder = own_build["artifacts"] / "onnxruntime"
+    with audio_folder(own_build["audio"]):
+        heard = release_listen.listen(folder, read(folder).manifest.doc, 1)
+    assert heard["sample_rate"] == 24000 and heard["utterances"], heard["skipped"]
+    wav = release_listen.wav_bytes(heard["utterances"][0]["reference"], heard["sample_rate"])
+    assert sf.info(io.BytesIO(wav)).samplerate == 24000
