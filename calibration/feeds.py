@@ -72,6 +72,20 @@ class FeedMaker:
         return out
 
 
+def same_data(fam, set_name: str, planned: str | None) -> None:
+    """A stage reads the data its key names: the set this process sees must hash to the one the build
+    planned with (a --data folder not visible on a Ray node, or at another path, would otherwise feed other
+    data under the same key)."""
+    if not planned:
+        return
+    here = fam.items_hash(set_name)
+    if here != planned:
+        import platform
+        raise VoxcError(f"this worker ({platform.node()}) sees other {set_name} data ({here[:12]}) than the build "
+                        f"planned with ({planned[:12]}): a --data folder must be readable at the same path on every "
+                        "node of the build")
+
+
 def usable(name: str, utts: list[Utterance], cfg: dict) -> list[Utterance]:
     """Graphs fed phonemes need aligned utterances; mel-fed graphs take every utterance."""
     return [u for u in utts if u.aligned] if family_of(cfg).feeds[name].aligned else list(utts)

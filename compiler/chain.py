@@ -342,8 +342,10 @@ def chain_stage(out, params: ChainParams, inputs: dict) -> dict:
     """Chained parity of the policy's choice; the chain gate demotes, and the chain is measured again with
     the fallbacks until nothing more falls back. Records the chain report (with the whole chain's
     verdict), the demotions and the final selection."""
+    from voxc.calibration.feeds import same_data
     from voxc.compiler.graph import read_record
     graphs, preset = params.graphs, params.preset
+    same_data(family_of(preset), "parity", params.parity_set)
     records = {label: read_record(path) for label, path in inputs.items()}
     chosen = selection(graphs, records)
     chain = run_chains(graphs, inputs, records, preset, params.runtimes, chosen)

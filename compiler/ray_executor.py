@@ -57,7 +57,8 @@ class RayExecutor:
             raise VoxcError("--executor ray needs Ray: pip install -e '.[ray]'") from None
         self.ray, self.retries, self.owned = ray, retries, False
         if not ray.is_initialized():
-            env = {k: os.environ[k] for k in ("VOXC_THREADS",) if k in os.environ}
+            # what a stage reads from the environment: threads, user families, the --data folder
+            env = {k: os.environ[k] for k in ("VOXC_THREADS", "VOXC_FAMILIES", "VOXC_DATA") if k in os.environ}
             opts = dict(logging_level=logging.WARNING, runtime_env={"env_vars": env} if env else None)
             if address and address != "auto":
                 _reachable(address)

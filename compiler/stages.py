@@ -161,13 +161,14 @@ VALIDATION_ITEMS = 4
 
 def _build_rung(out: Path, params: RungParams, inputs: dict) -> dict:
     """Build one precision of one graph into out; an int8 build that quantised nothing is refused."""
-    from voxc.calibration.feeds import calibration_feeds
+    from voxc.calibration.feeds import calibration_feeds, same_data
     from voxc.targets import backend
     spec = model_spec(params.model, params.config)
     options = dict(params.options)
     calibration = None
     if params.precision == "int8":
         maker = feed_maker(params, inputs)
+        same_data(maker.family, "calibration", params.calibration_set)
         n = int(options.get("calibration_items", 32))
         d = spec.dims[spec.sweep_dim]
         items = calibration_feeds(maker, n + VALIDATION_ITEMS, max_length=d.opt)
@@ -257,7 +258,7 @@ def _artifact_record(folder: Path) -> dict:
 
 
 def parity_check(out: Path, params: ParityParams, inputs: dict) -> dict:
-    from voxc.calibration.feeds import sweep_feeds
+    from voxc.calibration.feeds import same_data, sweep_feeds
     from voxc.targets import backend
     spec = model_spec(params.model, params.config)
     rec = _artifact_record(inputs["artifact"])
@@ -272,6 +273,7 @@ def parity_check(out: Path, params: ParityParams, inputs: dict) -> dict:
         return deferred.parity_stage(out, params, inputs, load_module(params, inputs["weights"]))
     module = load_module(params, inputs["weights"])
     maker = feed_maker(params, inputs)
+    same_data(maker.family, "parity", params.parity_set)
     runner = backend(params.runtime).open(inputs["artifact"] / rec["file"], rec)
     rows = parity.check(spec, module, runner, params.precision, params.runtime,
                         [tuple(p) for p in params.sweep], feeds=lambda b, n: sweep_feeds(maker, b, n), data=data)

@@ -70,6 +70,27 @@ def test_an_audio_folder_is_hashed_by_content_and_split(tmp_path):
         audio_folder.load(tmp_path, mel, "parity")
 
 
+def test_a_stage_refuses_data_other_than_its_key_names(tmp_path, monkeypatch):
+    """A worker that cannot see the build's --data folder (a Ray node without it, or the folder at another
+    path) reads the committed sets instead; the stage must refuse rather than store that under the key of
+    the user's data. (Ray workers are given VOXC_DATA and VOXC_FAMILIES in their environment.)"""
+    import soundfile as sf
+    from voxc.calibration.audio_folder import ENV, folder_hash
+    from voxc.calibration.feeds import same_data
+    from voxc.models.family import family
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        sf.write(str(tmp_path / f"c{i}.wav"), rng.normal(0, 0.1, 16000).astype(np.float32), 16000)
+    fam = family("voxc")
+    planned = folder_hash(tmp_path, fam.mel_front_end())     # what a build with --data plans with
+    monkeypatch.setenv(ENV, str(tmp_path))
+    same_data(fam, "parity", planned)                          # the folder is here: the same data
+    same_data(fam, "parity", None)                             # a stage that reads no data set
+    monkeypatch.delenv(ENV)
+    with pytest.raises(VoxcError, match="sees other parity data .* a --data folder must be readable at the same path"):
+        same_data(fam, "parity", planned)
+
+
 def test_torchscript_weights_are_read_and_setstate_archives_refused(tmp_path):
     from voxc.models.weights import read_checkpoint
     g = Generator(V1_16K).eval()
