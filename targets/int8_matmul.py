@@ -28,8 +28,6 @@ from onnx import helper, numpy_helper
 
 ELEMENTWISE = {"LeakyRelu", "Relu", "Tanh", "Sigmoid", "Add", "Sub", "Mul", "Div", "Identity"}
 _BIG = 2 ** 62
-import os
-_MAC = float(os.environ.get("MAC", "0.0005")); _COPY = float(os.environ.get("COPY", "10"))
 
 
 def _attrs(n) -> dict:
@@ -61,7 +59,7 @@ def block_length(channels: int, outputs: int, k: int, dilation: int) -> int:
     zeros of the block-Toeplitz matrix included (0.0005 each)."""
     def cost(g):
         n = len(_shifts(k, dilation, g))
-        return 0.1 * n * channels + _COPY * n / g + _MAC * n * g * channels * outputs
+        return 0.1 * n * channels + 10.0 * n / g + 0.0005 * n * g * channels * outputs
     return min((1, 2, 4, 8, 16, 32), key=cost)
 
 

@@ -13,7 +13,10 @@ most, how many of them to keep float, and which activation calibration to use.
   energy that layer's quantisation noise reaches the output with. The score is that energy relative to
   the output's (summed over items and probes): the noise-to-signal ratio each layer alone would cause.
 - mixed_precision: the search over that ranking the ORT int8 rung runs when its options carry a
-  `search` table: each calibration method named is tried with every layer quantised, the best one kept;
+  `search` table: each calibration method named is tried with every layer quantised; the first in the
+  list that reaches `target` is kept (list the faster form first: static QDQ runs fused QLinearConvs,
+  "dynamic" int8 matmuls with float outputs, targets/int8_matmul.py, keep more of the signal), else the
+  best-scoring one;
   then the top-k ranked layers are kept float for k along `steps` until the validation score (the int8
   gates, targets/sensitivity.score) reaches `target`. The smallest passing k (the most quantised, so the
   fastest graph that keeps the audio) is chosen; when none passes, the best score found, whose rung then
@@ -26,7 +29,7 @@ from typing import Callable
 import numpy as np
 
 QUANTISABLE = ("Conv", "ConvTranspose", "MatMul", "Gemm")
-SEARCH_DEFAULTS = {"methods": ["minmax", "percentile"], "steps": [0, 1, 2, 4, 6, 8], "target": 0.8,
+SEARCH_DEFAULTS = {"methods": ["minmax", "percentile", "dynamic"], "steps": [0, 1, 2, 4, 6, 8], "target": 0.8,
                    "ranking_items": 8, "probes": 2, "seed": 0}
 
 
@@ -168,7 +171,8 @@ def mixed_precision(ranking: list[tuple[str, list[str], float]], evaluate: Calla
         return score
 
     base = {m: trial(m, 0) for m in settings["methods"]}
-    method = min(base, key=base.get)
+    passing = [m for m in settings["methods"] if base[m] <= settings["target"]]
+    method = passing[0] if passing else min(base, key=base.get)
     chosen = next(t for t in trials if t["method"] == method)
     if base[method] > settings["target"]:
         for k in sorted({k for k in settings["steps"] if 0 < k <= len(ranking)}):

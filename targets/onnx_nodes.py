@@ -28,7 +28,7 @@ QDQ_MARKERS = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
 
 def quantised_nodes(model: onnx.ModelProto) -> dict:
     """How much of an ONNX graph runs quantised: `markers` counts its Q/DQ nodes; `ops` counts, per op
-    type, the nodes that read a dequantised tensor or are integer ops (QLinear*, *Integer); `nodes`
+    type, the nodes that read a dequantised tensor or are integer ops (QLinear*, *Integer*); `nodes`
     is their total. A graph with no marker and no integer op is a float graph, whatever it is called."""
     from collections import Counter
     dequantised = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
@@ -36,6 +36,6 @@ def quantised_nodes(model: onnx.ModelProto) -> dict:
     for n in model.graph.node:
         if n.op_type in QDQ_MARKERS:
             markers += 1
-        elif n.op_type.startswith("QLinear") or n.op_type.endswith("Integer") or dequantised & set(n.input):
+        elif n.op_type.startswith("QLinear") or "Integer" in n.op_type or dequantised & set(n.input):
             ops[n.op_type] += 1
     return {"markers": markers, "nodes": sum(ops.values()), "ops": dict(sorted(ops.items()))}

@@ -8,6 +8,8 @@ int8: quantize_static, QDQ format, per-channel weights, calibrated on real data 
       activation/weight types come from the options; layers named in keep_fp32 stay float, and
       the sensitivity pass (targets/sensitivity.py) keeps further layers float when the
       quantised graph misses the int8 gates on held-out validation items.
+      calibrate_method "dynamic" instead rewrites the 1-D convolutions as int8 matmuls with float
+      outputs and per-call input ranges (targets/int8_matmul.py): what keeps a trained HiFi-GAN's voice.
 int8 is public beside build: quantize() (one int8 graph with given settings) and rank_layers() (every
 weighted layer tried alone in float, scored by the int8 gates), which the INT8 study calls too.
 The TensorRT backend calls build() for its FP16 and INT8-QDQ ONNX files.
@@ -43,7 +45,7 @@ INT8_DEFAULTS = {"calibrate_method": "minmax", "activation_type": "uint8", "weig
                  "op_types": ["Conv", "MatMul", "Gemm"], "activation_matmuls": False,
                  "sensitivity_layers": 4, "sensitivity_target": 0.8, "weight_axes": {}, "extra_options": {}}
 _QTYPES = {"uint8": "QUInt8", "int8": "QInt8", "uint16": "QUInt16", "int16": "QInt16"}
-_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+_METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile", "dynamic": None}
 
 
 def _optimize_offline(source: Path, dest: Path, providers: list[str]) -> None:
@@ -170,6 +172,8 @@ class _Int8Graph:
         method = method or s["calibrate_method"]
         if method not in _METHODS:
             raise VoxcError(f"int8 calibrate_method '{method}' unknown: choose {', '.join(_METHODS)}")
+        if method == "dynamic":
+            return self._int8_matmuls(extra_fp32, out)
         strided = {"CalibStridedMinMax": 1} if method != "minmax" else {}   # histogram methods: items of unequal lengths
         quantize_static(str(self.pre), str(out), _Reader(self.calibration, self.names), quant_format=QuantFormat.QDQ,
                         calibration_cache_path=self.tmp / f"ranges-{method}.json",
@@ -179,6 +183,19 @@ class _Int8Graph:
                         calibrate_method=getattr(CalibrationMethod, _METHODS[method]),
                         nodes_to_exclude=(self.exclude + extra_fp32) or None,
                         op_types_to_quantize=list(s["op_types"]) or None, extra_options={**strided, **self.extra})
+        return out
+
+    def _int8_matmuls(self, extra_fp32: list[str], out: Path) -> Path:
+        """The "dynamic" form: every 1-D convolution this graph quantises, not kept float, as an int8 matmul
+        with a float output (targets/int8_matmul.py); other layers stay float."""
+        import onnx
+        from voxc.targets import int8_matmul
+        if "Conv" not in self.s["op_types"]:
+            raise VoxcError(f"int8 calibrate_method 'dynamic' quantises 1-D convolutions only, and op_types "
+                            f"{self.s['op_types']} holds no Conv: use minmax, entropy or percentile")
+        skip = set(self.exclude) | set(extra_fp32)
+        nodes = [n for n in int8_matmul.rewritable(self.model) if n not in skip]
+        onnx.save(int8_matmul.rewrite(self.model, nodes), str(out))
         return out
 
     def evaluator(self, spec, validation: list[dict]):
@@ -262,7 +279,9 @@ class OnnxRuntime(Backend):
                 exclude += search["kept_fp32"]
                 graph.exclude = exclude
             graph.quantize([], Path(out_dir) / self.file)
-        record = {"int8": {k: v for k, v in s.items()}, "calibration_items": len(calibration), "fp32_nodes": exclude}
+        record = {"int8": {k: v for k, v in s.items()}, "calibration_items": len(calibration), "fp32_nodes": exclude,
+                  "scheme": ("int8 matmuls with float outputs, per-call input ranges" if s["calibrate_method"] == "dynamic"
+                             else "static QDQ")}
         if search is not None:
             record["sensitivity"] = search
         if mixed is not None:

@@ -167,11 +167,25 @@ def test_the_mixed_precision_search_keeps_the_fewest_layers_float_that_pass():
     def evaluate(method, kept):            # each float layer takes 0.3 off; percentile starts better
         calls.append((method, len(kept)))
         return (2.0 if method == "minmax" else 1.6) - 0.3 * len(kept)
-    r = mixed_precision(ranking, evaluate, {**SEARCH_DEFAULTS, "steps": [1, 2, 4, 8]})
+    two = {**SEARCH_DEFAULTS, "methods": ["minmax", "percentile"]}
+    r = mixed_precision(ranking, evaluate, {**two, "steps": [1, 2, 4, 8]})
     assert r["method"] == "percentile" and r["float_layers"] == ["l0", "l1", "l2", "l3"] and r["passed"]
     assert calls == [("minmax", 0), ("percentile", 0), ("percentile", 1), ("percentile", 2), ("percentile", 4)]
-    never = mixed_precision(ranking, lambda m, kept: 5.0 - 0.1 * len(kept), {**SEARCH_DEFAULTS, "steps": [2, 4]})
+    never = mixed_precision(ranking, lambda m, kept: 5.0 - 0.1 * len(kept), {**two, "steps": [2, 4]})
     assert not never["passed"] and len(never["float_layers"]) == 4
+
+
+def test_the_search_keeps_the_first_listed_method_that_passes_with_every_layer_int8():
+    """Listed fastest first: static QDQ when it keeps the audio, the dynamic form when only it does."""
+    from voxc.targets.int8_search import SEARCH_DEFAULTS, mixed_precision
+    ranking = [(f"l{i}", [f"/l{i}/Conv"], 1.0 / (i + 1)) for i in range(4)]
+    scores = {"minmax": 2.4, "percentile": 1.9, "dynamic": 0.3}
+    r = mixed_precision(ranking, lambda m, kept: scores[m], SEARCH_DEFAULTS)
+    assert SEARCH_DEFAULTS["methods"][-1] == "dynamic"
+    assert r["method"] == "dynamic" and r["float_layers"] == [] and r["passed"] and len(r["trials"]) == 3
+    scores.update(percentile=0.7)
+    r = mixed_precision(ranking, lambda m, kept: scores[m], SEARCH_DEFAULTS)
+    assert r["method"] == "percentile" and r["passed"]
 
 
 def test_a_streaming_gate_with_no_item_fails_with_a_reason():
