@@ -74,7 +74,7 @@ def _precision_entry(sel: dict, gp: GraphPlan, results: dict, runtime: str) -> d
             "gates": "pass" if sel["gates"].get(rung.precision) is None else "fail",
             "worst": next(iter(summary.values()), {}).get("worst", {}),
             **{k: rec[k] for k in ("fp32_nodes", "fp32_ops", "int8", "calibration_items", "sensitivity", "quantised",
-                                   "int8_search", "error") if rec.get(k)},
+                                   "int8_search", "scheme", "error") if rec.get(k)},
             **({"calibration_set": rung.calibration_set} if rung.calibration_set else {}),
             "parity_set": rung.parity_set}
     return {"accepted": sel["accepted"], "ladder": sel["ladder"], "fallback": sel["fallback"],
