@@ -42,13 +42,14 @@ def resolve_op_types(model, op_types) -> list[str]:
     return [t for t in QUANTISABLE if t in present]
 
 
-def search_settings(options: dict) -> dict | None:
-    """The `search` table of the int8 options merged over SEARCH_DEFAULTS (None: no search)."""
+def search_settings(options: dict, methods: list[str] | None = None) -> dict | None:
+    """The `search` table of the int8 options merged over SEARCH_DEFAULTS, with `methods` as the default
+    methods where the backend's differ (None: no search)."""
     from voxc.core.errors import VoxcError
     table = options.get("search")
     if not table:
         return None
-    s = {**SEARCH_DEFAULTS, **(table if isinstance(table, dict) else {})}
+    s = {**SEARCH_DEFAULTS, **({"methods": methods} if methods else {}), **(table if isinstance(table, dict) else {})}
     unknown = set(s) - set(SEARCH_DEFAULTS)
     if unknown or not s["methods"] or not s["steps"]:
         raise VoxcError(f"int8 search: unknown keys {sorted(unknown)} or empty methods/steps; known: "

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from voxc.core.errors import VoxcError
+from voxc.targets import int8_search
 from voxc.targets.base import Backend
 from voxc.targets.openvino_runner import OvRunner, core
 from voxc.targets.runner import Runner
@@ -59,13 +60,14 @@ def _save(model, out_dir: Path, compress: bool) -> None:
     xml.write_text(deterministic_names(xml.read_text()))
 
 
-def _ignored_scope(source: Path, prefixes, types=()):
-    """NNCF ignored scope for the nodes that read parameters with the given name prefixes (and the
-    OpenVINO op types listed), and the ONNX nodes kept float."""
+def _ignored_scope(source: Path, prefixes, types=(), nodes=()):
+    """NNCF ignored scope for the nodes that read parameters with the given name prefixes, the ONNX
+    nodes named, and the OpenVINO op types listed; and the ONNX nodes kept float."""
     import nncf
     import onnx
     from voxc.targets.onnx_nodes import nodes_using
     names = nodes_using(onnx.load(str(source)), prefixes)
+    names += [n for n in nodes if n not in names]
     # OpenVINO's ONNX frontend splits a Conv / Gemm with a bias into the op, named '<node>/WithoutBiases',
     # plus an Add named '<node>': the bare name alone left every biased layer (a vocoder's conv_pre,
     # its `out.` phase head) quantised while the build reported it kept float.
@@ -145,6 +147,44 @@ def quantised_layers(xml: str) -> dict:
     return {"markers": markers, "nodes": sum(ops.values()), "ops": dict(sorted(ops.items()))}
 
 
+_PRESETS = {"mixed": lambda: __import__("nncf").QuantizationPreset.MIXED,
+            "performance": lambda: __import__("nncf").QuantizationPreset.PERFORMANCE}
+
+
+def _mixed_search(source: Path, s: dict, kw: dict, dataset, calibration, validation, spec, torch_module,
+                  plan: dict) -> dict:
+    """targets/int8_search.py's one-shot ranking (on the PyTorch module) and mixed-precision search for NNCF:
+    each trial is one nncf.quantize with the top-k ranked layers also ignored, scored by voxc's int8 gates
+    on the validation items. Bounded: len(methods) + len(steps) trials, whatever the layer count."""
+    import time
+    import nncf
+    import onnx
+    from voxc.targets.onnx_nodes import nodes_using
+    bad = [m for m in plan["methods"] if m not in _PRESETS]
+    if bad:
+        raise VoxcError(f"openvino int8 search methods {bad} unknown: they are NNCF presets (mixed, performance)")
+    t0 = time.perf_counter()
+    module = torch_module()
+    names = [t.name for t in spec.inputs]
+    ranked = int8_search.rank_layers(module, calibration[: plan["ranking_items"]], names, 8, plan["probes"], plan["seed"])
+    graph = onnx.load(str(source))
+    declared = set(nodes_using(graph, s["keep_fp32"]))
+    ranking = [(name, [n for n in nodes_using(graph, [name + "."]) if n not in declared], score)
+               for name, score in ranked]
+    ranking = [r for r in ranking if r[1]]
+    ranked_s = round(time.perf_counter() - t0, 1)
+    score = _gate_score_fn(spec, module, validation)
+
+    def evaluate(method: str, extra: list[str]) -> float:
+        scope, _ = _ignored_scope(source, s["keep_fp32"], s["ignore_types"], extra)
+        trial = nncf.quantize(_convert(source), dataset, **{**kw, "preset": _PRESETS[method](),
+                                                              **({"ignored_scope": scope} if scope is not None else {})})
+        return round(1.0 - score(core().compile_model(trial, "CPU"), validation), 4)
+    record = int8_search.mixed_precision(ranking, evaluate, plan)
+    _, kept = _ignored_scope(source, s["keep_fp32"], s["ignore_types"], record["kept_fp32"])
+    return {**record, "fp32_nodes": kept, "ranking_seconds": ranked_s, "seconds": round(time.perf_counter() - t0, 1)}
+
+
 class OpenVino(Backend):
     name, precisions, tools = "openvino", PRECISIONS, ("openvino", "nncf")
     format, roles = "openvino-ir", {FILE: "model", "model.bin": "weights"}
@@ -171,9 +211,9 @@ class OpenVino(Backend):
         if not calibration:
             raise VoxcError("int8 needs real calibration data (calibration/feeds.py); refusing to calibrate on nothing")
         s = {**INT8_DEFAULTS, **{k: v for k, v in options.items() if k in INT8_DEFAULTS}}
-        preset = {"mixed": nncf.QuantizationPreset.MIXED, "performance": nncf.QuantizationPreset.PERFORMANCE}.get(s["preset"])
-        if preset is None:
+        if s["preset"] not in _PRESETS:
             raise VoxcError(f"openvino int8 preset '{s['preset']}' unknown: choose mixed or performance")
+        preset = _PRESETS[s["preset"]]()
         names = [t.name for t in spec.inputs] if spec is not None else list(calibration[0])
         dataset = nncf.Dataset([{k: f[k] for k in names} for f in calibration])
         scope, kept = _ignored_scope(source, s["keep_fp32"], s["ignore_types"])
@@ -190,11 +230,19 @@ class OpenVino(Backend):
         advanced = _advanced(s)
         if advanced is not None:
             kw["advanced_parameters"] = advanced
+        validation = options.get("validation") or []
+        plan = int8_search.search_settings(options, methods=[s["preset"]])
+        if plan is not None and validation and torch_module is not None and spec is not None:
+            search = _mixed_search(source, s, kw, dataset, calibration, validation, spec, torch_module, plan)
+            s["preset"], kept = search["method"], search.pop("fp32_nodes")
+            scope, _ = _ignored_scope(source, s["keep_fp32"], s["ignore_types"], search["kept_fp32"])
+            kw = {**kw, "preset": _PRESETS[s["preset"]](), **({"ignored_scope": scope} if scope is not None else {})}
         quantized = nncf.quantize(model, dataset, **kw)
         record = {"int8": {"preset": s["preset"], "method": "nncf.quantize", "model_type": s["model_type"] or "default"},
                   "calibration_items": len(calibration), "fp32_nodes": kept}
-        validation = options.get("validation") or []
-        if s["accuracy_control"] and validation and torch_module is not None and spec is not None:
+        if plan is not None and validation and torch_module is not None and spec is not None:
+            record["int8_search"] = search
+        elif s["accuracy_control"] and validation and torch_module is not None and spec is not None:
             score = _gate_score_fn(spec, torch_module(), validation)
             plain = score(core().compile_model(quantized, "CPU"), validation)
             record["int8"]["plain_score"] = round(1.0 - plain, 4)     # recorded as the worst excess

@@ -163,3 +163,47 @@ def test_a_tampered_int8_weight_fails_the_int8_gate(vocoder_onnx, tmp_path):
     broken = OrtRunner(model.SerializeToString(), 1, optimize=False)
     bad = sensitivity.score(spec, budgets, reference, [broken.infer(f) for f in feeds])
     assert bad > 1.0 and bad > good
+
+
+@pytest.fixture(scope="module")
+def small_vocoder(vocoder_onnx):
+    """The vocoder_onnx graph's PyTorch module (same seed-free weights: rebuilt from the ONNX initialisers),
+    its spec, and held-out validation items."""
+    import torch
+    from voxc.models.hifigan import Generator
+    from voxc.models.spec import Dim, ModelSpec, TensorSpec
+    src, cal = vocoder_onnx
+    cfg = {"initial_channels": 32, "upsample_rates": [4, 2], "upsample_kernels": [8, 4], "resblock": "1",
+           "resblock_kernels": [3, 5], "resblock_dilations": [[1, 3], [1, 3]]}
+    gen = Generator(cfg, 16).eval()
+    params = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in onnx.load(str(src)).graph.initializer}
+    gen.load_state_dict({k: params[k] for k in gen.state_dict()})
+    spec = ModelSpec(name="vocoder", inputs=(TensorSpec("mel", "float32", ("batch", 16, "frames")),),
+                     outputs=(TensorSpec("waveform", "float32", ("batch", 1, "frames*8"), "waveform"),),
+                     dims={"batch": Dim("batch", 1, 1, 1, 1), "frames": Dim("frames", 8, 24, 24, 64)},
+                     sweep_dim="frames", make_inputs=lambda b, n, rng: {}, sample_rate=16000)
+    validation = [{"mel": RNG.standard_normal((1, 16, 40)).astype(np.float32) - 3} for _ in range(2)]
+    return src, cal, spec, validation, lambda: gen
+
+
+def test_openvino_int8_runs_the_bounded_one_shot_search(small_vocoder, tmp_path):
+    """OpenVINO's int8 with a search table: the one-shot ranking and at most len(methods) + len(steps)
+    nncf.quantize trials (instead of accuracy control's one trial per layer group); the IR keeps the
+    chosen layers float and the record says which."""
+    src, cal, spec, validation, module = small_vocoder
+    be = backend("openvino")
+    rec = be.build(src, tmp_path, "int8", spec, cal, {"keep_fp32": ["conv_pre."], "validation": validation,
+                                                      "search": {"steps": [1, 3], "target": 0.0, "ranking_items": 2}},
+                   module)
+    search = rec["int8_search"]
+    assert search["method"] == "mixed" and 1 <= len(search["trials"]) <= 3
+    assert len(search["ranking"]) == sum(n.op_type in ("Conv", "ConvTranspose") for n in onnx.load(str(src)).graph.node) - 1
+    chosen = min((t for t in search["trials"]), key=lambda t: t["score"])
+    assert search["float_layers"] == chosen["layers"]
+    assert rec["fp32_nodes"][0].startswith("/conv_pre") and len(rec["fp32_nodes"]) == 1 + len(chosen["layers"])
+    convs = sum(n.op_type in ("Conv", "ConvTranspose") for n in onnx.load(str(src)).graph.node)
+    counted = be.quantised(tmp_path, rec)["ops"]
+    assert counted.get("Convolution", 0) + counted.get("ConvolutionBackpropData", 0) == convs - len(rec["fp32_nodes"])
+    with pytest.raises(VoxcError, match="NNCF presets"):
+        be.build(src, tmp_path / "x", "int8", spec, cal, {"validation": validation,
+                                                          "search": {"methods": ["minmax"]}}, module)

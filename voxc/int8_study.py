@@ -75,7 +75,9 @@ def ort_configs(model: str) -> list[dict]:
             {"name": "pc-u8rr-k1", "options": u8, "keep": 1},
             {"name": "pc-u8-k1", "options": {**u8, "reduce_range": False}, "keep": 1},
             {"name": "gemm-u8rr-k0", "options": {**u8, "op_types": ["MatMul", "Gemm"]}, "keep": 0},
-            {"name": "gemm-u8rr-k2", "options": {**u8, "op_types": ["MatMul", "Gemm"]}, "keep": 2}]
+            {"name": "gemm-u8rr-k2", "options": {**u8, "op_types": ["MatMul", "Gemm"]}, "keep": 2},
+            # 1-D convolutions as int8 matmuls with float outputs, per-call input ranges (targets/int8_matmul.py)
+            {"name": "dyn-conv-k0", "options": {**u8, "calibrate_method": "dynamic", "op_types": ["Conv"]}, "keep": 0}]
     if model == "vocoder":            # the profile keeps Vocos's phase head (`out.`) float: measure what that costs
         out.append({"name": "gemm-u8rr-k0-qhead", "options": {**u8, "op_types": ["MatMul", "Gemm"]}, "keep": 0,
                     "drop_keep": ["out."]})
