@@ -145,6 +145,9 @@ def _regions(model, chosen: set[str]) -> set[str]:
     other inputs are scalars or [1,C,1] constants) that hold at least one chosen convolution."""
     params = {i.name: i for i in model.graph.initializer}
     consts = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    inferred = onnx.shape_inference.infer_shapes(model).graph
+    rank = {v.name: len(v.type.tensor_type.shape.dim) for v in [*inferred.value_info, *inferred.input, *inferred.output]
+            if v.type.tensor_type.HasField("shape")}
 
     def agnostic(n) -> bool:
         if n.name in chosen:
@@ -152,7 +155,7 @@ def _regions(model, chosen: set[str]) -> set[str]:
         if n.op_type not in ELEMENTWISE:
             return False
         for i in n.input:
-            if i in consts:
+            if i in consts or (i not in params and rank.get(i) != 3):     # only [B,C,T] tensors change layout
                 return False
             if i in params and not (int(np.prod(params[i].dims)) == 1 or
                                     (len(params[i].dims) == 3 and params[i].dims[0] == 1 and params[i].dims[2] == 1)):
@@ -179,6 +182,11 @@ def _regions(model, chosen: set[str]) -> set[str]:
 def rewrite(model: onnx.ModelProto, nodes: list[str]) -> onnx.ModelProto:
     """A copy of `model` with the named Conv nodes (from rewritable()) as int8 matmuls with float output,
     and the regions around them time-major."""
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if nodes and opset < 15:
+        from voxc.core.errors import VoxcError
+        raise VoxcError(f"int8 'dynamic' needs an ONNX graph of opset 15 or later (Shape with start/end); this one "
+                        f"is opset {opset}: export with a newer opset")
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = model.graph
     params = {i.name: i for i in g.initializer}
