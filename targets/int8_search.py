@@ -14,9 +14,9 @@ most, how many of them to keep float, and which activation calibration to use.
   the output's (summed over items and probes): the noise-to-signal ratio each layer alone would cause.
 - mixed_precision: the search over that ranking the ORT int8 rung runs when its options carry a
   `search` table: each calibration method named is tried with every layer quantised; the first in the
-  list that reaches `target` is kept (list the faster form first: static QDQ runs fused QLinearConvs,
-  "dynamic" int8 matmuls with float outputs, targets/int8_matmul.py, keep more of the signal), else the
-  best-scoring one;
+  list that reaches `target` is kept (the default lists static QDQ first, the standard form every ORT
+  execution provider reads; "dynamic" -- int8 matmuls with float outputs, targets/int8_matmul.py -- keeps
+  more of the signal and ran as fast on a HiFi-GAN), else the best-scoring one;
   then the top-k ranked layers are kept float for k along `steps` until the validation score (the int8
   gates, targets/sensitivity.score) reaches `target`. The smallest passing k (the most quantised, so the
   fastest graph that keeps the audio) is chosen; when none passes, the best score found, whose rung then
