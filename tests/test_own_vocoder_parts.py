@@ -176,7 +176,7 @@ def test_the_mixed_precision_search_keeps_the_fewest_layers_float_that_pass():
 
 
 def test_the_search_keeps_the_first_listed_method_that_passes_with_every_layer_int8():
-    """Listed fastest first: static QDQ when it keeps the audio, the dynamic form when only it does."""
+    """Listed in order of preference: static QDQ when it keeps the audio, the dynamic form when only it does."""
     from voxc.targets.int8_search import SEARCH_DEFAULTS, mixed_precision
     ranking = [(f"l{i}", [f"/l{i}/Conv"], 1.0 / (i + 1)) for i in range(4)]
     scores = {"minmax": 2.4, "percentile": 1.9, "dynamic": 0.3}
