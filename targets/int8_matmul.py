@@ -7,12 +7,12 @@ group 1, stride 1, constant weight) of an exported graph so that input and weigh
 output stays float, on ORT's integer GEMM (MLAS: VNNI/AMX where the CPU has them):
 
     x [B,T,C] float -> DynamicQuantizeLinear (u8, this call's own range) -> Pad (with the zero point) to
-    whole blocks of G samples -> Reshape [B, blocks, G*C] (free) -> one Slice per block shift read ->
-    Concat [B, n, shifts*G*C] -> MatMulIntegerToFloat(int8 block-Toeplitz weights [shifts*G*C, G*O], per-channel
-    scales, bias) -> Reshape [B, n*G, O] (free) -> Slice to T rows
+    whole blocks of G samples -> Reshape [B, blocks, G*C] (free) -> Gather rows m + shift for every block
+    shift read -> [B, n, shifts*G*C] -> MatMulIntegerToFloat(int8 block-Toeplitz weights [shifts*G*C, G*O],
+    per-channel scales, bias) -> Reshape [B, n*G, O] (free) -> Slice to T rows
 
-One row of the product makes G output samples from nb consecutive blocks, so the im2col copies whole
-blocks (G*C bytes) instead of one C-byte row per tap; the zero taps of the block-Toeplitz matrix cost
+One row of the product makes G output samples from the few blocks its taps reach, so the im2col (one
+Gather) copies whole blocks (G*C bytes) instead of one C-byte row per tap; the zero taps of the block-Toeplitz matrix cost
 multiply-adds, which int8 GEMM units have to spare, not memory traffic, which they do not.
 
 Tensors between rewritten convolutions are kept time-major ([B,T,C]): every connected region of rewritten
@@ -27,7 +27,6 @@ import onnx
 from onnx import helper, numpy_helper
 
 ELEMENTWISE = {"LeakyRelu", "Relu", "Tanh", "Sigmoid", "Add", "Sub", "Mul", "Div", "Identity"}
-_BIG = 2 ** 62
 
 
 def _attrs(n) -> dict:
