@@ -34,16 +34,24 @@ def _attrs(n) -> dict:
 
 
 def rewritable(model: onnx.ModelProto) -> list[str]:
-    """Names of the Conv nodes this module can rewrite: 1-D, group 1, stride 1, weight an initializer."""
+    """Names of the nodes this module can rewrite: 1-D Conv (group 1, stride 1) and 1-D ConvTranspose (group 1,
+    dilation 1, output padding no larger than the end padding) with an initializer weight and bias."""
     params = {i.name: i for i in model.graph.initializer}
     out = []
     for n in model.graph.node:
-        if n.op_type != "Conv" or len(n.input) < 2 or n.input[1] not in params:
+        if n.op_type not in ("Conv", "ConvTranspose") or len(n.input) < 2 or n.input[1] not in params:
             continue
         a = _attrs(n)
-        if (len(params[n.input[1]].dims) == 3 and a.get("group", 1) == 1 and list(a.get("strides", [1])) == [1]
-                and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
-                and (len(n.input) < 3 or not n.input[2] or n.input[2] in params)):
+        ok = (len(params[n.input[1]].dims) == 3 and a.get("group", 1) == 1
+              and a.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+              and (len(n.input) < 3 or not n.input[2] or n.input[2] in params))
+        if n.op_type == "Conv":
+            ok = ok and list(a.get("strides", [1])) == [1]
+        else:
+            pads = (list(a.get("pads", [0, 0])) + [0, 0])[:2]
+            ok = (ok and list(a.get("dilations", [1])) == [1] and "output_shape" not in a
+                  and int((list(a.get("output_padding", [0])) + [0])[0]) <= pads[1])
+        if ok:
             out.append(n.name)
     return out
 
@@ -94,49 +102,104 @@ class _Graph:
         self.nodes.append(helper.make_node(op, inputs, outputs, name=name, **kw))
 
 
-def _conv(out: _Graph, n, w: np.ndarray, bias: np.ndarray, x: str, y: str) -> None:
-    """The nodes computing conv `n` on time-major x [B,T,C] into time-major y [B,T_out,O]."""
-    a = _attrs(n)
-    o, c, k = w.shape
-    d = int(a.get("dilations", [1])[0])
-    pad_l, pad_r = (list(a.get("pads", [0, 0])) + [0, 0])[:2]
-    g = block_length(c, o, k, d)
-    big, scale, shifts = block_toeplitz(w, d, g)
-    nb = shifts[-1] + 1
-    p = n.name + "/i8"
+def _product(out: _Graph, p: str, x: str, y: str, block: int, channels: int, shifts: list[int], pads: str, rows: str,
+             weights: np.ndarray, scale: np.ndarray, bias: np.ndarray, outputs: int, start: int, length: str) -> None:
+    """The int8 product shared by both layer kinds: quantise x [B,T,C] (this call's range), pad it with the zero
+    point by `pads`, view it as blocks of `block` samples, gather for each of `rows` product rows the blocks at
+    row + shift for every shift, multiply by the int8 `weights` (per-column `scale`, `bias`) and view the rows
+    as [B, rows * (columns / outputs), outputs]; y is that from sample `start`, `length` samples long."""
     C = out.const
-    out.node("DynamicQuantizeLinear", [x], [p + "/q", p + "/s", p + "/zp"], p + "/quantise")
-    # lengths: T_out = T + pad_l + pad_r - (k-1)d; n = ceil(T_out / G); padded length (n + nb - 1) * G
-    out.node("Shape", [x], [p + "/shape"], p + "/shape", start=1, end=2)
-    out.node("Add", [p + "/shape", C(p + "/grow", np.array([pad_l + pad_r - (k - 1) * d + g - 1], np.int64))],
-             [p + "/t_up"], p + "/t_up")
-    out.node("Div", [p + "/t_up", C(p + "/g", np.array([g], np.int64))], [p + "/n"], p + "/n")
-    out.node("Add", [p + "/n", C(p + "/nb1", np.array([nb - 1], np.int64))], [p + "/blocks"], p + "/blocks")
-    out.node("Mul", [p + "/blocks", p + "/g"], [p + "/padded"], p + "/padded")
-    out.node("Sub", [p + "/padded", p + "/shape"], [p + "/right0"], p + "/right0")
-    out.node("Sub", [p + "/right0", C(p + "/left", np.array([pad_l], np.int64))], [p + "/right"], p + "/right")
-    zeros = C(p + "/z1", np.array([0], np.int64))
-    out.node("Concat", [zeros, p + "/left", zeros, zeros, p + "/right", zeros], [p + "/pads"], p + "/pads", axis=0)
-    out.node("Pad", [p + "/q", p + "/pads", p + "/zp"], [p + "/qp"], p + "/pad")
-    out.node("Reshape", [p + "/qp", C(p + "/blocked_shape", np.array([0, -1, g * c], np.int64))], [p + "/qb"],
-             p + "/blocked")
+    out.node("Pad", [p + "/q", pads, p + "/zp"], [p + "/qp"], p + "/pad")
+    out.node("Reshape", [p + "/qp", C(p + "/blocked_shape", np.array([0, -1, block * channels], np.int64))],
+             [p + "/qb"], p + "/blocked")
     axis = C(p + "/axis", np.array([1], np.int64))
     # im2col as one Gather: row m of the product reads blocks m + shift for every shift read
-    out.node("Squeeze", [p + "/n", C(p + "/sq", np.array([0], np.int64))], [p + "/n_scalar"], p + "/n_scalar")
-    out.node("Range", [C(p + "/r0", np.array(0, np.int64)), p + "/n_scalar", C(p + "/r1", np.array(1, np.int64))],
+    out.node("Squeeze", [rows, C(p + "/sq", np.array([0], np.int64))], [p + "/rows_scalar"], p + "/rows_scalar")
+    out.node("Range", [C(p + "/r0", np.array(0, np.int64)), p + "/rows_scalar", C(p + "/r1", np.array(1, np.int64))],
              [p + "/rows_idx"], p + "/rows_idx")
     out.node("Unsqueeze", [p + "/rows_idx", axis], [p + "/rows_col"], p + "/rows_col")
     out.node("Add", [p + "/rows_col", C(p + "/shifts", np.array(shifts, np.int64)[None, :])], [p + "/idx"], p + "/idx")
     out.node("Gather", [p + "/qb", p + "/idx"], [p + "/cols4"], p + "/im2col", axis=1)
     out.node("Reshape", [p + "/cols4", C(p + "/cols_shape", np.array([0, 0, -1], np.int64))], [p + "/cols"],
              p + "/cols")
-    out.node("MatMulIntegerToFloat", [p + "/cols", C(p + "/w", big), p + "/s", C(p + "/w_scale", scale), p + "/zp", "",
-                                      C(p + "/bias", np.tile(bias, g).astype(np.float32))], [p + "/yb"], n.name,
+    out.node("MatMulIntegerToFloat", [p + "/cols", C(p + "/w", weights), p + "/s", C(p + "/w_scale", scale), p + "/zp",
+                                      "", C(p + "/bias", bias.astype(np.float32))], [p + "/yb"], p[:-3],
              domain="com.microsoft")
-    out.node("Reshape", [p + "/yb", C(p + "/rows_shape", np.array([0, -1, o], np.int64))], [p + "/yr"], p + "/rows")
-    out.node("Add", [p + "/shape", C(p + "/shrink", np.array([pad_l + pad_r - (k - 1) * d], np.int64))],
-             [p + "/t_out"], p + "/t_out")
-    out.node("Slice", [p + "/yr", zeros, p + "/t_out", axis], [y], p + "/crop")
+    out.node("Reshape", [p + "/yb", C(p + "/rows_shape", np.array([0, -1, outputs], np.int64))], [p + "/yr"], p + "/rows")
+    begin = C(p + "/begin", np.array([start], np.int64))
+    out.node("Add", [length, begin], [p + "/end"], p + "/end")
+    out.node("Slice", [p + "/yr", begin, p + "/end", axis], [y], p + "/crop")
+
+
+def _lengths(out: _Graph, p: str, x: str) -> str:
+    """Quantise x and return the name of its length T (a 1-element int64 tensor)."""
+    out.node("DynamicQuantizeLinear", [x], [p + "/q", p + "/s", p + "/zp"], p + "/quantise")
+    out.node("Shape", [x], [p + "/shape"], p + "/shape", start=1, end=2)
+    return p + "/shape"
+
+
+def _conv(out: _Graph, n, w: np.ndarray, bias: np.ndarray, x: str, y: str) -> None:
+    """The nodes computing Conv `n` on time-major x [B,T,C] into time-major y [B,T_out,O]: blocks of G input
+    samples make G output samples through the block-Toeplitz matrix."""
+    a = _attrs(n)
+    o, c, k = w.shape
+    d = int(a.get("dilations", [1])[0])
+    pad_l, pad_r = (list(a.get("pads", [0, 0])) + [0, 0])[:2]
+    g = block_length(c, o, k, d)
+    big, scale, shifts = block_toeplitz(w, d, g)
+    p = n.name + "/i8"
+    C = out.const
+    t = _lengths(out, p, x)
+    # T_out = T + pad_l + pad_r - (k-1)d; rows n = ceil(T_out / G); padded length (n + last shift) * G
+    out.node("Add", [t, C(p + "/grow", np.array([pad_l + pad_r - (k - 1) * d], np.int64))], [p + "/t_out"], p + "/t_out")
+    out.node("Add", [p + "/t_out", C(p + "/g1", np.array([g - 1], np.int64))], [p + "/t_up"], p + "/t_up")
+    out.node("Div", [p + "/t_up", C(p + "/g", np.array([g], np.int64))], [p + "/n"], p + "/n")
+    out.node("Add", [p + "/n", C(p + "/last", np.array([shifts[-1]], np.int64))], [p + "/blocks"], p + "/blocks")
+    out.node("Mul", [p + "/blocks", p + "/g"], [p + "/padded"], p + "/padded")
+    out.node("Sub", [p + "/padded", t], [p + "/right0"], p + "/right0")
+    out.node("Sub", [p + "/right0", C(p + "/left", np.array([pad_l], np.int64))], [p + "/right"], p + "/right")
+    zeros = C(p + "/z1", np.array([0], np.int64))
+    out.node("Concat", [zeros, p + "/left", zeros, zeros, p + "/right", zeros], [p + "/pads"], p + "/pads", axis=0)
+    _product(out, p, x, y, g, c, shifts, p + "/pads", p + "/n", big, scale, np.tile(bias, g), o, 0, p + "/t_out")
+
+
+def transposed_toeplitz(w: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """ConvTranspose weights [C,O,K] -> (int8 [M*C, stride*O], per-column scale [stride*O], M = ceil(K/stride)).
+    Output block t' (stride samples) is the sum over m < M of x[t' - m] @ W_m, W_m[c, r*O + o] = W[c, o, m*s + r];
+    row block i of the matrix reads x[t' - (M-1) + i], i.e. m = M-1-i."""
+    c, o, k = w.shape
+    s = stride
+    m_taps = -(-k // s)
+    scale = np.maximum(np.abs(w).transpose(1, 0, 2).reshape(o, -1).max(axis=1), 1e-12) / 127.0
+    q = np.clip(np.round(w / scale[None, :, None]), -127, 127).astype(np.int8)
+    big = np.zeros((m_taps, c, s, o), np.int8)
+    for m in range(m_taps):
+        for r in range(s):
+            if m * s + r < k:
+                big[m_taps - 1 - m, :, r, :] = q[:, :, m * s + r]
+    return big.reshape(m_taps * c, s * o), np.tile(scale, s).astype(np.float32), m_taps
+
+
+def _conv_transpose(out: _Graph, n, w: np.ndarray, bias: np.ndarray, x: str, y: str) -> None:
+    """The nodes computing ConvTranspose `n` on time-major x [B,T,C] into time-major y [B,T_out,O]: each input
+    sample with the M-1 before it makes `stride` output samples; the full output is cropped by the padding."""
+    a = _attrs(n)
+    c, o, k = w.shape
+    s = int(a["strides"][0])
+    pad_l, pad_r = (list(a.get("pads", [0, 0])) + [0, 0])[:2]
+    extra = int((list(a.get("output_padding", [0])) + [0])[0])
+    big, scale, m_taps = transposed_toeplitz(w, s)
+    p = n.name + "/i8"
+    C = out.const
+    t = _lengths(out, p, x)
+    # rows T + M - 1 (every output block any input reaches); T_out = (T-1)s + K - pad_l - pad_r + output_padding
+    out.node("Add", [t, C(p + "/more", np.array([m_taps - 1], np.int64))], [p + "/n"], p + "/n")
+    out.node("Mul", [t, C(p + "/stride", np.array([s], np.int64))], [p + "/ts"], p + "/ts")
+    out.node("Add", [p + "/ts", C(p + "/grow", np.array([k - s - pad_l - pad_r + extra], np.int64))], [p + "/t_out"],
+             p + "/t_out")
+    pads = C(p + "/pads", np.array([0, m_taps - 1, 0, 0, m_taps - 1, 0], np.int64))
+    _product(out, p, x, y, 1, c, list(range(m_taps)), pads, p + "/n", big, scale, np.tile(bias, s), o, pad_l,
+             p + "/t_out")
 
 
 def _regions(model, chosen: set[str]) -> set[str]:
@@ -217,9 +280,10 @@ def rewrite(model: onnx.ModelProto, nodes: list[str]) -> onnx.ModelProto:
         ins = [time_major(i) for i in n.input]
         if n.name in chosen:
             w = numpy_helper.to_array(params[n.input[1]]).astype(np.float32)
+            o = w.shape[0] if n.op_type == "Conv" else w.shape[1]
             bias = (numpy_helper.to_array(params[n.input[2]]).astype(np.float32) if len(n.input) > 2 and n.input[2]
-                    else np.zeros(w.shape[0], np.float32))
-            _conv(out, n, w, bias, ins[0], n.output[0] + "/tm")
+                    else np.zeros(o, np.float32))
+            (_conv if n.op_type == "Conv" else _conv_transpose)(out, n, w, bias, ins[0], n.output[0] + "/tm")
         else:
             m = onnx.NodeProto()
             m.CopyFrom(n)

@@ -186,15 +186,16 @@ class _Int8Graph:
         return out
 
     def _int8_matmuls(self, extra_fp32: list[str], out: Path) -> Path:
-        """The "dynamic" form: every 1-D convolution this graph quantises, not kept float, as an int8 matmul
-        with a float output (targets/int8_matmul.py); other layers stay float."""
+        """The "dynamic" form: every 1-D convolution and transposed convolution of the quantised op types, not
+        kept float, as an int8 matmul with a float output (targets/int8_matmul.py); other layers stay float."""
         import onnx
         from voxc.targets import int8_matmul
         if "Conv" not in self.s["op_types"]:
             raise VoxcError(f"int8 calibrate_method 'dynamic' quantises 1-D convolutions only, and op_types "
                             f"{self.s['op_types']} holds no Conv: use minmax, entropy or percentile")
         skip = set(self.exclude) | set(extra_fp32)
-        nodes = [n for n in int8_matmul.rewritable(self.model) if n not in skip]
+        kinds = {n.name: n.op_type for n in self.model.graph.node}
+        nodes = [n for n in int8_matmul.rewritable(self.model) if n not in skip and kinds[n] in self.s["op_types"]]
         onnx.save(int8_matmul.rewrite(self.model, nodes), str(out))
         return out
 

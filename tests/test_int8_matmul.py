@@ -86,6 +86,37 @@ def test_the_rewrite_is_the_int8_arithmetic_exactly(c, k, d, pads):
         assert np.median(err) < 1e-5 * top and err.max() < 5e-3 * top, (batch, t)
 
 
+def _conv_transpose_graph(c, o, k, s, pads, extra) -> onnx.ModelProto:
+    w = (RNG.standard_normal((c, o, k)) * 0.1).astype(np.float32)
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], name="up", strides=[s], pads=list(pads),
+                            output_padding=[extra], kernel_shape=[k])
+    g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", c, "t"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", o, "t2"])],
+                          [numpy_helper.from_array(w, "w"), numpy_helper.from_array(RNG.standard_normal(o).astype(np.float32), "b")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("c,o,k,s,pads,extra", [(16, 8, 16, 8, (4, 4), 0), (8, 4, 10, 5, (3, 3), 1),
+                                                 (4, 4, 4, 2, (1, 1), 0), (3, 2, 3, 2, (0, 0), 0)])
+def test_a_transposed_convolution_is_its_int8_arithmetic_exactly(c, o, k, s, pads, extra):
+    model = _conv_transpose_graph(c, o, k, s, pads, extra)
+    rewritten = int8_matmul.rewrite(model, ["up"])
+    assert [n.op_type for n in rewritten.graph.node].count("MatMulIntegerToFloat") == 1
+    run = OrtRunner(rewritten.SerializeToString(), 1, optimize=False)
+    p = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    scale = np.maximum(np.abs(p["w"]).transpose(1, 0, 2).reshape(o, -1).max(axis=1), 1e-12) / 127.0
+    wq = np.clip(np.rint(p["w"] / scale[None, :, None]), -127, 127) * scale[None, :, None]
+    for batch, t in [(1, 1), (2, 9), (1, 40)]:
+        x = RNG.standard_normal((batch, c, t)).astype(np.float32)
+        xd = _dq(x)
+        full = np.zeros((batch, o, (t - 1) * s + k + extra))
+        for i in range(t):
+            full[:, :, i * s: i * s + k] += np.einsum("bc,cok->bok", xd[:, :, i], wq)
+        ref = full[:, :, pads[0]: (t - 1) * s + k + extra - pads[1]] + p["b"][None, :, None]
+        y = next(iter(run.infer({"x": x}).values()))
+        assert y.shape == ref.shape and np.abs(y - ref).max() < 1e-4 * max(np.abs(ref).max(), 1), (batch, t)
+
+
 def test_only_1d_stride_1_group_1_convolutions_with_constant_weights_are_rewritten():
     w = numpy_helper.from_array(np.ones((4, 2, 3), np.float32), "w")
     nodes = [helper.make_node("Conv", ["x", "w"], ["a"], name="plain", pads=[1, 1]),
@@ -126,7 +157,8 @@ def test_the_backend_builds_the_dynamic_form_and_counts_it(vocoder_onnx, tmp_pat
                                                        "keep_fp32": ["conv_pre.", "conv_post."], "sensitivity_layers": 0})
     convs = sum(n.op_type == "Conv" for n in onnx.load(str(src)).graph.node)
     counts = be.quantised(tmp_path, rec)
-    assert counts["ops"] == {"MatMulIntegerToFloat": convs - 2} and "float outputs" in rec["scheme"]
+    ups = sum(n.op_type == "ConvTranspose" for n in onnx.load(str(src)).graph.node)
+    assert counts["ops"] == {"MatMulIntegerToFloat": convs - 2 + ups} and "float outputs" in rec["scheme"]
     assert len(rec["fp32_nodes"]) == 2
     feed = {"mel": RNG.standard_normal((2, 16, 31)).astype(np.float32)}
     ref = next(iter(OrtRunner(src).infer(feed).values()))
