@@ -3,8 +3,8 @@
 ORT runs a static QDQ convolution in int8 only as a fused QLinearConv, whose output is rounded to 8 bits
 again; on a trained HiFi-GAN that second rounding is what costs the voice (docs/own-vocoder.md: worst
 PESQ-WB 3.0 with conv outputs in 8 bits, 4.0 with them in float). This module rewrites chosen Convs (1-D,
-group 1, stride 1, constant weight) of an exported graph so that input and weights are 8-bit and the
-output stays float, on ORT's integer GEMM (MLAS: VNNI/AMX where the CPU has them):
+group 1, stride 1, constant weight) and ConvTransposes (1-D, group 1; `_conv_transpose`) of an exported
+graph so that input and weights are 8-bit and the output stays float, on ORT's integer GEMM (MLAS: VNNI/AMX where the CPU has them):
 
     x [B,T,C] float -> DynamicQuantizeLinear (u8, this call's own range) -> Pad (with the zero point) to
     whole blocks of G samples -> Reshape [B, blocks, G*C] (free) -> Gather rows m + shift for every block
